@@ -1,0 +1,52 @@
+# cprof — set-up, demo, tests and benchmarks. Every target installs what it needs.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES_TEST := csmith libcsmith-dev cmake
+APT_PACKAGES_BENCH := uftrace libffi-dev
+
+.PHONY: install demo test test-slow deps-test deps-bench corpus bench bench-build bench-overhead bench-accuracy csmith-300 clean
+
+install:
+	$(PIP) install --quiet -e '.[test]'
+
+deps-test:
+	@missing=""; for p in $(APT_PACKAGES_TEST); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
+
+deps-bench: deps-test
+	@missing=""; for p in $(APT_PACKAGES_BENCH); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
+
+# Profiles the bundled example program and prints the report.
+demo: install
+	cd examples/wordfreq && $(PYTHON) -m cprof profile wordfreq.c table.c --args 400000
+
+# The default test run: unit, runtime, end-to-end and a few dozen random programs (well under CI's limit).
+test: install deps-test
+	$(MAKE) -C tests/native run
+	$(PYTHON) -m pytest -q -m "not slow"
+
+# Real projects from Debian source packages (Lua, zlib, sqlite3) and the long random-program run.
+test-slow: install deps-test
+	$(PYTHON) -m pytest -q -m slow
+
+corpus:
+	scripts/fetch_corpus.sh lua5.4 zlib sqlite3
+
+csmith-300: install deps-test
+	$(PYTHON) scripts/csmith_equivalence.py --programs 300
+
+bench: bench-build bench-overhead bench-accuracy
+
+bench-build: install corpus
+	$(PYTHON) scripts/bench_build.py
+
+bench-overhead: install deps-bench
+	$(PYTHON) scripts/bench_overhead.py
+
+bench-accuracy: install corpus
+	$(PYTHON) scripts/bench_accuracy.py
+
+clean:
+	rm -rf build dist *.egg-info cprof/_runtime cprof/*.so .cprof tests/native/build

@@ -1,0 +1,102 @@
+"""`cprof doctor`: is this machine ready, and what does a guarded call cost here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+from cprof import __version__
+from cprof.build.toolchain import GUARD_HEADER, RUNTIME_DIR, SHARED_RUNTIME, find_real_compiler
+from cprof.errors import EXIT_SETUP
+from cprof.run.store import Store
+
+_LOOP = textwrap.dedent("""\
+    #include <stdio.h>
+    #include <stdlib.h>
+    #include <time.h>
+    __attribute__((noinline)) int leaf(int x) { __asm__ volatile(""); return x + 1; }
+    int main(int argc, char **argv) {
+        long n = atol(argv[1]), i; int v = 0; struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        for (i = 0; i < n; i++) v = leaf(v);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        printf("%.3f %d\\n", ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / n, v);
+        return 0;
+    }
+""")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("doctor", help="check the setup and measure the cost of a guarded call")
+    parser.add_argument("--calls", type=int, default=5_000_000, help="calls to time (default 5,000,000)")
+    parser.set_defaults(run=run)
+
+
+def _line(label: str, value: str, ok: bool = True) -> bool:
+    sys.stdout.write(f"{'ok  ' if ok else 'FAIL'}  {label:<22} {value}\n")
+    return ok
+
+
+def _measure(compiler: str, calls: int) -> tuple[float, float] | None:
+    """ns per call of a loop calling an empty function, plain and instrumented, best of three each."""
+    from cprof.build.wrapper import WrapperConfig, run_wrapper
+
+    with tempfile.TemporaryDirectory(prefix="cprof-doctor-") as work:
+        source = os.path.join(work, "loop.c")
+        with open(source, "w") as handle:
+            handle.write(_LOOP)
+        plain, instrumented = os.path.join(work, "plain"), os.path.join(work, "instrumented")
+        if subprocess.run([compiler, "-O2", source, "-o", plain]).returncode:
+            return None
+        config = WrapperConfig(real_compiler=compiler, cache_dir=None)
+        if run_wrapper(["-O2", source, "-o", instrumented], config=config):
+            return None
+        env = dict(os.environ, CPROF_RUN_DIR=os.path.join(work, "runs"))
+
+        def best(program):
+            times = []
+            for _ in range(3):
+                out = subprocess.run([program, str(calls)], capture_output=True, text=True, env=env).stdout
+                times.append(float(out.split()[0]))
+            return min(times)
+
+        return best(plain), best(instrumented)
+
+
+def run(args) -> int:
+    ok = _line("cprof", __version__)
+    ok &= _line("runtime", RUNTIME_DIR, os.path.exists(SHARED_RUNTIME) and os.path.exists(GUARD_HEADER))
+    compiler = find_real_compiler(os.environ.get("CPROF_REAL_CC", "cc"))
+    version = ""
+    if compiler:
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    ok &= _line("compiler", f"{compiler} ({version})" if compiler else "no C compiler on PATH", bool(compiler))
+    try:
+        import pycparser
+
+        ok &= _line("pycparser", pycparser.__version__)
+    except ImportError:
+        ok &= _line("pycparser", "not installed", False)
+    try:
+        from cprof import _native
+
+        info = _native.timer_info()
+        timer = info["timer"] + (" (invariant)" if info["invariant_tsc"] else "")
+        ok &= _line("timer", f"{timer}, {info['ticks_per_second'] / 1e9:.4f} GHz")
+    except ImportError:
+        ok &= _line("timer", "the C extension is not built", False)
+    store = Store()
+    writable = os.access(os.path.dirname(store.root) or ".", os.W_OK)
+    ok &= _line("run store", store.root, writable)
+    if compiler:
+        measured = _measure(compiler, args.calls)
+        if measured:
+            plain, instrumented = measured
+            _line("cost per call", f"{instrumented - plain:.1f} ns ({plain:.1f} ns plain, {instrumented:.1f} ns "
+                  "instrumented, loop of an empty function)")
+        else:
+            ok &= _line("cost per call", "could not build the measuring program", False)
+    return 0 if ok else EXIT_SETUP

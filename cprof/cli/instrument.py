@@ -1,0 +1,47 @@
+"""`cprof instrument`: print one translation unit as cprof compiles it (preprocessed, guards spliced in)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+from cprof.build import compiler_args as ca
+from cprof.build.toolchain import check_installed
+from cprof.build.wrapper import UnitCompiler, WrapperConfig
+from cprof.cli.options import add_build_options, build_options
+from cprof.errors import EXIT_BUILD_FAILED, EXIT_NOT_FOUND, CprofError
+from cprof.instrument.unit import InstrumentError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("instrument", help="print one instrumented translation unit",
+                                   usage="cprof instrument SOURCE.c [options] [-- COMPILER FLAGS]")
+    parser.add_argument("source", metavar="SOURCE.c")
+    add_build_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    check_installed()
+    if not os.path.isfile(args.source):
+        raise CprofError(f"no such source file: {args.source}", EXIT_NOT_FOUND)
+    config = WrapperConfig.from_environment(None)
+    config.function_filter = build_options(args).function_filter
+    config.cache_dir = None
+    command = ca.parse_command(args.rest + ["-c", args.source])
+    with tempfile.TemporaryDirectory(prefix="cprof-instrument-") as workdir:
+        compiler = UnitCompiler(config, command, workdir)
+        status, text, messages = compiler.preprocess(args.source, ca.default_object_name(args.source))
+        sys.stderr.buffer.write(messages)
+        if status != 0:
+            raise CprofError(f"preprocessing {args.source} failed", EXIT_BUILD_FAILED)
+        try:
+            unit, _ = compiler.instrument(text)
+        except InstrumentError as error:
+            where = f"{error.file}:{error.line}: " if error.line else ""
+            raise CprofError(f"{where}{error}; cprof would compile this unit uninstrumented", EXIT_BUILD_FAILED) from None
+    sys.stdout.write(unit.apply(text))
+    sys.stderr.write(f"cprof: {len(unit.instrumented)} functions instrumented, "
+                     f"{len(unit.functions) - len(unit.instrumented)} skipped\n")
+    return 0

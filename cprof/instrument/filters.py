@@ -1,0 +1,87 @@
+"""Which functions to instrument: --fn / --exact / --file / --exclude-fn / --exclude-file."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FunctionFilter:
+    functions: tuple[str, ...] = ()
+    exact: bool = False
+    files: tuple[str, ...] = ()
+    exclude_functions: tuple[str, ...] = ()
+    exclude_files: tuple[str, ...] = ()
+
+    def is_empty(self) -> bool:
+        return not (self.functions or self.files or self.exclude_functions or self.exclude_files)
+
+    def key(self) -> str:
+        """A stable text for cache keys."""
+        return repr((self.functions, self.exact, self.files, self.exclude_functions, self.exclude_files))
+
+    def _name_matches(self, pattern: str, name: str) -> bool:
+        return name == pattern if self.exact else pattern in name
+
+    def selects(self, name: str, file: str, matched: set[str] | None = None) -> bool:
+        """Whether a function is instrumented; patterns that matched it are added to `matched`."""
+        matched = matched if matched is not None else set()
+        hits = [p for p in self.functions if self._name_matches(p, name)]
+        file_hits = [p for p in self.files if file_matches(p, file)]
+        excluded = [p for p in self.exclude_functions if self._name_matches(p, name)]
+        excluded_files = [p for p in self.exclude_files if file_matches(p, file)]
+        matched.update(f"--fn {p}" for p in hits)
+        matched.update(f"--file {p}" for p in file_hits)
+        matched.update(f"--exclude-fn {p}" for p in excluded)
+        matched.update(f"--exclude-file {p}" for p in excluded_files)
+        if self.functions and not hits:
+            return False
+        if self.files and not file_hits:
+            return False
+        return not excluded and not excluded_files
+
+    def all_patterns(self) -> list[str]:
+        return (
+            [f"--fn {p}" for p in self.functions]
+            + [f"--file {p}" for p in self.files]
+            + [f"--exclude-fn {p}" for p in self.exclude_functions]
+            + [f"--exclude-file {p}" for p in self.exclude_files]
+        )
+
+
+def file_matches(pattern: str, file: str) -> bool:
+    """A path or glob, matched against the whole path, its tail, or its base name."""
+    if not file:
+        return False
+    pattern = pattern.rstrip("/")
+    if fnmatch.fnmatchcase(file, pattern) or file.endswith("/" + pattern.lstrip("./")) or file == pattern:
+        return True
+    if os.path.isabs(pattern):
+        return fnmatch.fnmatchcase(file, pattern)
+    return fnmatch.fnmatchcase(file, "*/" + pattern) or fnmatch.fnmatchcase(os.path.basename(file), pattern)
+
+
+@dataclass
+class UnmatchedFilter:
+    pattern: str
+    closest: list[str] = field(default_factory=list)
+
+
+def unmatched_filters(
+    function_filter: FunctionFilter, matched: set[str], names: set[str], files: set[str]
+) -> list[UnmatchedFilter]:
+    """Patterns that selected nothing anywhere in the build, each with the closest names we saw."""
+    result = []
+    for pattern in function_filter.all_patterns():
+        if pattern in matched:
+            continue
+        flag, _, value = pattern.partition(" ")
+        pool = names if flag.endswith("-fn") else {os.path.basename(f) for f in files} | files
+        closest = difflib.get_close_matches(value, sorted(pool), n=5, cutoff=0.5)
+        if not closest:
+            closest = sorted(n for n in pool if value.lower() in n.lower())[:5]
+        result.append(UnmatchedFilter(pattern, closest))
+    return result

@@ -1,0 +1,54 @@
+"""Writes the guard into the original preprocessed text: the site table, and one declaration per body."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The same declaration runtime.c calibrates with (tests/test_splice.py checks the two agree).
+GUARD = (
+    "int __cprof_guard __attribute__((cleanup(__cprof_leave), unused)) = "
+    "__cprof_enter(&__cprof_sites[{index}], &__cprof_guard);"
+)
+
+
+@dataclass
+class Site:
+    name: str
+    file: str
+    line: int
+    flags: int
+    body_offset: int  # the `{` the guard follows
+
+
+def c_string(text: str) -> str:
+    out = ['"']
+    for byte in text.encode("utf-8", "surrogateescape"):
+        char = chr(byte)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif 32 <= byte < 127 and char != "?":  # "?" escaped too: no trigraphs under -trigraphs
+            out.append(char)
+        else:
+            out.append(f"\\{byte:03o}")
+    out.append('"')
+    return "".join(out)
+
+
+def site_table(sites: list[Site]) -> str:
+    entries = ", ".join(f"{{{c_string(s.name)}, {c_string(s.file)}, {s.line}u, {s.flags}u, 0, 0}}" for s in sites)
+    return f"static struct __cprof_site __cprof_sites[{len(sites)}] = {{{entries}}};\n"
+
+
+def splice(text: str, sites: list[Site], table_offset: int) -> str:
+    """Inserts the table at `table_offset` (the start of a line marker line, so no line moves) and each guard
+    right after its body's `{`, on the same line."""
+    pieces = []
+    at = 0
+    inserts = [(table_offset, site_table(sites))]
+    inserts += [(s.body_offset + 1, " " + GUARD.format(index=i)) for i, s in enumerate(sites)]
+    for offset, insert in sorted(inserts, key=lambda pair: pair[0]):
+        pieces.append(text[at:offset])
+        pieces.append(insert)
+        at = offset
+    pieces.append(text[at:])
+    return "".join(pieces)

@@ -1,0 +1,141 @@
+"""Instruments one preprocessed translation unit: scan, parse, decide per function, splice."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+from cprof.instrument.filters import FunctionFilter
+from cprof.instrument.scan import ScanError, ScannedUnit, scan
+from cprof.instrument.splice import Site, splice
+
+# Function flags, as in csrc/runfile.h.
+FN_STATIC = 1
+FN_INLINE = 4
+
+# Bodies the guard must not enter: no stack frame to hold it, or code that runs before relocation/at resolve
+# time, or a body that is only an inlining hint and never emitted.
+_FORBIDDING_ATTRIBUTES = ("naked", "ifunc", "no_instrument_function", "gnu_inline", "interrupt")
+
+
+class InstrumentError(Exception):
+    """The unit cannot be instrumented; the caller compiles it uninstrumented. Carries the source position."""
+
+    def __init__(self, message: str, file: str = "", line: int = 0):
+        super().__init__(message)
+        self.file = file
+        self.line = line
+
+
+@dataclass
+class FunctionEntry:
+    name: str
+    file: str
+    line: int
+    static: bool
+    skipped: str | None = None  # the reason, for functions not instrumented
+
+
+@dataclass
+class InstrumentedUnit:
+    """What to splice into a unit's text (cacheable: it depends only on the text, filters and paths)."""
+
+    functions: list[FunctionEntry] = field(default_factory=list)
+    matched_filters: set[str] = field(default_factory=set)
+    sites: list[Site] = field(default_factory=list)
+    table_offset: int = 0
+
+    @property
+    def instrumented(self) -> list[FunctionEntry]:
+        return [f for f in self.functions if f.skipped is None]
+
+    def apply(self, text: str) -> str:
+        return splice(text, self.sites, self.table_offset) if self.sites else text
+
+
+@dataclass(frozen=True)
+class PathMap:
+    """Turns the paths in line markers into the user's real paths: relative ones are resolved against the
+    compiler's working directory, and a shadow build tree is mapped back to the project it mirrors."""
+
+    cwd: str
+    shadow_root: str = ""
+    project_root: str = ""
+
+    def real(self, path: str) -> str:
+        if not path or path.startswith("<"):
+            return path
+        absolute = os.path.normpath(os.path.join(self.cwd, path))
+        if self.shadow_root and (absolute == self.shadow_root or absolute.startswith(self.shadow_root + os.sep)):
+            absolute = self.project_root + absolute[len(self.shadow_root):]
+        return absolute
+
+
+def _skip_reason(function, system_header: bool) -> str | None:
+    if system_header:
+        return "defined in a system header"
+    for word in _FORBIDDING_ATTRIBUTES:
+        if word in function.attributes:
+            return f"attribute {word}"
+    if "inline" in function.funcspec and "extern" in function.storage:
+        return "extern inline (an inlining hint, never emitted)"
+    if "inline" in function.funcspec and "static" not in function.storage:
+        return "inline with external linkage (may not use the unit's static site table)"
+    return None
+
+
+def _guard_header_end(unit: ScannedUnit, guard_header: str) -> int:
+    """Offset of the line marker that leaves the force-included guard header: the site table goes right before
+    it, where inserted lines cannot shift any user line."""
+    entered = False
+    for marker in unit.markers:
+        if not entered:
+            entered = marker.file == guard_header
+            continue
+        if marker.file != guard_header:
+            return unit.line_starts[marker.unit_line - 2]
+    raise InstrumentError("cprof's guard header is not in the preprocessed unit (was -P or -nostdinc used?)")
+
+
+def instrument_unit(
+    text: str, guard_header: str, paths: PathMap, function_filter: FunctionFilter = FunctionFilter()
+) -> InstrumentedUnit:
+    from cprof.instrument.parse import ParseError, parse  # pycparser loads only when a unit is not cached
+
+    try:
+        unit = scan(text)
+        parsed = parse(unit)
+    except ScanError as error:
+        raise InstrumentError(f"cannot follow the unit's structure: {error}") from None
+    except ParseError as error:
+        raise _located(unit, error) from None
+
+    result = InstrumentedUnit()
+    for function in parsed:
+        file, line, system_header = unit.source_position(unit.line_of(function.name_offset))
+        if os.path.dirname(file) == os.path.dirname(guard_header):  # cprof's own headers
+            continue
+        real_file = paths.real(file)
+        entry = FunctionEntry(function.name, real_file, line, static="static" in function.storage)
+        entry.skipped = _skip_reason(function, system_header)
+        if entry.skipped is None and function.body_offset not in unit.bodies:
+            entry.skipped = "body not found by the scanner"
+        if entry.skipped is None and not function_filter.selects(function.name, real_file, result.matched_filters):
+            entry.skipped = "not selected by the filters"
+        result.functions.append(entry)
+        if entry.skipped is None:
+            flags = (FN_STATIC if entry.static else 0) | (FN_INLINE if "inline" in function.funcspec else 0)
+            result.sites.append(Site(function.name, real_file, line, flags, function.body_offset))
+    if result.sites:
+        result.table_offset = _guard_header_end(unit, guard_header)
+    return result
+
+
+def _located(unit: ScannedUnit, error: Exception) -> InstrumentError:
+    """pycparser's unit line:column, turned into the user's file:line."""
+    match = re.match(r"(\d+):(\d+):\s*(.*)", str(error))
+    if not match:
+        return InstrumentError(f"pycparser: {error}")
+    file, line, _ = unit.source_position(int(match.group(1)))
+    return InstrumentError(f"pycparser cannot parse it ({match.group(3)})", file, line)

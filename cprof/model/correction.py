@@ -1,0 +1,52 @@
+"""Removes the guard's own cost from measured times, and says how uncertain that makes each figure.
+
+Every instrumented call costs some time *inside* the callee's measured interval (`inner`: the tail of the entry
+guard after its timer read and the head of the exit guard before it) and some time that lands in the *caller*
+(`outer`: the rest of both guards). The runtime measures both with the real inline guard at start-up
+(runtime.c, calibrate_guard); here each node gives back calls x inner of its own time and child_calls x outer of
+its self time, and every corrected figure carries calls x spread as its uncertainty."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Calibration:
+    inner_ns: float = 0.0
+    outer_ns: float = 0.0
+    inner_spread_ns: float = 0.0
+    outer_spread_ns: float = 0.0
+
+    @classmethod
+    def from_header(cls, header: dict) -> "Calibration":
+        scale = 1e9 / (header["ticks_per_second"] or 1e9)
+        if not header.get("calibration_rounds"):
+            return cls()
+        return cls(
+            header["guard_inner_ticks"] * scale,
+            header["guard_outer_ticks"] * scale,
+            header["guard_inner_spread"] * scale,
+            header["guard_outer_spread"] * scale,
+        )
+
+    @property
+    def per_call_ns(self) -> float:
+        return self.inner_ns + self.outer_ns
+
+
+def correct_tree(root, calibration: Calibration) -> None:
+    """Fills corrected_self_ns / corrected_total_ns / *_err_ns of every node under `root`."""
+    order = list(root.walk())
+    descendants: dict[int, int] = {}
+    for node in reversed(order):
+        descendants[id(node)] = sum(c.calls + descendants[id(c)] for c in node.children.values())
+    inner, outer = calibration.inner_ns, calibration.outer_ns
+    inner_err, outer_err = calibration.inner_spread_ns, calibration.outer_spread_ns
+    for node in order:
+        child_calls = sum(c.calls for c in node.children.values())
+        below = descendants[id(node)]
+        node.corrected_self_ns = max(0.0, node.self_ns - node.calls * inner - child_calls * outer)
+        node.corrected_total_ns = max(0.0, node.total_ns - node.calls * inner - below * (inner + outer))
+        node.self_err_ns = node.calls * inner_err + child_calls * outer_err
+        node.total_err_ns = node.calls * inner_err + below * (inner_err + outer_err)

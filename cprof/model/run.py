@@ -1,0 +1,336 @@
+"""The loaded Run: processes, threads and their call trees, and per-function statistics in nanoseconds.
+
+Raw counters come from the run files; everything derived (self time, totals under recursion, corrections for
+the guard's own cost, per-thread views) is computed here, once, for every renderer to share.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+
+from cprof.errors import EXIT_CORRUPT, EXIT_NOT_FOUND, CprofError
+from cprof.model import runfile
+from cprof.model.correction import Calibration, correct_tree
+
+FN_STATIC, FN_SECTION, FN_INLINE = 1, 2, 4
+FEAT_CPU_TIME, FEAT_ALLOCS = 1 << 1, 1 << 2
+
+
+def read_run_file(path: str) -> dict:
+    """The native reader when the extension is built, else the pure-Python one (same result)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        raise CprofError(f"cannot read run file {path}: {error.strerror}", EXIT_NOT_FOUND) from None
+    try:
+        from cprof import _native
+
+        return _native.read_run(data)
+    except ImportError:
+        pass
+    except ValueError as error:
+        raise CprofError(f"corrupt run file {path}: {error}", EXIT_CORRUPT) from None
+    try:
+        return runfile.read_run(data)
+    except (runfile.RunFileError, ValueError) as error:
+        raise CprofError(f"corrupt run file {path}: {error}", EXIT_CORRUPT) from None
+
+
+@dataclass(frozen=True)
+class FunctionKey:
+    name: str
+    file: str
+    line: int
+
+
+@dataclass(eq=False)
+class CallNode:
+    key: FunctionKey | None  # None for a thread root
+    parent: "CallNode | None" = None
+    children: dict = field(default_factory=dict)  # FunctionKey -> CallNode
+    calls: int = 0
+    total_ns: float = 0.0  # inclusive, raw
+    self_ns: float = 0.0  # raw
+    cpu_ns: float = 0.0
+    alloc_count: int = 0
+    alloc_bytes: int = 0
+    free_count: int = 0
+    free_bytes: int = 0
+    # corrected for the guard's own cost (see correction.py), with the uncertainty of that correction
+    corrected_total_ns: float = 0.0
+    corrected_self_ns: float = 0.0
+    self_err_ns: float = 0.0
+    total_err_ns: float = 0.0
+
+    def child(self, key: FunctionKey) -> "CallNode":
+        node = self.children.get(key)
+        if node is None:
+            node = self.children[key] = CallNode(key, self)
+        return node
+
+    def path(self) -> list[FunctionKey]:
+        keys, node = [], self
+        while node is not None and node.key is not None:
+            keys.append(node.key)
+            node = node.parent
+        return keys[::-1]
+
+    def walk(self):
+        """Pre-order, iteratively (call trees can be a million frames deep)."""
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(list(node.children.values())))
+
+
+@dataclass
+class ThreadData:
+    index: int
+    tid: int
+    name: str
+    root: CallNode
+    start_ns: float
+    end_ns: float
+    lost_frames: int
+    pid: int = 0
+
+
+@dataclass
+class ProcessData:
+    pid: int
+    parent_pid: int
+    path: str
+    header: dict
+    complete: bool
+    threads: list[ThreadData]
+    calibration: Calibration
+    flags: dict[FunctionKey, int]  # function flags (static, section...)
+
+    @property
+    def fork_child(self) -> bool:
+        return bool(self.header["flags"] & 2)
+
+    @property
+    def wall_ns(self) -> float:
+        header = self.header
+        if header["end_mono_ns"]:
+            return float(header["end_mono_ns"] - header["start_mono_ns"])
+        return max((t.end_ns for t in self.threads), default=0.0)
+
+
+@dataclass
+class FunctionStats:
+    key: FunctionKey
+    flags: int = 0
+    calls: int = 0
+    self_ns: float = 0.0  # corrected unless the run was loaded uncorrected
+    total_ns: float = 0.0
+    self_err_ns: float = 0.0
+    total_err_ns: float = 0.0
+    raw_self_ns: float = 0.0
+    raw_total_ns: float = 0.0
+    cpu_ns: float = 0.0
+    alloc_count: int = 0
+    alloc_bytes: int = 0
+    free_count: int = 0
+    free_bytes: int = 0
+    threads: dict = field(default_factory=dict)  # (pid, thread index) -> FunctionStats for that thread
+
+    @property
+    def name(self) -> str:
+        return self.key.name
+
+    @property
+    def mostly_correction(self) -> bool:
+        """More than half of the raw time was the guard's own cost: the corrected figure is an estimate."""
+        return self.raw_self_ns > 0 and (self.raw_self_ns - self.self_ns) > 0.5 * self.raw_self_ns
+
+
+def load_process(path: str) -> ProcessData:
+    raw = read_run_file(path)
+    header = raw["header"]
+    tps = header["ticks_per_second"] or 1e9
+    scale = 1e9 / tps
+    start_ticks = header["start_ticks"]
+    functions = {fid: (FunctionKey(name, file, line), flags) for fid, name, file, line, flags in raw["functions"]}
+    flags = {key: f for key, f in functions.values()}
+
+    # nodes by offset; attach each to its parent (offsets of roots are known from the thread records)
+    nodes: dict[int, CallNode] = {}
+    pending = []
+    for offset, parent, function_id, calls, total, cpu, ac, ab, fc, fb in raw["nodes"]:
+        entry = functions.get(function_id)
+        node = CallNode(entry[0] if entry else None)
+        node.calls, node.total_ns, node.cpu_ns = calls, total * scale, float(cpu)
+        node.alloc_count, node.alloc_bytes, node.free_count, node.free_bytes = ac, ab, fc, fb
+        nodes[offset] = node
+        pending.append((node, parent))
+    for node, parent in pending:
+        parent_node = nodes.get(parent) if parent >= 0 else None
+        if parent_node is None or node.key is None:
+            continue
+        existing = parent_node.children.get(node.key)
+        if existing is None:
+            node.parent = parent_node
+            parent_node.children[node.key] = node
+        else:  # the same function reached twice under one node (a repaired file): merge
+            _merge_into(existing, node)
+
+    end_of_process = header["end_ticks"]
+    threads = []
+    for index, tid, name, root_offset, t_start, t_end, last, lost, open_frames in raw["threads"]:
+        root = nodes.get(root_offset)
+        if root is None:
+            continue
+        # open frames (the thread or process ended inside them, or the process died) close where it ended
+        close_at = t_end or end_of_process or max([last] + [s for _, s in open_frames])
+        for node_offset, frame_start in open_frames:
+            node = nodes.get(node_offset)
+            if node is not None and close_at > frame_start:
+                node.total_ns += (close_at - frame_start) * scale
+        threads.append(
+            ThreadData(index, tid, name, root, (t_start - start_ticks) * scale,
+                       ((t_end or close_at) - start_ticks) * scale, lost, header["pid"])
+        )
+    threads.sort(key=lambda t: t.index)
+    calibration = Calibration.from_header(header)
+    for thread in threads:
+        _derive(thread.root)
+        correct_tree(thread.root, calibration)
+    return ProcessData(header["pid"], header["parent_pid"], path, header, raw["complete"], threads, calibration, flags)
+
+
+def _merge_into(target: CallNode, source: CallNode) -> None:
+    target.calls += source.calls
+    target.total_ns += source.total_ns
+    target.cpu_ns += source.cpu_ns
+    for key, child in source.children.items():
+        if key in target.children:
+            _merge_into(target.children[key], child)
+        else:
+            child.parent = target
+            target.children[key] = child
+
+
+def _derive(root: CallNode) -> None:
+    """Self time = inclusive time minus the children's inclusive time; a thread root's total is its children's."""
+    order = list(root.walk())
+    for node in reversed(order):
+        children_total = sum(c.total_ns for c in node.children.values())
+        if node.key is None:
+            node.total_ns = children_total
+            node.calls = 0
+        node.self_ns = max(0.0, node.total_ns - children_total)
+
+
+class Run:
+    """One run: a directory of per-process run files (a fork creates one per child) and its metadata."""
+
+    def __init__(self, run_id: str, path: str, meta: dict, processes: list[ProcessData]):
+        self.id = run_id
+        self.path = path
+        self.meta = meta
+        self.processes = processes
+        self._functions: dict[bool, list[FunctionStats]] = {}
+
+    @classmethod
+    def load(cls, path: str, meta: dict | None = None, run_id: str | None = None) -> "Run":
+        meta = meta or {}
+        if os.path.isfile(path):
+            files = [path]
+            path = os.path.dirname(path)
+        else:
+            files = sorted(glob.glob(os.path.join(path, "*.cprof")))
+            if meta.get("only_file"):
+                files = [os.path.join(path, meta["only_file"])]
+        if not files:
+            raise CprofError(f"no run files in {path} (did the program run any instrumented code?)", EXIT_NOT_FOUND)
+        processes = [load_process(f) for f in files]
+        main_pid = meta.get("pid")
+        processes.sort(key=lambda p: (p.pid != main_pid, p.header["start_unix_ns"]))
+        return cls(run_id or os.path.basename(path), path, meta, processes)
+
+    @property
+    def main(self) -> ProcessData:
+        return self.processes[0]
+
+    @property
+    def threads(self) -> list[ThreadData]:
+        return [t for p in self.processes for t in p.threads]
+
+    @property
+    def complete(self) -> bool:
+        return all(p.complete for p in self.processes)
+
+    @property
+    def wall_ns(self) -> float:
+        return float(self.meta.get("wall_ns") or self.main.wall_ns)
+
+    @property
+    def exit_status(self) -> int | None:
+        return self.meta.get("exit_status")
+
+    @property
+    def command(self) -> list[str]:
+        return self.meta.get("command") or self.main.header["cmdline"]
+
+    def functions(self, corrected: bool = True) -> list[FunctionStats]:
+        """Per-function totals over all processes and threads. A function's total counts only its outermost
+        activations on each path, so recursion does not count time twice."""
+        if corrected in self._functions:
+            return self._functions[corrected]
+        stats: dict[FunctionKey, FunctionStats] = {}
+        flags: dict[FunctionKey, int] = {}
+        for process in self.processes:
+            flags.update(process.flags)
+        for thread in self.threads:
+            per_thread: dict[FunctionKey, FunctionStats] = {}
+            _accumulate(thread.root, per_thread, corrected)
+            for key, item in per_thread.items():
+                total = stats.setdefault(key, FunctionStats(key, flags.get(key, 0)))
+                _add(total, item)
+                total.threads[(thread.pid, thread.index)] = item
+        result = [s for s in stats.values() if s.calls or s.total_ns]
+        self._functions[corrected] = result
+        return result
+
+
+def _accumulate(root: CallNode, out: dict[FunctionKey, FunctionStats], corrected: bool) -> None:
+    active: dict[FunctionKey, int] = {}
+    stack: list[tuple[CallNode, bool]] = [(root, False)]
+    while stack:
+        node, leaving = stack.pop()
+        key = node.key
+        if leaving:
+            active[key] -= 1
+            continue
+        if key is not None:
+            item = out.get(key)
+            if item is None:
+                item = out[key] = FunctionStats(key)
+            item.calls += node.calls
+            item.raw_self_ns += node.self_ns
+            item.self_ns += node.corrected_self_ns if corrected else node.self_ns
+            item.self_err_ns += node.self_err_ns if corrected else 0.0
+            item.cpu_ns += node.cpu_ns
+            item.alloc_count += node.alloc_count
+            item.alloc_bytes += node.alloc_bytes
+            item.free_count += node.free_count
+            item.free_bytes += node.free_bytes
+            if not active.get(key):
+                item.raw_total_ns += node.total_ns
+                item.total_ns += node.corrected_total_ns if corrected else node.total_ns
+                item.total_err_ns += node.total_err_ns if corrected else 0.0
+            active[key] = active.get(key, 0) + 1
+            stack.append((node, True))
+        stack.extend((child, False) for child in node.children.values())
+
+
+def _add(total: FunctionStats, item: FunctionStats) -> None:
+    for name in ("calls", "self_ns", "total_ns", "self_err_ns", "total_err_ns", "raw_self_ns", "raw_total_ns",
+                 "cpu_ns", "alloc_count", "alloc_bytes", "free_count", "free_bytes"):
+        setattr(total, name, getattr(total, name) + getattr(item, name))

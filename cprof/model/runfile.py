@@ -1,0 +1,205 @@
+"""Pure-Python reader of run files (csrc/runfile.h), the reference twin of csrc/reader.c.
+
+Both return the same plain structure, which tests compare on the same files:
+    {"header": {...}, "complete": bool,
+     "functions": [(id, name, file, line, flags)],
+     "nodes": [(offset, parent_offset | -1, function_id, calls, total_ticks, cpu_ns,
+                alloc_count, alloc_bytes, free_count, free_bytes)],
+     "threads": [(index, tid, name, root_offset, start_ticks, end_ticks, last_ticks, lost_frames,
+                  [(open_node_offset, start_ticks), ...])]}
+Every size and pointer is checked before use: a truncated or corrupt file yields what can be trusted.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import struct
+
+MAGIC = b"CPROFRUN"
+TRAILER_MAGIC = b"CPROFEND"
+VERSION = 1
+HEADER_SIZE = 4096
+CHUNK_SIZE = 65536
+CMDLINE_MAX = 2048
+
+REC_FUNCTION, REC_THREAD, REC_NODE, REC_STACK, REC_TRAILER, REC_PAD = 1, 2, 3, 4, 5, 6
+
+# struct cprof_run_header, field by field
+_HEADER = struct.Struct("<8sIIQQQIIdQQQQQiiiIQQQddddIIQ16Q")
+_HEADER_FIELDS = (
+    "magic version header_size features base_address used_bytes chunk_size timer_kind ticks_per_second "
+    "start_ticks start_mono_ns start_unix_ns end_ticks end_mono_ns pid parent_pid exit_status flags "
+    "threads_head functions_head fork_ticks guard_inner_ticks guard_outer_ticks guard_inner_spread "
+    "guard_outer_spread calibration_rounds cmdline_len lost_frames"
+).split()
+_PUBLIC_HEADER_FIELDS = [
+    f for f in _HEADER_FIELDS if f not in ("magic", "header_size", "chunk_size", "threads_head", "functions_head")
+]
+_HEAD = struct.Struct("<II")
+_FUNCTION = struct.Struct("<IIQIIIHH")  # head, next, id, line, flags, name_len, file_len
+_NODE = struct.Struct("<II15Q")  # head, parent, func, first_child, next_sibling, calls, total, cpu, allocs...
+_THREAD = struct.Struct("<II9QIIQ16sQQ")  # head, top .. end_ticks, index, busy, lost_frames, name, cursor
+_STACK = struct.Struct("<IIQQ5Q")
+_FRAME = struct.Struct("<8Q")
+_TRAILER = struct.Struct("<II8sQQ")
+
+FRAME_SIZE = _FRAME.size
+NODE_SIZE = 128
+THREAD_SIZE = _THREAD.size
+
+
+class RunFileError(Exception):
+    """Not a run file at all (wrong magic or version, shorter than a header)."""
+
+
+def _cmdline(raw: bytes) -> list[str]:
+    parts = raw.split(b"\0")
+    if parts and parts[-1] == b"":
+        parts.pop()
+    return [p.decode("utf-8", "replace") for p in parts]
+
+
+def read_header(data: bytes) -> dict:
+    if len(data) < HEADER_SIZE or data[:8] != MAGIC:
+        raise RunFileError("not a cprof run file (bad magic or shorter than its header)")
+    values = dict(zip(_HEADER_FIELDS, _HEADER.unpack_from(data, 0)))
+    if values["version"] != VERSION or values["chunk_size"] != CHUNK_SIZE:
+        raise RunFileError(f"unsupported run file version {values['version']}")
+    cmdline_at = _HEADER.size
+    length = min(values["cmdline_len"], CMDLINE_MAX)
+    values["cmdline"] = _cmdline(bytes(data[cmdline_at : cmdline_at + length]))
+    return values
+
+
+def _records(data: bytes, end: int):
+    """Yields (kind, offset, size) by the rules of csrc/records.c."""
+    offset = CHUNK_SIZE
+    while offset + _HEAD.size <= end:
+        chunk_end = (offset // CHUNK_SIZE + 1) * CHUNK_SIZE
+        kind, size = _HEAD.unpack_from(data, offset)
+        if kind == 0 or size < _HEAD.size or size % 8:
+            offset = chunk_end
+            continue
+        if kind == REC_STACK:
+            if offset % CHUNK_SIZE or size % CHUNK_SIZE or size > end - offset:
+                offset = chunk_end
+                continue
+        elif size > chunk_end - offset or size > end - offset:
+            offset = chunk_end
+            continue
+        if kind != REC_PAD:
+            yield kind, offset, size
+        offset += size
+
+
+def read_run(data: bytes) -> dict:
+    data = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
+    header = read_header(data)
+    used = min(header["used_bytes"], len(data))
+    base = header["base_address"]
+
+    def to_offset(pointer: int, size: int) -> int:
+        if pointer < base:
+            return -1
+        offset = pointer - base
+        if offset < CHUNK_SIZE or offset % 8 or offset + size > used:
+            return -1
+        return offset
+
+    functions, raw_nodes, threads = [], [], []
+    for kind, offset, size in _records(data, used):
+        if kind == REC_FUNCTION and size >= _FUNCTION.size:
+            _, _, _, fid, line, flags, name_len, file_len = _FUNCTION.unpack_from(data, offset)
+            if _FUNCTION.size + name_len + file_len > size:
+                continue
+            at = offset + _FUNCTION.size
+            name = bytes(data[at : at + name_len]).decode("utf-8", "replace")
+            file = bytes(data[at + name_len : at + name_len + file_len]).decode("utf-8", "replace")
+            functions.append((offset, fid, name, file, line, flags))
+        elif kind == REC_NODE and size >= NODE_SIZE:
+            values = _NODE.unpack_from(data, offset)
+            parent_pointer, func_pointer = values[2], values[3]
+            parent = to_offset(parent_pointer, NODE_SIZE) if parent_pointer else -1
+            if parent_pointer and parent < 0:
+                continue
+            func_offset = 0
+            if func_pointer:
+                func_offset = to_offset(func_pointer, _FUNCTION.size)
+                if func_offset < 0:
+                    continue
+            calls, total, cpu, alloc_count, alloc_bytes, free_count, free_bytes = values[6:13]
+            raw_nodes.append(
+                (offset, parent, func_offset, calls, total, cpu, alloc_count, alloc_bytes, free_count, free_bytes)
+            )
+        elif kind == REC_THREAD and size >= THREAD_SIZE:
+            thread = _read_thread(data, offset, to_offset)
+            if thread is not None:
+                threads.append(thread)
+
+    functions.sort()
+    function_offsets = [f[0] for f in functions]
+    nodes = []
+    for node in raw_nodes:
+        func_offset = node[2]
+        function_id = 0
+        if func_offset:
+            index = bisect.bisect_left(function_offsets, func_offset)
+            if index == len(function_offsets) or function_offsets[index] != func_offset:
+                continue
+            function_id = functions[index][1]
+        nodes.append((node[0], node[1], function_id) + node[3:])
+
+    trailer_kind, _, trailer_magic, _, _ = _TRAILER.unpack_from(data, HEADER_SIZE)
+    complete = bool(header["flags"] & 1) and trailer_kind == REC_TRAILER and trailer_magic == TRAILER_MAGIC
+    return {
+        "header": {k: header[k] for k in _PUBLIC_HEADER_FIELDS + ["cmdline"]},
+        "complete": complete,
+        "functions": [f[1:] for f in functions],
+        "nodes": nodes,
+        "threads": threads,
+    }
+
+
+def _read_thread(data, offset: int, to_offset):
+    (_, _, top, _limit, last_ticks, _next, root_pointer, stack_pointer, tid, start_ticks, end_ticks,
+     index, _busy, lost_frames, name, _cursor, _end) = _THREAD.unpack_from(data, offset)
+    root = to_offset(root_pointer, NODE_SIZE)
+    if root < 0:
+        return None
+    name_text = name.split(b"\0", 1)[0].decode("utf-8", "replace")
+    open_frames = []
+    stack = to_offset(stack_pointer, _STACK.size)
+    top_offset = to_offset(top, FRAME_SIZE)
+    if stack >= 0 and top_offset >= 0:
+        kind, size = _HEAD.unpack_from(data, stack)
+        first = stack + _STACK.size
+        if kind != REC_STACK or top_offset < first or top_offset + FRAME_SIZE > stack + size:
+            return None
+        if (top_offset - first) % FRAME_SIZE:
+            return None
+        for frame_at in range(first + FRAME_SIZE, top_offset + 1, FRAME_SIZE):
+            node_pointer, start_ticks_frame = _FRAME.unpack_from(data, frame_at)[:2]
+            node = to_offset(node_pointer, NODE_SIZE)
+            if node >= 0:
+                open_frames.append((node, start_ticks_frame))
+    return (index, tid, name_text, root, start_ticks, end_ticks, last_ticks, lost_frames, open_frames)
+
+
+_EXIT_STATUS_OFFSET = struct.calcsize("<8sIIQQQIIdQQQQQii")  # the header fields before exit_status
+
+
+def finish_run_file(path: str, wait_status: int) -> None:
+    """After the process is gone: record its wait status and trim the arena's unused tail (which the runtime
+    cannot trim itself, since code may still run after its exit handler)."""
+    with open(path, "r+b") as handle:
+        head = handle.read(HEADER_SIZE)
+        try:
+            header = read_header(head)
+        except RunFileError:
+            return
+        handle.seek(_EXIT_STATUS_OFFSET)
+        handle.write(struct.pack("<i", wait_status))
+        size = os.fstat(handle.fileno()).st_size
+        if CHUNK_SIZE <= header["used_bytes"] < size:
+            handle.truncate(header["used_bytes"])

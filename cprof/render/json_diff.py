@@ -1,0 +1,44 @@
+"""`cprof diff --json`: schema cprof-diff/1 (cprof/schemas/diff-1.json)."""
+
+from __future__ import annotations
+
+import json
+
+from cprof.model.diff import RunDiff, Side
+
+DIFF_SCHEMA = "cprof-diff/1"
+
+
+def _side(side: Side) -> dict | None:
+    if not side.present:
+        return None
+    return {"self_ns": round(side.self_ns), "spread_ns": round(side.spread_ns), "err_ns": round(side.err_ns),
+            "calls": side.calls, "alloc_bytes": side.alloc_bytes}
+
+
+def diff_document(diff: RunDiff, fail_over: float | None = None) -> dict:
+    document = {
+        "schema": DIFF_SCHEMA,
+        "a": {"label": diff.a_label, "runs": diff.a_runs, "total": _side(diff.total_a)},
+        "b": {"label": diff.b_label, "runs": diff.b_runs, "total": _side(diff.total_b)},
+        "total_delta_percent": diff.total_delta_percent,
+        "total_significant": diff.total_significant,
+        "functions": [
+            {"name": c.key.name, "file": c.key.file, "line": c.key.line, "a": _side(c.a), "b": _side(c.b),
+             "delta_ns": round(c.delta_ns), "delta_percent": c.delta_percent, "significant": c.significant}
+            for c in diff.changes
+        ],
+    }
+    if fail_over is not None:
+        document["fail_over_percent"] = fail_over
+        document["regressions"] = diff.regressions_over(fail_over)
+    return document
+
+
+class JsonDiff:
+    def __init__(self, diff: RunDiff, fail_over: float | None = None):
+        self.document = diff_document(diff, fail_over)
+
+    def render(self, out) -> None:
+        json.dump(self.document, out, indent=2)
+        out.write("\n")

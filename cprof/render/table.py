@@ -1,0 +1,147 @@
+"""The report table: one row per function, top N by a chosen column, with a footer saying what is hidden and
+how far the times can be trusted."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from cprof.model.run import FEAT_ALLOCS, FEAT_CPU_TIME, FN_SECTION, FunctionStats, Run
+from cprof.render.style import Style, render_rows
+from cprof.render.units import format_bytes, format_count, format_ns, format_percent
+
+SORT_KEYS = {
+    "self": lambda f: f.self_ns,
+    "total": lambda f: f.total_ns,
+    "calls": lambda f: f.calls,
+    "allocs": lambda f: f.alloc_count,
+    "bytes": lambda f: f.alloc_bytes,
+}
+
+
+@dataclass
+class ReportOptions:
+    top: int | None = 10  # None: all
+    sort: str = "self"
+    threads: bool = False
+    corrected: bool = True
+    function_pattern: str | None = None
+    locations: bool = False
+
+
+def display_path(path: str) -> str:
+    if not path:
+        return "?"
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return path
+    return relative if not relative.startswith("../../") else path
+
+
+def has_feature(run: Run, bit: int) -> bool:
+    return any(p.header["features"] & bit for p in run.processes)
+
+
+def function_label(item: FunctionStats, locations: bool) -> str:
+    label = item.name + (" [section]" if item.flags & FN_SECTION else "")
+    if locations:
+        label += f"  {display_path(item.key.file)}:{item.key.line}"
+    return label
+
+
+def selected_functions(run: Run, options: ReportOptions) -> tuple[list[FunctionStats], list[FunctionStats]]:
+    """(shown, all matching) in display order."""
+    functions = run.functions(options.corrected)
+    if options.function_pattern:
+        functions = [f for f in functions if options.function_pattern in f.name]
+    ordered = sorted(functions, key=lambda f: (-SORT_KEYS[options.sort](f), f.name))
+    shown = ordered if options.top is None else ordered[: options.top]
+    return shown, ordered
+
+
+class FunctionTable:
+    def __init__(self, run: Run, options: ReportOptions):
+        self.run = run
+        self.options = options
+
+    def render(self, out) -> None:
+        style = Style.for_stream(out)
+        run, options = self.run, self.options
+        shown, matching = selected_functions(run, options)
+        everything = run.functions(options.corrected)
+        total_self = sum(f.self_ns for f in everything) or 1.0
+        allocs = has_feature(run, FEAT_ALLOCS)
+        cpu = has_feature(run, FEAT_CPU_TIME)
+        headers = ["Function", "Self", "Self %", "Total", "Calls", "Self/call"]
+        if cpu:
+            headers.append("CPU")
+        if allocs:
+            headers += ["Allocs", "Alloc Bytes", "Frees", "Free Bytes"]
+        rows, colours = [], []
+        for item in shown:
+            approximate = "~" if options.corrected and item.mostly_correction else ""
+            row = [
+                function_label(item, options.locations),
+                approximate + format_ns(item.self_ns),
+                format_percent(item.self_ns, total_self),
+                format_ns(item.total_ns),
+                format_count(item.calls),
+                format_ns(item.self_ns / item.calls) if item.calls else "-",
+            ]
+            if cpu:
+                row.append(format_ns(item.cpu_ns))
+            if allocs:
+                row += [format_count(item.alloc_count), format_bytes(item.alloc_bytes),
+                        format_count(item.free_count), format_bytes(item.free_bytes)]
+            rows.append(row)
+            colours.append(style.dim if approximate else None)
+            if options.threads and len(item.threads) > 1:
+                for (pid, index), part in sorted(item.threads.items()):
+                    thread = next(t for t in run.threads if t.pid == pid and t.index == index)
+                    rows.append(["  " + _thread_label(run, thread), format_ns(part.self_ns),
+                                 format_percent(part.self_ns, total_self), format_ns(part.total_ns),
+                                 format_count(part.calls),
+                                 format_ns(part.self_ns / part.calls) if part.calls else "-"]
+                                + [""] * (len(headers) - 6))
+                    colours.append(style.dim)
+        right = set(range(1, len(headers)))
+        for line in render_rows(headers, rows, right, style, colours):
+            out.write(line + "\n")
+        out.write(self.footer(shown, matching, everything, total_self) + "\n")
+
+    def footer(self, shown, matching, everything, total_self) -> str:
+        run, options = self.run, self.options
+        parts = []
+        hidden = len(matching) - len(shown)
+        if hidden > 0:
+            hidden_self = sum(f.self_ns for f in matching[len(shown):])
+            parts.append(f"{hidden} more functions hidden ({format_percent(hidden_self, total_self)} of self time;"
+                         " --all shows them)")
+        elif options.function_pattern:
+            parts.append(f"{len(shown)} functions match '{options.function_pattern}'")
+        status = "complete" if run.complete else "INCOMPLETE (the program did not exit normally)"
+        if run.exit_status not in (None, 0):
+            status += f", exit status {run.exit_status}"
+        processes = f", {len(run.processes)} processes" if len(run.processes) > 1 else ""
+        threads = len(run.threads)
+        parts.append(f"wall {format_ns(run.wall_ns)}, {threads} thread{'s' if threads != 1 else ''}{processes}, {status}")
+        if options.corrected:
+            calibration = run.main.calibration
+            error = sum(f.self_err_ns for f in everything)
+            note = f"times corrected for the guard's cost ({calibration.per_call_ns:.1f} ns/call, ±{format_ns(error)} in all)"
+            if any(f.mostly_correction for f in shown):
+                note += "; ~ marks functions whose time is mostly correction"
+            parts.append(note + "; --uncorrected shows raw times")
+        else:
+            parts.append("raw times, guard cost included")
+        lost = sum(t.lost_frames for t in run.threads)
+        if lost:
+            parts.append(f"{lost} calls were not recorded (signal re-entry or arena full)")
+        return "\n".join(parts)
+
+
+def _thread_label(run: Run, thread) -> str:
+    name = thread.name or "?"
+    prefix = f"pid {thread.pid} " if len(run.processes) > 1 else ""
+    return f"{prefix}thread {thread.index} ({name}, tid {thread.tid})"

@@ -1,0 +1,59 @@
+"""The call tree per thread, with inclusive times, pruned below a share of the thread's time."""
+
+from __future__ import annotations
+
+from cprof.model.run import CallNode, Run
+from cprof.render.style import Style
+from cprof.render.units import format_count, format_ns, format_percent
+
+
+class CallTree:
+    def __init__(self, run: Run, corrected: bool = True, min_percent: float = 1.0, function_pattern: str | None = None):
+        self.run = run
+        self.corrected = corrected
+        self.min_percent = min_percent
+        self.function_pattern = function_pattern
+
+    def _total(self, node: CallNode) -> float:
+        return node.corrected_total_ns if self.corrected else node.total_ns
+
+    def render(self, out) -> None:
+        style = Style.for_stream(out)
+        for thread in self.run.threads:
+            whole = sum(self._total(c) for c in thread.root.children.values())
+            if not whole:
+                continue
+            pid = f"pid {thread.pid}, " if len(self.run.processes) > 1 else ""
+            out.write(style.bold(f"thread {thread.index} ({pid}{thread.name or '?'}, tid {thread.tid}): "
+                                 f"{format_ns(whole)}") + "\n")
+            pruned = 0
+
+            def shown_children(node):
+                nonlocal pruned
+                children = self._ordered(node)
+                kept = [c for c in children if 100.0 * self._total(c) / whole >= self.min_percent]
+                pruned += len(children) - len(kept)
+                return kept
+
+            # iterative: trees can be very deep
+            top = shown_children(thread.root)
+            stack = [(c, "", i == len(top) - 1) for i, c in enumerate(top)][::-1]
+            while stack:
+                node, prefix, last = stack.pop()
+                total = self._total(node)
+                branch = "└─ " if last else "├─ "
+                name = node.key.name
+                if self.function_pattern and self.function_pattern in name:
+                    name = style.yellow(name)
+                out.write(f"{prefix}{branch}{format_percent(total, whole):>6} {format_ns(total):>9}  {name}"
+                          + style.dim(f"  ×{format_count(node.calls)}") + "\n")
+                children = shown_children(node)
+                extension = "   " if last else "│  "
+                for i, child in reversed(list(enumerate(children))):
+                    stack.append((child, prefix + extension, i == len(children) - 1))
+            if pruned:
+                out.write(style.dim(f"({pruned} call paths under {self.min_percent:g}% not shown; --min-percent 0 "
+                                    "shows all)") + "\n")
+
+    def _ordered(self, node: CallNode) -> list[CallNode]:
+        return sorted(node.children.values(), key=lambda c: -self._total(c))

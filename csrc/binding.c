@@ -1,0 +1,147 @@
+/* binding.c — cprof._native, the only file that includes Python.h: timer facts and the fast run-file reader. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "reader.h"
+#include "timer.h"
+
+static PyObject *timer_info(PyObject *self, PyObject *args)
+{
+    struct cprof_timer_info info;
+    (void)self;
+    (void)args;
+    Py_BEGIN_ALLOW_THREADS
+    cprof_timer_init(&info, 20000000);
+    Py_END_ALLOW_THREADS
+    return Py_BuildValue("{s:s,s:O,s:d}", "timer", cprof_timer_name(info.kind), "invariant_tsc",
+                         info.invariant_tsc ? Py_True : Py_False, "ticks_per_second", info.ticks_per_second);
+}
+
+static PyObject *text(const char *bytes, size_t length)
+{
+    return PyUnicode_DecodeUTF8(bytes, (Py_ssize_t)length, "replace");
+}
+
+static PyObject *header_dict(const struct cprof_run_header *h)
+{
+    PyObject *cmdline = PyList_New(0), *result;
+    size_t start = 0, i, length = h->cmdline_len < CPROF_CMDLINE_MAX ? h->cmdline_len : CPROF_CMDLINE_MAX;
+    if (!cmdline)
+        return NULL;
+    /* arguments end with NUL; a truncated last one does not */
+    for (i = 0; i <= length; i++) {
+        if (i < length && h->cmdline[i] != 0)
+            continue;
+        if (i < length || start < length) {
+            PyObject *argument = text(h->cmdline + start, i - start);
+            if (!argument || PyList_Append(cmdline, argument) != 0) {
+                Py_XDECREF(argument);
+                Py_DECREF(cmdline);
+                return NULL;
+            }
+            Py_DECREF(argument);
+        }
+        start = i + 1;
+    }
+    result = Py_BuildValue(
+        "{s:I,s:K,s:K,s:K,s:I,s:d,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:i,s:I,s:K,s:d,s:d,s:d,s:d,s:I,s:K,s:N}", "version",
+        h->version, "features", h->features, "base_address", h->base_address, "used_bytes", h->used_bytes,
+        "timer_kind", h->timer_kind, "ticks_per_second", h->ticks_per_second, "start_ticks", h->start_ticks,
+        "start_mono_ns", h->start_mono_ns, "start_unix_ns", h->start_unix_ns, "end_ticks", h->end_ticks,
+        "end_mono_ns", h->end_mono_ns, "pid", h->pid, "parent_pid", h->parent_pid, "exit_status", h->exit_status,
+        "flags", h->flags, "fork_ticks", h->fork_ticks, "guard_inner_ticks", h->guard_inner_ticks,
+        "guard_outer_ticks", h->guard_outer_ticks, "guard_inner_spread", h->guard_inner_spread,
+        "guard_outer_spread", h->guard_outer_spread, "calibration_rounds", h->calibration_rounds, "lost_frames",
+        h->lost_frames, "cmdline", cmdline);
+    return result;
+}
+
+static PyObject *to_python(const struct cprof_read_result *r)
+{
+    PyObject *functions = PyList_New((Py_ssize_t)r->function_count);
+    PyObject *nodes = PyList_New((Py_ssize_t)r->node_count);
+    PyObject *threads = PyList_New((Py_ssize_t)r->thread_count);
+    PyObject *header = header_dict(&r->header);
+    size_t i, j;
+    if (!functions || !nodes || !threads || !header)
+        goto fail;
+    for (i = 0; i < r->function_count; i++) {
+        const struct cprof_read_function *f = &r->functions[i];
+        PyObject *item = Py_BuildValue("(INNII)", f->id, text(f->name, f->name_len), text(f->file, f->file_len),
+                                       f->line, f->flags);
+        if (!item)
+            goto fail;
+        PyList_SET_ITEM(functions, (Py_ssize_t)i, item);
+    }
+    for (i = 0; i < r->node_count; i++) {
+        const struct cprof_read_node *n = &r->nodes[i];
+        PyObject *item = Py_BuildValue("(KLIKKKKKKK)", n->offset, (long long)n->parent, n->function_id, n->calls,
+                                       n->total_ticks, n->cpu_ns, n->alloc_count, n->alloc_bytes, n->free_count,
+                                       n->free_bytes);
+        if (!item)
+            goto fail;
+        PyList_SET_ITEM(nodes, (Py_ssize_t)i, item);
+    }
+    for (i = 0; i < r->thread_count; i++) {
+        const struct cprof_read_thread *t = &r->threads[i];
+        PyObject *frames = PyList_New((Py_ssize_t)t->open_frame_count), *item;
+        if (!frames)
+            goto fail;
+        for (j = 0; j < t->open_frame_count; j++) {
+            const struct cprof_read_frame *frame = &r->frames[t->first_open_frame + j];
+            PyObject *pair = Py_BuildValue("(KK)", frame->node, frame->start_ticks);
+            if (!pair) {
+                Py_DECREF(frames);
+                goto fail;
+            }
+            PyList_SET_ITEM(frames, (Py_ssize_t)j, pair);
+        }
+        item = Py_BuildValue("(IKNKKKKKN)", t->index, t->tid, text(t->name, strnlen(t->name, 16)), t->root,
+                             t->start_ticks, t->end_ticks, t->last_ticks, t->lost_frames, frames);
+        if (!item)
+            goto fail;
+        PyList_SET_ITEM(threads, (Py_ssize_t)i, item);
+    }
+    return Py_BuildValue("{s:N,s:O,s:N,s:N,s:N}", "header", header, "complete", r->complete ? Py_True : Py_False,
+                         "functions", functions, "nodes", nodes, "threads", threads);
+fail:
+    Py_XDECREF(functions);
+    Py_XDECREF(nodes);
+    Py_XDECREF(threads);
+    Py_XDECREF(header);
+    return NULL;
+}
+
+static PyObject *read_run(PyObject *self, PyObject *args)
+{
+    Py_buffer buffer;
+    struct cprof_read_result result;
+    PyObject *value;
+    int status;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*", &buffer))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    status = cprof_read_run(buffer.buf, (size_t)buffer.len, &result);
+    Py_END_ALLOW_THREADS
+    if (status != 0) {
+        PyErr_SetString(PyExc_ValueError, result.error);
+        cprof_read_free(&result);
+        PyBuffer_Release(&buffer);
+        return NULL;
+    }
+    value = to_python(&result);
+    cprof_read_free(&result);
+    PyBuffer_Release(&buffer);
+    return value;
+}
+
+static PyMethodDef methods[] = {
+    {"timer_info", timer_info, METH_NOARGS, "The counter cprof would use here and its calibrated frequency."},
+    {"read_run", read_run, METH_VARARGS, "Parse a run-file image (bytes-like) into plain Python structures."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "cprof._native", "cprof's C extension", -1, methods};
+
+PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }

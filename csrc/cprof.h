@@ -1,0 +1,37 @@
+/* cprof.h — the public header for profiled programs: scoped sections and switching profiling on and off.
+ *
+ *     #include <cprof.h>
+ *     void load(void) {
+ *         CPROF_SECTION("parse config");   // from here to the end of the enclosing block
+ *         ...
+ *     }
+ *     cprof_disable(); ...uninteresting work...; cprof_enable();
+ *
+ * Under a cprof build (which defines __CPROF__ and force-includes the guard), a section appears in reports
+ * like a function named after it. In any other build everything here compiles to nothing. */
+#ifndef CPROF_H
+#define CPROF_H
+
+#if defined(__CPROF__) && !defined(__cplusplus)
+
+void cprof_set_enabled(int enabled);
+
+#define CPROF_CONCAT_(a, b) a##b
+#define CPROF_CONCAT(a, b) CPROF_CONCAT_(a, b)
+#define CPROF_SECTION(name)                                                                                    \
+    static struct __cprof_site CPROF_CONCAT(__cprof_section_site_, __LINE__)[1] = {                            \
+        {name, __FILE__, __LINE__, 2u /* CPROF_FN_SECTION */, 0, 0}};                                          \
+    int CPROF_CONCAT(__cprof_section_, __LINE__) __attribute__((cleanup(__cprof_leave), unused)) =            \
+        __cprof_enter(&CPROF_CONCAT(__cprof_section_site_, __LINE__)[0], &CPROF_CONCAT(__cprof_section_, __LINE__))
+#define cprof_enable() cprof_set_enabled(1)
+#define cprof_disable() cprof_set_enabled(0)
+
+#else
+
+/* a declaration, like the real one, so it may stand wherever that may (repeating it is valid C) */
+#define CPROF_SECTION(name) extern int cprof_section_placeholder_
+#define cprof_enable() ((void)0)
+#define cprof_disable() ((void)0)
+
+#endif
+#endif

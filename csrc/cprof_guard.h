@@ -1,0 +1,140 @@
+/* cprof_guard.h — the guard cprof splices into every instrumented function (force-included into each unit).
+ *
+ * An instrumented body starts with one declaration on the line of its opening brace (cprof/instrument/splice.py
+ * writes it): a variable whose initializer enters the function and whose cleanup leaves it, so every return
+ * path is covered without moving a line. The fast paths are inline: the common call costs two timer
+ * reads, a few loads and stores and no function call; anything unusual goes to the runtime's slow paths.
+ *
+ * Everything here lands in the user's translation unit, so it uses only reserved identifiers, includes no
+ * header, and stays valid C89 (with GNU attributes) so that strict user flags keep compiling. */
+#ifndef __CPROF_GUARD_H
+#define __CPROF_GUARD_H
+
+__extension__ typedef unsigned long long __cprof_u64;
+
+/* Mirrors of the hot prefixes of struct cprof_node / cprof_frame / cprof_thread_record in runfile.h;
+ * runtime.c asserts at compile time that the offsets agree. */
+struct __cprof_node_hot {
+    __cprof_u64 head, parent, func, first_child, next_sibling, calls, total_ticks;
+};
+struct __cprof_frame_hot {
+    struct __cprof_node_hot *node;
+    __cprof_u64 start_ticks, frame_address;
+    void *guard, *return_address;
+    __cprof_u64 cpu_start_ns, reserved[2];
+};
+struct __cprof_thread_hot {
+    __cprof_u64 head;
+    struct __cprof_frame_hot *top, *limit;
+    __cprof_u64 last_ticks;
+};
+
+/* One per instrumented function per translation unit, in a static array the splicer writes. */
+struct __cprof_site {
+    const char *name;
+    const char *file;
+    unsigned line;
+    unsigned flags;
+    __cprof_u64 func;                /* the runtime's function record, 0 until the first call */
+    struct __cprof_node_hot *cache;  /* last node entered from this site; checked against the parent */
+};
+
+/* Initial-exec TLS: the guard may sit in a -fPIC shared library, and the default model there would turn every
+ * guard into a __tls_get_addr call. The runtime keeps this TLS block small so dlopen still finds static room. */
+extern __thread struct __cprof_thread_hot *__cprof_tls __attribute__((tls_model("initial-exec")));
+/* 0: inline timer, 1: profiling off (the guard costs one predictable branch), 2: every event via the runtime */
+extern int __cprof_mode;
+extern int __cprof_enter_slow(struct __cprof_site *site, void *guard, __cprof_u64 frame_address,
+                              void *return_address);
+extern void __cprof_leave_slow(void *guard, __cprof_u64 now);
+
+static __inline__ __attribute__((always_inline, unused)) __cprof_u64 __cprof_ticks(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return __builtin_ia32_rdtsc();
+#elif defined(__aarch64__)
+    __cprof_u64 value;
+    __asm__ __volatile__("mrs %0, cntvct_el0" : "=r"(value));
+    return value;
+#else
+    return 0; /* no inline counter: the runtime runs in mode 2 and reads clock_gettime itself */
+#endif
+}
+
+/* The canonical frame address (CFA) of the function the guard is inlined into: the stack pointer before the
+ * call that entered it. Every live frame below the innermost one has a higher CFA; a frame with a lower CFA, or an
+ * equal one entered from another call site (or through the very same guard variable), was left by a longjmp.
+ * Functions inlined into one host share its CFA and return address, but never its guard variable. */
+#if defined(__clang__)
+#define __cprof_frame_address() ((__cprof_u64)__builtin_frame_address(0))
+#else
+#define __cprof_frame_address() ((__cprof_u64)__builtin_dwarf_cfa())
+#endif
+
+static __inline__ __attribute__((always_inline, unused)) int __cprof_enter(struct __cprof_site *site, void *guard)
+{
+    struct __cprof_thread_hot *thread;
+    struct __cprof_frame_hot *frame;
+    struct __cprof_node_hot *node;
+    __cprof_u64 cfa;
+    void *return_address;
+    if (__builtin_expect(__cprof_mode != 0, 0)) {
+        if (__cprof_mode == 1)
+            return 0;
+        return __cprof_enter_slow(site, guard, __cprof_frame_address(), __builtin_return_address(0));
+    }
+    cfa = __cprof_frame_address();
+    return_address = __builtin_return_address(0);
+    thread = __cprof_tls;
+    if (__builtin_expect(thread == 0, 0))
+        return __cprof_enter_slow(site, guard, cfa, return_address);
+    frame = thread->top;
+    /* Slow path when the stack is full, or the innermost frame is not an ancestor of this call (a longjmp left
+     * it behind). The common case costs one comparison: a real call has a lower CFA than its caller. */
+    if (__builtin_expect(frame + 1 >= thread->limit ||
+                             (cfa >= frame->frame_address &&
+                              (cfa > frame->frame_address || return_address != frame->return_address ||
+                               guard == frame->guard)),
+                         0))
+        return __cprof_enter_slow(site, guard, cfa, return_address);
+    /* The node for this call path: the one this site entered last if it hangs under the current frame, else
+     * the current frame's most recent child (recursion and loops keep one of the two right). */
+    node = site->cache;
+    if (__builtin_expect(node == 0 || node->parent != (__cprof_u64)frame->node, 0)) {
+        node = (struct __cprof_node_hot *)frame->node->first_child;
+        if (__builtin_expect(node == 0 || node->func != site->func, 0))
+            return __cprof_enter_slow(site, guard, cfa, return_address);
+    }
+    node->calls++;
+    frame[1].node = node;
+    frame[1].frame_address = cfa;
+    frame[1].return_address = return_address;
+    frame[1].guard = guard;
+    /* The timer is read last so that this bookkeeping lands in the caller, where it is corrected for. */
+    frame[1].start_ticks = __cprof_ticks();
+    __asm__ __volatile__("" ::: "memory"); /* publish the frame only once it is complete (signal handlers) */
+    thread->top = frame + 1;
+    return 1;
+}
+
+static __inline__ __attribute__((always_inline, unused)) void __cprof_leave(int *guard)
+{
+    struct __cprof_thread_hot *thread;
+    struct __cprof_frame_hot *frame;
+    __cprof_u64 now;
+    if (!*guard)
+        return;
+    now = __cprof_ticks(); /* read first: what follows is the caller's overhead, not this function's time */
+    thread = __cprof_tls;
+    frame = thread->top;
+    if (__builtin_expect(frame->guard != (void *)guard || __cprof_mode != 0, 0)) {
+        __cprof_leave_slow(guard, now);
+        return;
+    }
+    frame->node->total_ticks += now - frame->start_ticks;
+    thread->last_ticks = now;
+    __asm__ __volatile__("" ::: "memory");
+    thread->top = frame - 1;
+}
+
+#endif

@@ -1,0 +1,225 @@
+/* reader.c — the fast run-file reader behind cprof._native; cprof/model/runfile.py is its pure-Python twin.
+ *
+ * The image may be truncated, half-written (a crashed process) or corrupt, so every size and pointer is
+ * checked against the image before use and anything that does not fit is dropped, never followed. */
+#include "reader.h"
+#include "records.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct growable {
+    void *items;
+    size_t count, capacity, item_size;
+};
+
+static void *push(struct growable *array)
+{
+    if (array->count == array->capacity) {
+        size_t capacity = array->capacity ? array->capacity * 2 : 64;
+        void *items = realloc(array->items, capacity * array->item_size);
+        if (!items)
+            return NULL;
+        array->items = items;
+        array->capacity = capacity;
+    }
+    return (char *)array->items + array->item_size * array->count++;
+}
+
+struct scan_state {
+    const unsigned char *data;
+    size_t used;
+    uint64_t base;
+    struct growable functions, nodes, threads, frames;
+    int out_of_memory;
+};
+
+/* A pointer from the image, as an offset of a record start inside it, or -1 when it points elsewhere. */
+static int64_t to_offset(const struct scan_state *state, uint64_t pointer, size_t record_size)
+{
+    uint64_t offset;
+    if (pointer < state->base)
+        return -1;
+    offset = pointer - state->base;
+    if (offset < CPROF_CHUNK_SIZE || offset % 8 != 0 || offset + record_size > state->used)
+        return -1;
+    return (int64_t)offset;
+}
+
+static int collect(const struct cprof_record_head *record, size_t offset, void *context)
+{
+    struct scan_state *state = context;
+    const unsigned char *at = state->data + offset;
+    if (record->kind == CPROF_REC_FUNCTION && record->size >= sizeof(struct cprof_function_record)) {
+        struct cprof_function_record function;
+        struct cprof_read_function *out;
+        memcpy(&function, at, sizeof function);
+        if (sizeof function + function.name_len + function.file_len > record->size)
+            return 0;
+        if (!(out = push(&state->functions)))
+            return state->out_of_memory = 1;
+        out->offset = offset;
+        out->id = function.id;
+        out->line = function.line;
+        out->flags = function.flags;
+        out->name = (const char *)at + sizeof function;
+        out->name_len = function.name_len;
+        out->file = out->name + function.name_len;
+        out->file_len = function.file_len;
+    } else if (record->kind == CPROF_REC_NODE && record->size >= sizeof(struct cprof_node)) {
+        struct cprof_node node;
+        struct cprof_read_node *out;
+        memcpy(&node, at, sizeof node);
+        if (!(out = push(&state->nodes)))
+            return state->out_of_memory = 1;
+        out->offset = offset;
+        out->parent = node.parent ? to_offset(state, node.parent, sizeof node) : -1;
+        out->function_id = 0; /* resolved from function_offset in resolve() */
+        out->function_offset = 0;
+        if (node.func) {
+            int64_t function = to_offset(state, node.func, sizeof(struct cprof_function_record));
+            out->function_offset = function < 0 ? UINT64_MAX : (uint64_t)function;
+        }
+        if (node.parent && out->parent < 0)
+            out->parent = -2; /* dangling: dropped in resolve() */
+        out->calls = node.calls;
+        out->total_ticks = node.total_ticks;
+        out->cpu_ns = node.cpu_ns;
+        out->alloc_count = node.alloc_count;
+        out->alloc_bytes = node.alloc_bytes;
+        out->free_count = node.free_count;
+        out->free_bytes = node.free_bytes;
+    } else if (record->kind == CPROF_REC_THREAD && record->size >= sizeof(struct cprof_thread_record)) {
+        struct cprof_thread_record thread;
+        struct cprof_read_thread *out;
+        int64_t stack, top, root;
+        memcpy(&thread, at, sizeof thread);
+        root = to_offset(state, thread.root, sizeof(struct cprof_node));
+        if (root < 0)
+            return 0;
+        if (!(out = push(&state->threads)))
+            return state->out_of_memory = 1;
+        memset(out, 0, sizeof *out);
+        out->offset = offset;
+        out->tid = thread.tid;
+        out->root = (uint64_t)root;
+        out->start_ticks = thread.start_ticks;
+        out->end_ticks = thread.end_ticks;
+        out->last_ticks = thread.last_ticks;
+        out->lost_frames = thread.lost_frames;
+        out->index = thread.index;
+        memcpy(out->name, thread.name, 16);
+        out->name[16] = 0;
+        out->first_open_frame = state->frames.count;
+        stack = to_offset(state, thread.stack, sizeof(struct cprof_stack_record));
+        top = to_offset(state, thread.top, sizeof(struct cprof_frame));
+        if (stack >= 0 && top >= 0) {
+            struct cprof_stack_record stack_record;
+            uint64_t first = (uint64_t)stack + sizeof stack_record, frame_at;
+            memcpy(&stack_record, state->data + stack, sizeof stack_record);
+            if (stack_record.head.kind != CPROF_REC_STACK || (uint64_t)top < first ||
+                (uint64_t)top + sizeof(struct cprof_frame) > (uint64_t)stack + stack_record.head.size ||
+                ((uint64_t)top - first) % sizeof(struct cprof_frame) != 0)
+                return 0;
+            for (frame_at = first + sizeof(struct cprof_frame); frame_at <= (uint64_t)top;
+                 frame_at += sizeof(struct cprof_frame)) {
+                struct cprof_frame frame;
+                struct cprof_read_frame *open;
+                int64_t node;
+                memcpy(&frame, state->data + frame_at, sizeof frame);
+                node = to_offset(state, frame.node, sizeof(struct cprof_node));
+                if (node < 0)
+                    continue;
+                if (!(open = push(&state->frames)))
+                    return state->out_of_memory = 1;
+                open->node = (uint64_t)node;
+                open->start_ticks = frame.start_ticks;
+            }
+            out->open_frame_count = state->frames.count - out->first_open_frame;
+        }
+    }
+    return 0;
+}
+
+static int by_offset(const void *a, const void *b)
+{
+    uint64_t x = ((const struct cprof_read_function *)a)->offset, y = ((const struct cprof_read_function *)b)->offset;
+    return (x > y) - (x < y);
+}
+
+/* Function pointers become ids; nodes whose function or parent is not a record in the image are dropped. */
+static void resolve(struct scan_state *state)
+{
+    struct cprof_read_function *functions = state->functions.items;
+    struct cprof_read_node *nodes = state->nodes.items;
+    size_t i, kept = 0;
+    qsort(functions, state->functions.count, sizeof *functions, by_offset);
+    for (i = 0; i < state->nodes.count; i++) {
+        struct cprof_read_node node = nodes[i];
+        if (node.parent == -2 || node.function_offset == UINT64_MAX)
+            continue;
+        if (node.function_offset) {
+            struct cprof_read_function key, *found;
+            key.offset = node.function_offset;
+            found = bsearch(&key, functions, state->functions.count, sizeof *functions, by_offset);
+            if (!found)
+                continue;
+            node.function_id = found->id;
+        }
+        nodes[kept++] = node;
+    }
+    state->nodes.count = kept;
+}
+
+int cprof_read_run(const unsigned char *data, size_t size, struct cprof_read_result *result)
+{
+    struct scan_state state;
+    struct cprof_trailer_record trailer;
+    memset(result, 0, sizeof *result);
+    memset(&state, 0, sizeof state);
+    if (size < CPROF_HEADER_SIZE || memcmp(data, CPROF_RUN_MAGIC, 8) != 0) {
+        snprintf(result->error, sizeof result->error, "not a cprof run file (bad magic or shorter than its header)");
+        return -1;
+    }
+    memcpy(&result->header, data, sizeof result->header);
+    if (result->header.version != CPROF_RUN_VERSION || result->header.chunk_size != CPROF_CHUNK_SIZE) {
+        snprintf(result->error, sizeof result->error, "unsupported run file version %u", result->header.version);
+        return -1;
+    }
+    state.data = data;
+    state.used = result->header.used_bytes < size ? (size_t)result->header.used_bytes : size;
+    state.base = result->header.base_address;
+    state.functions.item_size = sizeof(struct cprof_read_function);
+    state.nodes.item_size = sizeof(struct cprof_read_node);
+    state.threads.item_size = sizeof(struct cprof_read_thread);
+    state.frames.item_size = sizeof(struct cprof_read_frame);
+    cprof_scan_records(data, state.used, collect, &state);
+    resolve(&state);
+    result->functions = state.functions.items;
+    result->function_count = state.functions.count;
+    result->nodes = state.nodes.items;
+    result->node_count = state.nodes.count;
+    result->threads = state.threads.items;
+    result->thread_count = state.threads.count;
+    result->frames = state.frames.items;
+    result->frame_count = state.frames.count;
+    result->used = state.used;
+    memcpy(&trailer, data + CPROF_HEADER_SIZE, sizeof trailer);
+    result->complete = (result->header.flags & CPROF_RUN_COMPLETE) && trailer.head.kind == CPROF_REC_TRAILER &&
+                       memcmp(trailer.magic, CPROF_TRAILER_MAGIC, 8) == 0;
+    if (state.out_of_memory) {
+        snprintf(result->error, sizeof result->error, "out of memory while reading the run file");
+        return -1;
+    }
+    return 0;
+}
+
+void cprof_read_free(struct cprof_read_result *result)
+{
+    free(result->functions);
+    free(result->nodes);
+    free(result->threads);
+    free(result->frames);
+    memset(result, 0, sizeof *result);
+}

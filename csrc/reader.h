@@ -1,0 +1,53 @@
+/* reader.h — the fast run-file reader: validates an arena image and flattens it into plain arrays. */
+#ifndef CPROF_READER_H
+#define CPROF_READER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "runfile.h"
+
+struct cprof_read_function {
+    uint64_t offset;
+    uint32_t id, line, flags;
+    const char *name, *file; /* point into the image; not terminated */
+    size_t name_len, file_len;
+};
+
+struct cprof_read_node {
+    uint64_t offset;
+    int64_t parent;  /* offset of the parent node, -1 for a thread root */
+    uint32_t function_id; /* 0 for a thread root */
+    uint64_t function_offset; /* the function record's offset (internal to the reader) */
+    uint64_t calls, total_ticks, cpu_ns, alloc_count, alloc_bytes, free_count, free_bytes;
+};
+
+struct cprof_read_frame {
+    uint64_t node;  /* offset of the node */
+    uint64_t start_ticks;
+};
+
+struct cprof_read_thread {
+    uint64_t offset, tid, root, start_ticks, end_ticks, last_ticks, lost_frames;
+    uint32_t index;
+    char name[17];
+    size_t first_open_frame, open_frame_count; /* into cprof_read_result.frames; frame 0 (root) excluded */
+};
+
+struct cprof_read_result {
+    struct cprof_run_header header;
+    int complete;        /* the COMPLETE flag and a valid trailer */
+    size_t used;         /* bytes of the image actually read */
+    struct cprof_read_function *functions;
+    struct cprof_read_node *nodes;
+    struct cprof_read_thread *threads;
+    struct cprof_read_frame *frames;
+    size_t function_count, node_count, thread_count, frame_count;
+    char error[160];
+};
+
+/* Returns 0 on success (possibly with records dropped as corrupt), -1 with result->error set when the image is
+ * not a run file at all. Allocates; release with cprof_read_free in either case. */
+int cprof_read_run(const unsigned char *data, size_t size, struct cprof_read_result *result);
+void cprof_read_free(struct cprof_read_result *result);
+
+#endif

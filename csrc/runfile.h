@@ -1,0 +1,176 @@
+/* runfile.h — the cprof run-file format (version 1): the layout the runtime writes and both readers parse.
+ *
+ * A run file is the runtime's own arena: the runtime maps the file MAP_SHARED and keeps every counter in it, so
+ * a process that is killed, crashes, calls _exit or execs still leaves everything measured up to that instant.
+ *
+ *   offset 0            struct cprof_run_header (CPROF_HEADER_SIZE bytes)
+ *   CPROF_HEADER_SIZE   records, packed into chunks of CPROF_CHUNK_SIZE bytes
+ *
+ * Every record starts with struct cprof_record_head {kind, size}; size is a multiple of 8 and counts the head.
+ * Records never cross a chunk boundary, except "big" records (thread stacks), which start on a chunk boundary
+ * and cover whole chunks. A zero kind means "rest of this chunk unused": readers skip to the next boundary.
+ * Pointers inside records are the addresses the runtime used: offset = pointer - header.base_address.
+ * A clean exit sets CPROF_RUN_COMPLETE in the header and appends a trailer record.
+ *
+ * The header is free of #includes on purpose: the guard header mirrors the hot structs of this file into user
+ * translation units, and runtime.c checks with static assertions that both layouts agree. */
+#ifndef CPROF_RUNFILE_H
+#define CPROF_RUNFILE_H
+
+typedef __UINT8_TYPE__ cprof_u8;
+typedef __UINT16_TYPE__ cprof_u16;
+typedef __UINT32_TYPE__ cprof_u32;
+typedef __INT32_TYPE__ cprof_i32;
+__extension__ typedef unsigned long long cprof_u64; /* the same type as the guard's __cprof_u64 */
+
+#define CPROF_RUN_MAGIC "CPROFRUN"
+#define CPROF_TRAILER_MAGIC "CPROFEND"
+#define CPROF_RUN_VERSION 1u
+#define CPROF_HEADER_SIZE 4096u
+#define CPROF_CHUNK_SIZE 65536u
+#define CPROF_CMDLINE_MAX 2048u
+
+/* Feature bits: what this run measured. Readers ignore bits they do not know. */
+#define CPROF_FEAT_WALL_TIME (1ull << 0)  /* node.total_ticks holds wall-clock ticks */
+#define CPROF_FEAT_CPU_TIME (1ull << 1)   /* node.cpu_ns holds thread CPU time (--cpu-time) */
+#define CPROF_FEAT_ALLOCS (1ull << 2)     /* node allocation counters are filled (reserved) */
+#define CPROF_FEAT_TRACE (1ull << 3)      /* bounded event-trace records follow (reserved) */
+
+/* Header flags. */
+#define CPROF_RUN_COMPLETE (1u << 0)    /* the process finished normally and wrote its trailer */
+#define CPROF_RUN_FORK_CHILD (1u << 1)  /* created by fork(): parent_pid and fork_ticks are set */
+#define CPROF_RUN_DISABLED (1u << 2)    /* profiling was switched off for this process */
+
+/* Timer kinds. */
+#define CPROF_TIMER_TSC 1u            /* x86-64 invariant TSC */
+#define CPROF_TIMER_MONOTONIC 2u      /* clock_gettime(CLOCK_MONOTONIC), ticks are nanoseconds */
+#define CPROF_TIMER_CNTVCT 3u         /* aarch64 virtual counter */
+
+/* Record kinds. */
+#define CPROF_REC_FUNCTION 1u
+#define CPROF_REC_THREAD 2u
+#define CPROF_REC_NODE 3u
+#define CPROF_REC_STACK 4u
+#define CPROF_REC_TRAILER 5u
+
+/* Function flags (also used in struct __cprof_site.flags by the guard). */
+#define CPROF_FN_STATIC (1u << 0)   /* internal linkage */
+#define CPROF_FN_SECTION (1u << 1)  /* a user-placed section from cprof.h, not a C function */
+#define CPROF_FN_INLINE (1u << 2)   /* declared inline */
+
+struct cprof_record_head {
+    cprof_u32 kind;
+    cprof_u32 size;
+};
+
+struct cprof_run_header {
+    char magic[8];
+    cprof_u32 version;
+    cprof_u32 header_size;
+    cprof_u64 features;
+    cprof_u64 base_address;   /* where the arena was mapped; pointers in records are relative to it */
+    cprof_u64 used_bytes;     /* arena bytes handed out so far; grows while the process runs */
+    cprof_u32 chunk_size;
+    cprof_u32 timer_kind;
+    double ticks_per_second;  /* calibrated against CLOCK_MONOTONIC at start; refined at clean exit */
+    cprof_u64 start_ticks;
+    cprof_u64 start_mono_ns;
+    cprof_u64 start_unix_ns;
+    cprof_u64 end_ticks;      /* 0 until a clean exit */
+    cprof_u64 end_mono_ns;
+    cprof_i32 pid;
+    cprof_i32 parent_pid;     /* for fork children: the pid whose run this one continues */
+    cprof_i32 exit_status;    /* wait status as written by the launcher, -1 when unknown */
+    cprof_u32 flags;
+    cprof_u64 threads_head;   /* newest thread record; older ones follow through .next */
+    cprof_u64 functions_head; /* newest function record; older ones follow through .next */
+    cprof_u64 fork_ticks;     /* fork children: when the fork happened (counts start from zero there) */
+    /* Guard cost measured at start-up with the real inline guard (see calibrate() in runtime.c). */
+    double guard_inner_ticks;  /* per call, inside the callee's own measured interval */
+    double guard_outer_ticks;  /* per call, landing in the caller's self time */
+    double guard_inner_spread; /* spread (median absolute deviation) of the two above */
+    double guard_outer_spread;
+    cprof_u32 calibration_rounds;
+    cprof_u32 cmdline_len;     /* bytes used in cmdline: arguments separated by NUL */
+    cprof_u64 lost_frames;     /* calls not recorded (arena full, re-entered from a signal handler) */
+    cprof_u64 reserved[16];
+    char cmdline[CPROF_CMDLINE_MAX];
+};
+
+struct cprof_function_record {
+    struct cprof_record_head head;
+    cprof_u64 next;           /* older function record, 0 at the end */
+    cprof_u32 id;             /* 1-based, dense within the process */
+    cprof_u32 line;
+    cprof_u32 flags;          /* CPROF_FN_* */
+    cprof_u16 name_len;
+    cprof_u16 file_len;
+    /* name_len bytes of name, then file_len bytes of file, unterminated, padded to 8 */
+};
+
+/* The first fields are the guard's hot state; struct __cprof_thread_hot in cprof_guard.h mirrors them. */
+struct cprof_thread_record {
+    struct cprof_record_head head;
+    cprof_u64 top;            /* struct cprof_frame *: innermost open frame; stack[0] is the thread root */
+    cprof_u64 limit;          /* one past the last frame slot of the stack */
+    cprof_u64 last_ticks;     /* time of the latest function exit: where a crashed run's open frames end */
+    cprof_u64 next;           /* older thread record */
+    cprof_u64 root;           /* struct cprof_node *: the thread's root node (func 0) */
+    cprof_u64 stack;          /* first frame of the current stack array */
+    cprof_u64 tid;            /* kernel thread id */
+    cprof_u64 start_ticks;
+    cprof_u64 end_ticks;      /* 0 while the thread runs */
+    cprof_u32 index;          /* 0 = the thread that started the runtime */
+    cprof_u32 busy;           /* inside a slow path: a signal handler's calls are not recorded meanwhile */
+    cprof_u64 lost_frames;
+    char name[16];
+    /* runtime-private allocation cursor into the thread's current chunk */
+    cprof_u64 chunk_cursor;
+    cprof_u64 chunk_end;
+};
+
+/* One calling context: a function reached along one path from the thread root. */
+struct cprof_node {
+    struct cprof_record_head head;
+    cprof_u64 parent;         /* struct cprof_node *; 0 for a thread root */
+    cprof_u64 func;           /* struct cprof_function_record *; 0 for a thread root */
+    cprof_u64 first_child;
+    cprof_u64 next_sibling;
+    cprof_u64 calls;          /* incremented on entry, so open and crashed frames are counted */
+    cprof_u64 total_ticks;    /* sum over this node's finished activations of (exit - entry) */
+    cprof_u64 cpu_ns;         /* CPROF_FEAT_CPU_TIME: thread CPU time inside, callees included */
+    /* second cache line: counters that later features fill (feature bits say which are valid) */
+    cprof_u64 alloc_count;
+    cprof_u64 alloc_bytes;
+    cprof_u64 free_count;
+    cprof_u64 free_bytes;
+    cprof_u64 reserved[4];
+};
+
+/* One open activation on a thread's shadow stack. */
+struct cprof_frame {
+    cprof_u64 node;           /* struct cprof_node * */
+    cprof_u64 start_ticks;
+    cprof_u64 frame_address;  /* the function's canonical frame address (CFA): see the guard for its use */
+    cprof_u64 guard;          /* address of the guard variable: identifies the activation at exit */
+    cprof_u64 return_address;
+    cprof_u64 cpu_start_ns;
+    cprof_u64 reserved[2];
+};
+
+struct cprof_stack_record {
+    struct cprof_record_head head;  /* size covers the whole big allocation */
+    cprof_u64 thread;               /* struct cprof_thread_record * that owns (or owned) it */
+    cprof_u64 capacity;             /* frames */
+    cprof_u64 pad[5];               /* frames start 64 bytes in, cache-line aligned */
+    /* struct cprof_frame frames[capacity] */
+};
+
+struct cprof_trailer_record {
+    struct cprof_record_head head;
+    char magic[8];
+    cprof_u64 end_ticks;
+    cprof_u64 used_bytes;
+};
+
+#endif

@@ -1,0 +1,111 @@
+/* timer.c — picks the cheapest trustworthy counter and calibrates its frequency against CLOCK_MONOTONIC. */
+#define _GNU_SOURCE
+#include "timer.h"
+#include "runfile.h"
+
+#include <time.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <x86intrin.h>
+#endif
+
+static uint64_t clock_ns(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t cprof_monotonic_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
+uint64_t cprof_realtime_ns(void) { return clock_ns(CLOCK_REALTIME); }
+uint64_t cprof_thread_cpu_ns(void) { return clock_ns(CLOCK_THREAD_CPUTIME_ID); }
+
+static int tsc_is_invariant(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid(0x80000000u, &eax, &ebx, &ecx, &edx) || eax < 0x80000007u)
+        return 0;
+    __get_cpuid(0x80000007u, &eax, &ebx, &ecx, &edx);
+    return (edx >> 8) & 1u;
+#else
+    return 0;
+#endif
+}
+
+uint64_t cprof_timer_ticks(const struct cprof_timer_info *info)
+{
+    switch (info->kind) {
+#if defined(__x86_64__) || defined(__i386__)
+    case CPROF_TIMER_TSC:
+        return __rdtsc();
+#endif
+#if defined(__aarch64__)
+    case CPROF_TIMER_CNTVCT: {
+        uint64_t value;
+        __asm__ __volatile__("mrs %0, cntvct_el0" : "=r"(value));
+        return value;
+    }
+#endif
+    default:
+        return cprof_monotonic_ns();
+    }
+}
+
+/* Calibrate over a short spin, pairing each counter read with a clock read taken right next to it; the run's
+ * start and clean-exit pairs later refine the figure over the whole run. */
+static double calibrate(const struct cprof_timer_info *info, uint64_t spin_ns)
+{
+    uint64_t ns0 = cprof_monotonic_ns(), t0 = cprof_timer_ticks(info);
+    uint64_t ns1 = ns0, t1 = t0;
+    while (ns1 - ns0 < spin_ns) {
+        t1 = cprof_timer_ticks(info);
+        ns1 = cprof_monotonic_ns();
+    }
+    if (ns1 == ns0 || t1 == t0)
+        return 0.0;
+    return (double)(t1 - t0) * 1e9 / (double)(ns1 - ns0);
+}
+
+void cprof_timer_init(struct cprof_timer_info *info, uint64_t spin_ns)
+{
+    info->invariant_tsc = tsc_is_invariant();
+#if defined(__x86_64__) || defined(__i386__)
+    info->kind = info->invariant_tsc ? CPROF_TIMER_TSC : CPROF_TIMER_MONOTONIC;
+#elif defined(__aarch64__)
+    info->kind = CPROF_TIMER_CNTVCT;
+#else
+    info->kind = CPROF_TIMER_MONOTONIC;
+#endif
+    if (info->kind == CPROF_TIMER_MONOTONIC) {
+        info->ticks_per_second = 1e9;
+        return;
+    }
+#if defined(__aarch64__)
+    {
+        uint64_t freq;
+        __asm__ __volatile__("mrs %0, cntfrq_el0" : "=r"(freq));
+        if (freq) {
+            info->ticks_per_second = (double)freq;
+            return;
+        }
+    }
+#endif
+    info->ticks_per_second = calibrate(info, spin_ns);
+    if (info->ticks_per_second <= 0.0) {
+        info->kind = CPROF_TIMER_MONOTONIC;
+        info->ticks_per_second = 1e9;
+    }
+}
+
+const char *cprof_timer_name(uint32_t kind)
+{
+    switch (kind) {
+    case CPROF_TIMER_TSC:
+        return "tsc";
+    case CPROF_TIMER_CNTVCT:
+        return "cntvct";
+    default:
+        return "clock_gettime";
+    }
+}

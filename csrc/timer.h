@@ -1,0 +1,21 @@
+/* timer.h — the runtime's clocks: which counter the guard reads and how ticks convert to seconds. */
+#ifndef CPROF_TIMER_H
+#define CPROF_TIMER_H
+
+#include <stdint.h>
+
+struct cprof_timer_info {
+    uint32_t kind;              /* CPROF_TIMER_* from runfile.h */
+    int invariant_tsc;          /* CPUID says the TSC runs at a constant rate in all P/C states */
+    double ticks_per_second;
+};
+
+/* Chooses the counter (TSC only when invariant) and calibrates it against CLOCK_MONOTONIC for `spin_ns`. */
+void cprof_timer_init(struct cprof_timer_info *info, uint64_t spin_ns);
+uint64_t cprof_timer_ticks(const struct cprof_timer_info *info);
+uint64_t cprof_monotonic_ns(void);
+uint64_t cprof_realtime_ns(void);
+uint64_t cprof_thread_cpu_ns(void);
+const char *cprof_timer_name(uint32_t kind);
+
+#endif

@@ -1,0 +1,60 @@
+"""Builds cprof's native parts: the CPython extension and the runtime libraries linked into profiled programs.
+
+The runtime is not a Python extension: it is a plain shared library (and a static archive for -static links)
+that `cprof cc` links into the user's executables. It is built here from the same csrc/ sources so that one
+`pip install` yields a working tool, and placed with its headers in cprof/_runtime/.
+"""
+
+import os
+import shutil
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+CSRC = "csrc"
+RUNTIME_SOURCES = ["runtime.c", "timer.c", "records.c"]
+PUBLIC_HEADERS = ["cprof.h", "cprof_guard.h"]
+CFLAGS = ["-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-fvisibility=default"]
+
+
+class BuildWithRuntime(build_ext):
+    def run(self):
+        super().run()
+        self.build_runtime()
+
+    def runtime_dir(self):
+        package_dir = os.path.dirname(self.get_ext_fullpath("cprof._native"))
+        return os.path.join(package_dir, "_runtime")
+
+    def build_runtime(self):
+        out = self.runtime_dir()
+        os.makedirs(os.path.join(out, "include"), exist_ok=True)
+        objects = self.compiler.compile(
+            [os.path.join(CSRC, s) for s in RUNTIME_SOURCES],
+            output_dir=os.path.join(self.build_temp, "runtime"),
+            extra_preargs=["-fPIC"],
+            extra_postargs=CFLAGS + ["-ftls-model=initial-exec", "-pthread"],
+        )
+        self.compiler.link_shared_object(
+            objects,
+            os.path.join(out, "libcprofrt.so"),
+            extra_postargs=["-pthread", "-Wl,-soname,libcprofrt.so", "-Wl,-z,nodelete"],
+        )
+        archive = os.path.join(out, "libcprofrt.a")
+        if os.path.exists(archive):
+            os.remove(archive)
+        self.compiler.create_static_lib(objects, "cprofrt", output_dir=out)
+        for header in PUBLIC_HEADERS + ["runfile.h"]:
+            shutil.copy(os.path.join(CSRC, header), os.path.join(out, "include", header))
+
+
+setup(
+    ext_modules=[
+        Extension(
+            "cprof._native",
+            sources=[os.path.join(CSRC, s) for s in ("binding.c", "reader.c", "records.c", "timer.c")],
+            extra_compile_args=CFLAGS,
+        )
+    ],
+    cmdclass={"build_ext": BuildWithRuntime},
+)

@@ -1,0 +1,62 @@
+"""End to end through the real CLI: build small programs, run them, and check exact counts and unchanged output."""
+
+from __future__ import annotations
+
+import os
+
+from conftest import by_name, validate
+
+FIB = """\
+    #include <stdio.h>
+    #include <stdlib.h>
+    static int fib(int n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); }
+    int main(int argc, char **argv) {
+        int n = argc > 1 ? atoi(argv[1]) : 20;
+        printf("fib(%d) = %d\\n", n, fib(n));
+        return 0;
+    }
+"""
+
+
+def test_profile_counts_every_call_exactly(project):
+    project.write("fib.c", FIB)
+    result = project.cprof("profile", "fib.c", "--args", "20", "--json")
+    assert result.returncode == 0, result.stderr
+    report = result.json()
+    validate(report, "report-1.json")
+    functions = by_name(report)
+    assert functions["fib"]["calls"] == 21891  # 2 * fib(21) - 1
+    assert functions["main"]["calls"] == 1
+    # recursion: fib's total counts only the outermost activation, so it cannot exceed main's
+    assert functions["fib"]["total_ns"] <= functions["main"]["total_ns"]
+    assert report["run"]["complete"] and report["run"]["exit_status"] == 0
+
+
+def test_program_output_and_exit_status_pass_through(project):
+    project.write("prog.c", """\
+        #include <stdio.h>
+        int helper(int x) { return x * 3; }
+        int main(void) {
+            char line[64];
+            if (!fgets(line, sizeof line, stdin)) return 9;
+            printf("got %s", line);
+            fprintf(stderr, "to stderr %d\\n", helper(2));
+            return 42;
+        }
+    """)
+    assert project.cprof("build", "prog.c").returncode == 0
+    result = project.cprof("run", "--", stdin="hello\n")
+    assert result.returncode == 42
+    assert result.stdout == "got hello\n"
+    assert "to stderr 6" in result.stderr
+    report = project.cprof("report", "--json").json()
+    assert report["run"]["exit_status"] == 42
+    assert by_name(report)["helper"]["calls"] == 1
+
+
+def test_plain_and_instrumented_builds_print_the_same(project):
+    project.write("fib.c", FIB)
+    plain = os.path.join(project.root, "plain")
+    assert project.run("cc", "-O2", "fib.c", "-o", plain).returncode == 0
+    assert project.cprof("build", "fib.c", "-o", "fibi").returncode == 0
+    assert project.cprof("run", "--", "24").stdout == project.run(plain, "24").stdout == "fib(24) = 46368\n"
