@@ -12,12 +12,13 @@
 #ifndef CPROF_H
 #define CPROF_H
 
+#define CPROF_CONCAT_(a, b) a##b
+#define CPROF_CONCAT(a, b) CPROF_CONCAT_(a, b)
+
 #if defined(__CPROF__) && !defined(__cplusplus)
 
 void cprof_set_enabled(int enabled);
 
-#define CPROF_CONCAT_(a, b) a##b
-#define CPROF_CONCAT(a, b) CPROF_CONCAT_(a, b)
 #define CPROF_SECTION(name)                                                                                    \
     static struct __cprof_site CPROF_CONCAT(__cprof_section_site_, __LINE__)[1] = {                            \
         {name, __FILE__, __LINE__, 2u /* CPROF_FN_SECTION */, 0, 0}};                                          \
@@ -28,8 +29,8 @@ void cprof_set_enabled(int enabled);
 
 #else
 
-/* a declaration, like the real one, so it may stand wherever that may (repeating it is valid C) */
-#define CPROF_SECTION(name) extern int cprof_section_placeholder_
+/* a declaration, like the real one, so it may stand wherever that may; -Wall does not flag unused enumerators */
+#define CPROF_SECTION(name) enum { CPROF_CONCAT(cprof_section_placeholder_, __LINE__) = 0 }
 #define cprof_enable() ((void)0)
 #define cprof_disable() ((void)0)
 

@@ -121,7 +121,7 @@ static int collect(const struct cprof_record_head *record, size_t offset, void *
             if (stack_record.head.kind != CPROF_REC_STACK || (uint64_t)top < first ||
                 (uint64_t)top + sizeof(struct cprof_frame) > (uint64_t)stack + stack_record.head.size ||
                 ((uint64_t)top - first) % sizeof(struct cprof_frame) != 0)
-                return 0;
+                return 0; /* the thread's tree stands; only its open frames are lost */
             for (frame_at = first + sizeof(struct cprof_frame); frame_at <= (uint64_t)top;
                  frame_at += sizeof(struct cprof_frame)) {
                 struct cprof_frame frame;
@@ -205,9 +205,12 @@ int cprof_read_run(const unsigned char *data, size_t size, struct cprof_read_res
     result->frames = state.frames.items;
     result->frame_count = state.frames.count;
     result->used = state.used;
-    memcpy(&trailer, data + CPROF_HEADER_SIZE, sizeof trailer);
-    result->complete = (result->header.flags & CPROF_RUN_COMPLETE) && trailer.head.kind == CPROF_REC_TRAILER &&
-                       memcmp(trailer.magic, CPROF_TRAILER_MAGIC, 8) == 0;
+    result->complete = 0;
+    if (size >= CPROF_HEADER_SIZE + sizeof trailer) {
+        memcpy(&trailer, data + CPROF_HEADER_SIZE, sizeof trailer);
+        result->complete = (result->header.flags & CPROF_RUN_COMPLETE) && trailer.head.kind == CPROF_REC_TRAILER &&
+                           memcmp(trailer.magic, CPROF_TRAILER_MAGIC, 8) == 0;
+    }
     if (state.out_of_memory) {
         snprintf(result->error, sizeof result->error, "out of memory while reading the run file");
         return -1;

@@ -54,7 +54,8 @@ class CallNode:
     calls: int = 0
     total_ns: float = 0.0  # inclusive, raw
     self_ns: float = 0.0  # raw
-    cpu_ns: float = 0.0
+    cpu_total_ns: float = 0.0  # thread CPU time inside, callees included (--cpu-time)
+    cpu_ns: float = 0.0  # the same, callees excluded
     alloc_count: int = 0
     alloc_bytes: int = 0
     free_count: int = 0
@@ -165,7 +166,7 @@ def load_process(path: str) -> ProcessData:
     for offset, parent, function_id, calls, total, cpu, ac, ab, fc, fb in raw["nodes"]:
         entry = functions.get(function_id)
         node = CallNode(entry[0] if entry else None)
-        node.calls, node.total_ns, node.cpu_ns = calls, total * scale, float(cpu)
+        node.calls, node.total_ns, node.cpu_total_ns = calls, total * scale, float(cpu)
         node.alloc_count, node.alloc_bytes, node.free_count, node.free_bytes = ac, ab, fc, fb
         nodes[offset] = node
         pending.append((node, parent))
@@ -207,7 +208,7 @@ def load_process(path: str) -> ProcessData:
 def _merge_into(target: CallNode, source: CallNode) -> None:
     target.calls += source.calls
     target.total_ns += source.total_ns
-    target.cpu_ns += source.cpu_ns
+    target.cpu_total_ns += source.cpu_total_ns
     for key, child in source.children.items():
         if key in target.children:
             _merge_into(target.children[key], child)
@@ -225,6 +226,7 @@ def _derive(root: CallNode) -> None:
             node.total_ns = children_total
             node.calls = 0
         node.self_ns = max(0.0, node.total_ns - children_total)
+        node.cpu_ns = max(0.0, node.cpu_total_ns - sum(c.cpu_total_ns for c in node.children.values()))
 
 
 class Run:

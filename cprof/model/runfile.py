@@ -34,7 +34,8 @@ _HEADER_FIELDS = (
     "guard_outer_spread calibration_rounds cmdline_len lost_frames"
 ).split()
 _PUBLIC_HEADER_FIELDS = [
-    f for f in _HEADER_FIELDS if f not in ("magic", "header_size", "chunk_size", "threads_head", "functions_head")
+    f for f in _HEADER_FIELDS
+    if f not in ("magic", "header_size", "chunk_size", "threads_head", "functions_head", "cmdline_len")
 ]
 _HEAD = struct.Struct("<II")
 _FUNCTION = struct.Struct("<IIQIIIHH")  # head, next, id, line, flags, name_len, file_len
@@ -150,8 +151,10 @@ def read_run(data: bytes) -> dict:
             function_id = functions[index][1]
         nodes.append((node[0], node[1], function_id) + node[3:])
 
-    trailer_kind, _, trailer_magic, _, _ = _TRAILER.unpack_from(data, HEADER_SIZE)
-    complete = bool(header["flags"] & 1) and trailer_kind == REC_TRAILER and trailer_magic == TRAILER_MAGIC
+    complete = False
+    if len(data) >= HEADER_SIZE + _TRAILER.size:
+        trailer_kind, _, trailer_magic, _, _ = _TRAILER.unpack_from(data, HEADER_SIZE)
+        complete = bool(header["flags"] & 1) and trailer_kind == REC_TRAILER and trailer_magic == TRAILER_MAGIC
     return {
         "header": {k: header[k] for k in _PUBLIC_HEADER_FIELDS + ["cmdline"]},
         "complete": complete,
@@ -174,10 +177,9 @@ def _read_thread(data, offset: int, to_offset):
     if stack >= 0 and top_offset >= 0:
         kind, size = _HEAD.unpack_from(data, stack)
         first = stack + _STACK.size
-        if kind != REC_STACK or top_offset < first or top_offset + FRAME_SIZE > stack + size:
-            return None
-        if (top_offset - first) % FRAME_SIZE:
-            return None
+        valid = kind == REC_STACK and first <= top_offset and top_offset + FRAME_SIZE <= stack + size
+        if not valid or (top_offset - first) % FRAME_SIZE:  # the tree stands; only its open frames are lost
+            return (index, tid, name_text, root, start_ticks, end_ticks, last_ticks, lost_frames, open_frames)
         for frame_at in range(first + FRAME_SIZE, top_offset + 1, FRAME_SIZE):
             node_pointer, start_ticks_frame = _FRAME.unpack_from(data, frame_at)[:2]
             node = to_offset(node_pointer, NODE_SIZE)
