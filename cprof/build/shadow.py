@@ -1,0 +1,99 @@
+"""A synced shadow copy of the user's project, where their build runs through the compiler wrapper: their sources
+and normal build outputs are never written, and unchanged files keep their times so rebuilds stay incremental."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+
+# Outputs of the user's own normal build must not be copied: make would find them up to date and never
+# build (so never instrument) them in the shadow.
+_BUILD_OUTPUT_SUFFIXES = (".o", ".a", ".so", ".lo", ".la", ".obj", ".gcda", ".gcno", ".pyc")
+_SKIPPED_DIRS = frozenset((".git", ".hg", ".svn", "CMakeFiles", "__pycache__"))
+_SKIPPED_FILES = frozenset(("CMakeCache.txt",))
+
+
+@dataclass
+class SyncStats:
+    copied: int = 0
+    removed: int = 0
+    unchanged: int = 0
+
+
+def _is_build_output(path: str, name: str) -> bool:
+    if name.endswith(_BUILD_OUTPUT_SUFFIXES) or ".so." in name:
+        return True
+    try:
+        if os.access(path, os.X_OK):
+            with open(path, "rb") as handle:
+                return handle.read(4) == b"\x7fELF"
+    except OSError:
+        pass
+    return False
+
+
+def _walk(root: str, exclude: set[str]):
+    stack = [""]
+    while stack:
+        relative = stack.pop()
+        try:
+            entries = list(os.scandir(os.path.join(root, relative)))
+        except OSError:
+            continue
+        for entry in entries:
+            rel = os.path.join(relative, entry.name) if relative else entry.name
+            full = os.path.join(root, rel)
+            if full in exclude or entry.name in _SKIPPED_DIRS and entry.is_dir(follow_symlinks=False):
+                continue
+            if entry.is_symlink():
+                yield rel, entry, True
+            elif entry.is_dir():
+                stack.append(rel)
+            elif entry.is_file() and entry.name not in _SKIPPED_FILES and not _is_build_output(full, entry.name):
+                yield rel, entry, False
+
+
+def sync_tree(source: str, shadow: str, exclude: list[str]) -> SyncStats:
+    """Make `shadow` hold every source file of `source` as it is now; files the shadow build made are kept."""
+    stats = SyncStats()
+    state_path = shadow.rstrip("/") + ".state.json"
+    try:
+        with open(state_path, encoding="utf-8") as handle:
+            previous = json.load(handle)
+    except (OSError, ValueError):
+        previous = {}
+    excluded = {os.path.abspath(p) for p in exclude}
+    current: dict[str, list] = {}
+    os.makedirs(shadow, exist_ok=True)
+    for rel, entry, is_link in _walk(source, excluded):
+        target = os.path.join(shadow, rel)
+        if is_link:
+            link = os.readlink(entry.path)
+            current[rel] = ["link", link]
+            if previous.get(rel) != current[rel] or not os.path.lexists(target):
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                if os.path.lexists(target):
+                    os.remove(target)
+                os.symlink(link, target)
+                stats.copied += 1
+            continue
+        st = entry.stat()
+        current[rel] = [st.st_size, st.st_mtime_ns]
+        if previous.get(rel) == current[rel] and os.path.exists(target):
+            stats.unchanged += 1
+            continue
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.lexists(target) and (os.path.islink(target) or os.path.isdir(target)):
+            shutil.rmtree(target) if os.path.isdir(target) and not os.path.islink(target) else os.remove(target)
+        shutil.copy2(entry.path, target)
+        stats.copied += 1
+    for rel in set(previous) - set(current):  # deleted from the project since the last sync
+        target = os.path.join(shadow, rel)
+        if os.path.lexists(target) and not os.path.isdir(target):
+            os.remove(target)
+            stats.removed += 1
+    with open(state_path, "w", encoding="utf-8") as handle:
+        json.dump(current, handle)
+    return stats

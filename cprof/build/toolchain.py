@@ -1,0 +1,41 @@
+"""Where cprof's runtime and headers are installed, and how to find the user's real compiler."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from cprof.errors import CprofError, EXIT_SETUP
+
+RUNTIME_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_runtime")
+INCLUDE_DIR = os.path.join(RUNTIME_DIR, "include")
+GUARD_HEADER = os.path.join(INCLUDE_DIR, "cprof_guard.h")
+SHARED_RUNTIME = os.path.join(RUNTIME_DIR, "libcprofrt.so")
+STATIC_RUNTIME = os.path.join(RUNTIME_DIR, "libcprofrt.a")
+
+
+def check_installed() -> None:
+    for path in (GUARD_HEADER, SHARED_RUNTIME, STATIC_RUNTIME):
+        if not os.path.exists(path):
+            raise CprofError(f"cprof's runtime is missing ({path}); reinstall with 'pip install .'", EXIT_SETUP)
+
+
+def runtime_link_args(static: bool) -> list[str]:
+    """Linked once into every final executable and shared library. The shared runtime keeps one copy per process
+    however many instrumented libraries it loads; -static links get the archive."""
+    if static:
+        return [STATIC_RUNTIME, "-pthread"]
+    return ["-L" + RUNTIME_DIR, "-Wl,-rpath," + RUNTIME_DIR, "-lcprofrt", "-pthread"]
+
+
+def find_real_compiler(name: str, avoid_dir: str | None = None) -> str | None:
+    """The first `name` on PATH that is not one of our own shims."""
+    if os.path.isabs(name):
+        return name
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if not directory or (avoid_dir and os.path.realpath(directory) == os.path.realpath(avoid_dir)):
+            continue
+        candidate = os.path.join(directory, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return shutil.which(name)
