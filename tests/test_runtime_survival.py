@@ -48,7 +48,8 @@ def test_a_run_that_dies_keeps_what_it_measured(project, ending, status):
     functions = by_name(report)
     assert functions["work"]["calls"] == 100
     assert functions["main"]["calls"] == 1
-    assert functions["main"]["total_ns"] >= functions["work"]["total_ns"] > 0  # open frames closed at the end
+    # open frames are closed where the process ended (raw: a few empty calls may correct to zero)
+    assert functions["main"]["raw_total_ns"] >= functions["work"]["raw_total_ns"] > 0
 
 
 def test_exec_keeps_the_data_of_the_image_it_replaced(project):
@@ -198,6 +199,8 @@ def test_cpu_time_is_self_time_of_running_code(project):
     """, "--cpu-time", expect_status=0)
     assert "cpu_time" in report["run"]["features"]
     functions = by_name(report)
-    assert functions["spin"]["cpu_ns"] > 0.5 * functions["spin"]["total_ns"]
+    # machine load may stretch wall time, but it cannot give a sleeping function CPU time
     assert functions["nap"]["total_ns"] > 150_000_000
     assert functions["nap"]["cpu_ns"] < 0.2 * functions["nap"]["total_ns"]
+    assert functions["spin"]["cpu_ns"] > 10 * functions["nap"]["cpu_ns"]
+    assert functions["main"]["cpu_ns"] < functions["spin"]["cpu_ns"]  # CPU time is self time: callees excluded
