@@ -18,7 +18,8 @@ def register(subparsers) -> None:
                                    description="Compile C sources (default flags -O2 -g), or run a build command "
                                    "(make, cmake, ./configure && make ...) with every C compile instrumented. "
                                    "Your sources and normal build outputs are never touched.")
-    parser.add_argument("sources", nargs="*", metavar="SOURCE.c")
+    parser.add_argument("sources", nargs="*", metavar="SOURCE.c",
+                        help="C sources to compile and link into one program (or a build command after --)")
     parser.add_argument("-o", dest="output", metavar="NAME", help="program name (direct builds)")
     add_build_options(parser)
     parser.set_defaults(run=run)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
+from cprof.cli.options import non_negative_float, positive_int
+from cprof.cli.output import add_output_options, output_stream, wants_json
 from cprof.errors import EXIT_NOT_FOUND, EXIT_REGRESSION, CprofError
 from cprof.model.diff import diff_runs
 from cprof.model.load import load_runs
@@ -11,47 +14,68 @@ from cprof.render.diff_table import DiffTable
 from cprof.render.json_diff import JsonDiff
 from cprof.run.store import Store
 
+DESCRIPTION = """\
+Compare A (default: the run or group before the latest) with B (default: the latest), function by function, by
+self time. For groups (profile --repeat N) each side is the median of its runs, and a change counts only when it
+is larger than its noise: the runs' spread, or the correction uncertainty, whichever is larger."""
+
+
+EXAMPLES = """\
+examples:
+  cprof diff                                  the run before the latest against the latest
+  cprof diff before                           the run or group tagged 'before' against the latest
+  cprof diff before after --fail-over 10      exit 1 when something got more than 10% slower
+"""
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("diff", help="compare two runs or groups", usage="cprof diff [A] [B] [options]",
-                                   description="Compare A (default: the second latest) with B (default: the "
-                                   "latest). Tags, run ids, paths and groups from `profile --repeat` all work.")
-    parser.add_argument("a", nargs="?", metavar="A")
-    parser.add_argument("b", nargs="?", metavar="B")
+                                   description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog=EXAMPLES)
+    parser.add_argument("a", nargs="?", metavar="A", help="the baseline: a run, group or tag (default: latest~1)")
+    parser.add_argument("b", nargs="?", metavar="B", help="compared with A (default: latest)")
     count = parser.add_mutually_exclusive_group()
-    count.add_argument("--top", type=int, default=20, metavar="N")
-    count.add_argument("--all", action="store_true")
-    parser.add_argument("--significant", action="store_true", help="only changes that clear the noise")
-    parser.add_argument("--fail-over", type=float, metavar="PCT",
-                        help="exit 1 when the total or a function regresses by more than PCT percent")
-    parser.add_argument("--uncorrected", action="store_true")
-    parser.add_argument("--json", action="store_true", help="machine-readable output (schema cprof-diff/1)")
+    count.add_argument("--top", type=positive_int, default=20, metavar="N",
+                       help="show the N largest changes (default 20)")
+    count.add_argument("--all", action="store_true", help="show every function")
+    parser.add_argument("--significant", action="store_true", help="only changes larger than their noise")
+    parser.add_argument("--fail-over", type=non_negative_float, metavar="PCT",
+                        help="exit 1 when a function (of at least 1%% of A's time) or the total got more than PCT "
+                        "percent slower, beyond the noise")
+    parser.add_argument("--uncorrected", action="store_true", help="compare raw times, the guard's cost included")
+    add_output_options(parser, "cprof-diff/1")
     parser.set_defaults(run=run)
+
+
+def _label(reference: str | None, runs) -> str:
+    if reference:
+        return reference
+    return runs[0].meta.get("group") if len(runs) > 1 else runs[0].id
 
 
 def run(args) -> int:
     store = Store()
-    if args.a is None:
-        a_ref, b_ref = "latest~1", "latest"
-    else:
-        a_ref, b_ref = args.a, args.b or "latest"
+    as_json = wants_json(args)
+    a_ref, b_ref = (args.a or "latest~1"), (args.b or "latest")
     try:
         a_runs, b_runs = load_runs(store, a_ref), load_runs(store, b_ref)
     except CprofError as error:
         if args.a is None and "goes back too far" in error.message:
-            raise CprofError("diff needs two runs; only one is stored", EXIT_NOT_FOUND) from None
+            raise CprofError("diff needs two runs and only one is stored; run again, or name two runs",
+                             EXIT_NOT_FOUND) from None
         raise
-    a_label = args.a or a_runs[0].meta.get("group") or a_runs[0].id
-    b_label = args.b or b_runs[0].meta.get("group") or b_runs[0].id
-    diff = diff_runs(a_runs, b_runs, a_label, b_label, corrected=not args.uncorrected)
-    if args.json:
-        JsonDiff(diff, args.fail_over).render(sys.stdout)
-    else:
-        DiffTable(diff, None if args.all else args.top, args.significant).render(sys.stdout)
+    if {r.path for r in a_runs} == {r.path for r in b_runs}:
+        sys.stderr.write("cprof: warning: A and B are the same run; run the program again to compare\n")
+    diff = diff_runs(a_runs, b_runs, _label(args.a, a_runs), _label(args.b, b_runs), corrected=not args.uncorrected)
+    with output_stream(args) as out:
+        if as_json:
+            JsonDiff(diff, args.fail_over).render(out)
+        else:
+            DiffTable(diff, None if args.all else args.top, args.significant).render(out)
     if args.fail_over is not None:
         reasons = diff.regressions_over(args.fail_over)
         if reasons:
-            more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
-            sys.stderr.write(f"cprof: regression: {reasons[0]}{more}\n")
-            return EXIT_REGRESSION
+            more = f" and {len(reasons) - 3} more" if len(reasons) > 3 else ""
+            raise CprofError(f"regression over {args.fail_over:g}%: {'; '.join(reasons[:3])}{more}",
+                             EXIT_REGRESSION)
     return 0

@@ -40,7 +40,8 @@ def run(args) -> int:
             unit, _ = compiler.instrument(text)
         except InstrumentError as error:
             where = f"{error.file}:{error.line}: " if error.line else ""
-            raise CprofError(f"{where}{error}; cprof would compile this unit uninstrumented", EXIT_BUILD_FAILED) from None
+            raise CprofError(f"{where}{error}; cprof would compile this unit uninstrumented",
+                             EXIT_BUILD_FAILED) from None
     sys.stdout.write(unit.apply(text))
     sys.stderr.write(f"cprof: {len(unit.instrumented)} functions instrumented, "
                      f"{len(unit.functions) - len(unit.instrumented)} skipped\n")

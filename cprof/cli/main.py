@@ -9,24 +9,65 @@ import sys
 import traceback
 
 from cprof import __version__
-from cprof.errors import EXIT_INTERRUPTED, EXIT_USAGE, CprofError
+from cprof.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_SETUP, EXIT_USAGE, CprofError
+from cprof.run.store import ENV_HOME
 
 # One module per subcommand, each with `register(subparsers)` that sets the parser's `run(args) -> int`.
 SUBCOMMANDS = ("build", "run", "report", "profile", "tag", "diff", "runs", "merge", "instrument", "doctor", "cc")
+# the subcommands that take arguments after "--" (a program's, a build command, compiler flags)
+TAKES_REST = {"build", "run", "profile", "instrument"}
+
+EPILOG = """\
+a first profile:
+  cprof profile prog.c util.c --args "input.txt"    build, run and report in one go
+  cprof build -- make -j2                           or instrument any build, then
+  cprof run --bin prog -- input.txt                 run what it linked, and
+  cprof report --tree                               look at the latest run
+
+comparing:
+  cprof tag before; (change something); cprof profile ...; cprof diff before
+
+A RUN is a tag, a run id (or a unique prefix), a group id, latest, latest~N, or a path to a run directory or file.
+The runs are stored in .cprof/ ($CPROF_HOME). 'cprof COMMAND --help' tells more about each command.
+exit codes: 0 ok (run/profile: the program's own), 1 diff --fail-over regression, 2 usage, 3 not found,
+4 build failed, 5 corrupt run file, 6 program could not start, 7 cprof not installed correctly, 70 internal error
+"""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line and EXIT_USAGE, instead of argparse's usage dump
-        raise CprofError(f"{self.prog}: {message}", EXIT_USAGE)
+        command = self.prog.removeprefix("cprof").strip()
+        where = f"{command}: " if command else ""
+        more = f"cprof {command} --help" if command else "cprof --help"
+        raise CprofError(f"{where}{message} (see '{more}')", EXIT_USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cprof", description="Instrumentation profiler for C programs.")
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser, and the subcommands' parsers by name."""
+    parser = _Parser(prog="cprof", description="An instrumentation profiler for C programs: exact call counts, self "
+                     "and total time\nper function, per thread and along call paths.", epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"cprof {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in SUBCOMMANDS:
         importlib.import_module(f"cprof.cli.{name}").register(subparsers)
-    return parser
+    return parser, subparsers.choices
+
+
+def parse(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """Parses our own arguments; everything after the first "--" belongs to the program or build command."""
+    rest: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, rest = argv[:at], argv[at + 1 :]
+    parser, commands = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # blamed on the subcommand, whose --help lists what it takes
+        commands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+    if rest and args.command not in TAKES_REST:
+        commands.get(args.command, parser).error(f"takes nothing after '--' (got: {' '.join(rest)})")
+    args.rest = rest
+    return parser, args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,14 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             from cprof.build.wrapper import run_wrapper
 
             return run_wrapper(argv[1:])
-        # everything after the first "--" belongs to the program or build command, never to our parser
-        rest: list[str] = []
-        if "--" in argv:
-            at = argv.index("--")
-            argv, rest = argv[:at], argv[at + 1 :]
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        args.rest = rest
+        parser, args = parse(argv)
         if not getattr(args, "run", None):
             parser.print_help()
             return EXIT_USAGE
@@ -57,8 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `cprof report | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except Exception as error:  # a bug in cprof, not a user error: say so in one line, details on request
-        if os.environ.get("CPROF_DEBUG"):
-            traceback.print_exc()
-        sys.stderr.write(f"cprof: internal error: {type(error).__name__}: {error} (set CPROF_DEBUG=1 for details)\n")
-        return 70
+    except OSError as error:
+        if error.filename is None:
+            return _internal_error(error)
+        # the file system refused: a store that is not writable, a path that is a file...
+        sys.stderr.write(f"cprof: error: cannot use {error.filename}: {error.strerror} (is {ENV_HOME} or the "
+                         "current directory writable? 'cprof doctor' checks)\n")
+        return EXIT_SETUP
+    except Exception as error:
+        return _internal_error(error)
+
+
+def _internal_error(error: Exception) -> int:
+    """A bug in cprof, not a user error: say so in one line, details on request."""
+    if os.environ.get("CPROF_DEBUG"):
+        traceback.print_exc()
+    sys.stderr.write(f"cprof: internal error: {type(error).__name__}: {error} (set CPROF_DEBUG=1 for details)\n")
+    return EXIT_INTERNAL

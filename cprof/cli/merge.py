@@ -6,15 +6,17 @@ import os
 import shutil
 import sys
 
-from cprof.errors import EXIT_USAGE, CprofError
+from cprof.errors import EXIT_CORRUPT, EXIT_USAGE, CprofError
+from cprof.model.load import run_files
 from cprof.model.runfile import RunFileError, read_header
-from cprof.run.store import Store
+from cprof.run.store import Store, validate_tag
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("merge", help="combine runs into one", usage="cprof merge RUN... [--tag NAME]",
                                    description="Create a new run holding every process of the given runs "
-                                   "(ids, tags or paths to run directories or files); reports sum them.")
+                                   "(ids, tags, groups or paths to run directories or files); its report sums "
+                                   "them: calls add up, times add up.")
     parser.add_argument("references", nargs="+", metavar="RUN")
     parser.add_argument("--tag", metavar="NAME", help="tag the merged run")
     parser.set_defaults(run=run)
@@ -22,33 +24,31 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     store = Store()
-    entries = [e for reference in args.references for e in store.resolve(reference)]
-    if len(entries) < 2 and not any(os.path.isdir(e.path) and len(_run_files(e)) > 1 for e in entries):
-        raise CprofError("merge needs at least two runs", EXIT_USAGE)
+    if args.tag is not None:
+        validate_tag(args.tag)
+    # the same run named twice (by tag and id, say) counts once
+    named = {(e.path, e.meta.get("only_file")): e for reference in args.references for e in store.resolve(reference)}
+    entries = list(named.values())
+    if len(entries) < 2:
+        raise CprofError(f"merge needs at least two different runs; {' '.join(args.references)} "
+                         f"{'is' if len(args.references) == 1 else 'are'} one", EXIT_USAGE)
+    # every file is checked before the merged run exists, so that a bad one leaves nothing half made
+    sources = [(entry, path) for entry in entries for path in run_files(entry)]
+    for entry, path in sources:
+        try:
+            with open(path, "rb") as handle:
+                read_header(handle.read(4096))
+        except (OSError, RunFileError) as error:
+            raise CprofError(f"cannot merge {path}: {error}", EXIT_CORRUPT) from None
     merged = store.create_run({"merged_from": [e.id for e in entries], "command": ["cprof", "merge"] + args.references,
                                "status": "finished"})
-    count = 0
-    for entry in entries:
-        for name in _run_files(entry):
-            source = os.path.join(entry.path, name)
-            try:
-                with open(source, "rb") as handle:
-                    read_header(handle.read(4096))
-            except (OSError, RunFileError) as error:
-                raise CprofError(f"cannot merge {source}: {error}", EXIT_USAGE) from None
-            target = os.path.join(merged.path, f"{entry.id}-{name}")
-            try:
-                os.link(source, target)  # run files never change once their process is gone
-            except OSError:
-                shutil.copy2(source, target)
-            count += 1
-    if args.tag:
+    for entry, source in sources:
+        target = os.path.join(merged.path, f"{entry.id}-{os.path.basename(source)}")
+        try:
+            os.link(source, target)  # run files never change once their process is gone
+        except OSError:
+            shutil.copy2(source, target)
+    if args.tag is not None:
         store.tag(args.tag, merged.id)
-    sys.stderr.write(f"cprof: merged {count} process runs from {len(entries)} runs into {merged.id}\n")
+    sys.stderr.write(f"cprof: merged {len(sources)} run files from {len(entries)} runs into {merged.id}\n")
     return 0
-
-
-def _run_files(entry) -> list[str]:
-    if entry.meta.get("only_file"):
-        return [entry.meta["only_file"]]
-    return sorted(f for f in os.listdir(entry.path) if f.endswith(".cprof"))

@@ -6,27 +6,28 @@ import argparse
 
 from cprof.build.driver import BuildOptions
 from cprof.instrument.filters import FunctionFilter
+from cprof.cli.output import add_output_options
 from cprof.render.table import SORT_KEYS, ReportOptions
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text}")
-    return value
+def _number(convert, what: str, minimum: float, inclusive: bool):
+    """An argparse type: a number of the given kind, above (or from) a minimum."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: '{text}'") from None
+        if value < minimum or (value == minimum and not inclusive) or value != value:
+            raise argparse.ArgumentTypeError(f"must be {'at least' if inclusive else 'more than'} {minimum:g}: {text}")
+        return value
+
+    return parse
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text}")
-    return value
+positive_float = _number(float, "a number", 0, inclusive=False)
+non_negative_float = _number(float, "a number", 0, inclusive=True)
+positive_int = _number(int, "a whole number", 1, inclusive=True)
+non_negative_int = _number(int, "a whole number", 0, inclusive=True)
 
 
 def add_build_options(parser: argparse.ArgumentParser) -> None:
@@ -36,8 +37,10 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--exact", action="store_true", help="--fn and --exclude-fn match whole names")
     group.add_argument("--file", action="append", default=[], metavar="PATH",
                        help="instrument only functions defined in PATH (a path or glob; repeatable)")
-    group.add_argument("--exclude-fn", action="append", default=[], metavar="PATTERN")
-    group.add_argument("--exclude-file", action="append", default=[], metavar="PATH")
+    group.add_argument("--exclude-fn", action="append", default=[], metavar="PATTERN",
+                       help="leave functions whose name contains PATTERN uninstrumented (repeatable)")
+    group.add_argument("--exclude-file", action="append", default=[], metavar="PATH",
+                       help="leave the functions defined in PATH uninstrumented (a path or glob; repeatable)")
     group.add_argument("--list-skipped", action="store_true", help="print each function not instrumented and why")
     group.add_argument("--no-cache", action="store_true", help="parse every unit again")
 
@@ -53,29 +56,41 @@ def build_options(args) -> BuildOptions:
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("running")
-    group.add_argument("--bin", metavar="NAME", help="which program the last build linked (or a path)")
-    group.add_argument("--duration", type=positive_float, metavar="S", help="stop the program after S seconds")
+    group.add_argument("--bin", metavar="NAME", help="which program the last build linked, when it linked several "
+                       "(or a path to an instrumented program)")
+    group.add_argument("--duration", type=positive_float, metavar="S",
+                       help="stop the program after S seconds (SIGTERM) and keep what it measured; cprof then "
+                       "exits 0")
     group.add_argument("--kill-timeout", type=positive_float, default=5.0, metavar="S",
                        help="after --duration's SIGTERM, SIGKILL if still running after S seconds (default 5)")
     group.add_argument("--cpu-time", action="store_true", help="also measure per-thread CPU time (slower guard)")
-    group.add_argument("--ignore-exit-code", action="store_true", help="exit 0 even when the program fails")
+    group.add_argument("--ignore-exit-code", action="store_true",
+                       help="exit 0 even when the program fails (by default its exit status is cprof's)")
+    group.add_argument("--repeat", type=positive_int, default=1, metavar="N",
+                       help="run N times as one group: `cprof report` shows per-function medians, `cprof diff` "
+                       "compares groups by their medians and spread")
+    group.add_argument("--tag", metavar="NAME", help="tag the run (or the group)")
 
 
 def add_report_options(parser: argparse.ArgumentParser, function_pattern: bool = True) -> None:
     group = parser.add_argument_group("reporting")
     count = group.add_mutually_exclusive_group()
-    count.add_argument("--top", type=positive_int, default=10, metavar="N", help="show the top N (default 10)")
+    count.add_argument("--top", type=positive_int, default=10, metavar="N",
+                       help="show the N functions first by --sort (default 10)")
     count.add_argument("--all", action="store_true", help="show every function")
-    group.add_argument("--sort", choices=sorted(SORT_KEYS), default="self")
-    group.add_argument("--threads", action="store_true", help="break functions down per thread")
-    group.add_argument("--tree", action="store_true", help="print the call tree with inclusive times")
-    group.add_argument("--min-percent", type=float, default=1.0, metavar="P",
+    group.add_argument("--sort", choices=list(SORT_KEYS), default="self",
+                       help="order by self time (default), total time, calls, allocations or bytes allocated")
+    group.add_argument("--threads", action="store_true", help="break each function down per thread")
+    group.add_argument("--tree", action="store_true", help="print the call tree of each thread, with inclusive times")
+    group.add_argument("--min-percent", type=non_negative_float, default=1.0, metavar="P",
                        help="with --tree: hide call paths under P%% of their thread (default 1)")
     if function_pattern:  # `profile` uses --fn for what to instrument, which also limits the report
-        group.add_argument("--fn", dest="report_fn", metavar="PATTERN", help="only functions whose name contains PATTERN")
+        group.add_argument("--fn", dest="report_fn", metavar="PATTERN",
+                           help="only functions whose name contains PATTERN (with --tree: highlight them)")
     group.add_argument("--locations", action="store_true", help="show each function's file:line")
-    group.add_argument("--uncorrected", action="store_true", help="raw times, the guard's own cost included")
-    group.add_argument("--json", action="store_true", help="machine-readable output (schema cprof-report/1)")
+    group.add_argument("--uncorrected", action="store_true",
+                       help="raw times, the guard's own cost included (default: corrected, with its uncertainty)")
+    add_output_options(group, "cprof-report/1")
 
 
 def report_options(args) -> ReportOptions:

@@ -6,11 +6,13 @@ import shlex
 import sys
 
 from cprof.cli.build import perform_build
-from cprof.cli.options import add_build_options, add_report_options, add_run_options, positive_int
+from cprof.cli.options import add_build_options, add_report_options, add_run_options
+from cprof.cli.output import wants_json
 from cprof.cli.report import render_report
-from cprof.cli.run import perform_run
-from cprof.model.run import Run
-from cprof.run.store import Store, new_run_id
+from cprof.cli.run import count_recorded, exit_status, perform_runs
+from cprof.errors import EXIT_NOT_FOUND, EXIT_USAGE, CprofError
+from cprof.model.load import load_view
+from cprof.run.store import Store, validate_tag
 
 USAGE = """cprof profile [options] SOURCE.c... [-o NAME] [--args "PROGRAM ARGS"]
        cprof profile [options] [--bin NAME] [--args "PROGRAM ARGS"] -- BUILD COMMAND..."""
@@ -19,13 +21,16 @@ USAGE = """cprof profile [options] SOURCE.c... [-o NAME] [--args "PROGRAM ARGS"]
 def register(subparsers) -> None:
     parser = subparsers.add_parser("profile", help="build, run and report in one go", usage=USAGE,
                                    description="Build with instrumentation (sources, or a build command after --), "
-                                   "run the program it linked, and print the report.")
-    parser.add_argument("sources", nargs="*", metavar="SOURCE.c")
+                                   "run the program it linked, and print the report. With --repeat N the N runs "
+                                   "form a group: the report shows per-function medians, and `cprof diff` "
+                                   "compares groups by their medians and spread.",
+                                   epilog='example: cprof profile prog.c util.c --args "input.txt" --repeat 5 '
+                                   "--tag before")
+    parser.add_argument("sources", nargs="*", metavar="SOURCE.c",
+                        help="C sources to compile and link into one program (or a build command after --)")
     parser.add_argument("-o", dest="output", metavar="NAME", help="program name (direct builds)")
-    parser.add_argument("--args", default="", metavar="ARGS", help="arguments for the program (one shell-quoted string)")
-    parser.add_argument("--repeat", type=positive_int, default=1, metavar="N",
-                        help="run N times as one group; `cprof diff` compares groups by their medians")
-    parser.add_argument("--tag", metavar="NAME", help="tag the run (or the group)")
+    parser.add_argument("--args", default="", metavar="ARGS",
+                        help="arguments for the program (one shell-quoted string)")
     add_build_options(parser)
     add_run_options(parser)
     add_report_options(parser, function_pattern=False)
@@ -33,20 +38,20 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    store = Store()
-    program_args = shlex.split(args.args)
+    try:
+        program_args = shlex.split(args.args)
+    except ValueError as error:
+        raise CprofError(f"--args: {error}", EXIT_USAGE) from None
+    if args.tag is not None:
+        validate_tag(args.tag)  # usage mistakes before the build, not after the runs
+    wants_json(args)
     perform_build(args)  # args.rest (after "--") is the build command, or extra compiler args for SOURCES
     args.rest = program_args
-    group = new_run_id() if args.repeat > 1 else None
-    results = []
-    tag, args.tag = args.tag, None
-    for index in range(args.repeat):
-        meta = {"group": group, "repeat_index": index} if group else {}
-        results.append(perform_run(args, store, meta))
-    if tag:
-        store.tag(tag, group or results[-1].run.id)
-    last = results[-1]
-    render_report(Run.load(last.run.path, last.run.meta, last.run.id), args)
-    if group:
-        sys.stderr.write(f"cprof: group {group} of {args.repeat} runs saved\n")
-    return 0 if args.ignore_exit_code else last.exit_status
+    store = Store()
+    results, target = perform_runs(args, store)
+    if target is None:
+        raise CprofError("the program recorded nothing, so there is nothing to report", EXIT_NOT_FOUND)
+    render_report(load_view(store, target), args)
+    if args.repeat > 1:
+        sys.stderr.write(f"cprof: group {target} of {count_recorded(results)} runs saved\n")
+    return exit_status(results[-1], args)

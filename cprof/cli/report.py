@@ -1,37 +1,72 @@
-"""`cprof report`: show a stored run as a table, a call tree, or JSON."""
+"""`cprof report`: show a stored run (or a group's medians) as a table, a call tree, or JSON."""
 
 from __future__ import annotations
 
-import sys
+import argparse
+import difflib
 
 from cprof.cli.options import add_report_options, report_options
-from cprof.model.load import load_runs
+from cprof.cli.output import output_stream, wants_json
+from cprof.errors import EXIT_USAGE, CprofError
+from cprof.model.load import GroupRun, load_view
 from cprof.render.json_report import JsonReport
 from cprof.render.table import FunctionTable
 from cprof.render.tree import CallTree
 from cprof.run.store import Store
 
+DESCRIPTION = """\
+Show a stored run (default: the latest) as a table of functions by self time, a call tree (--tree) or JSON.
+
+Self is the time spent in the function itself, Total includes what it called (counted once under recursion),
+Calls is exact. Times are corrected for the profiler's own cost; a ~ marks functions whose time is mostly that
+correction, and the footer states its uncertainty. For a group (profile --repeat N), every figure is the median
+over the group's runs."""
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("report", help="show a run", usage="cprof report [RUN|TAG|PATH] [options]",
-                                   description="Show a stored run (default: the latest) by self time.")
-    parser.add_argument("reference", nargs="?", metavar="RUN|TAG|PATH")
+    parser = subparsers.add_parser("report", help="show a run", usage="cprof report [RUN] [options]",
+                                   description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog="RUN: a tag, run id (or unique prefix), group id, latest, latest~N, "
+                                   "or a path to a run directory or file")
+    parser.add_argument("reference", nargs="?", metavar="RUN", help="which run or group (default: latest)")
     add_report_options(parser)
     parser.set_defaults(run=run)
 
 
-def render_report(run, args, out=sys.stdout) -> None:
-    """Shared with `cprof profile`."""
-    options = report_options(args)
-    if args.json:
-        JsonReport(run, options).render(out)
-    elif args.tree:
-        CallTree(run, options.corrected, args.min_percent, options.function_pattern).render(out)
+def check_function_pattern(view, pattern: str | None) -> None:
+    """A --fn that matches nothing is a mistake: say so, with the names closest to it."""
+    if not pattern:
+        return
+    names = sorted({f.name for f in view.functions()})
+    if any(pattern in name for name in names):
+        return
+    close = difflib.get_close_matches(pattern, names, n=3, cutoff=0.4)
+    if close:
+        hint = f" (closest: {', '.join(close)})"
     else:
-        FunctionTable(run, options).render(out)
+        hint = f" (the run has {', '.join(names[:5])}{', ...' if len(names) > 5 else ''})" if names else ""
+    raise CprofError(f"no function name contains '{pattern}'{hint}", EXIT_USAGE)
+
+
+def render_report(view, args) -> None:
+    """Shared with `cprof profile`. `view` is a Run, or a GroupRun for a whole group."""
+    options = report_options(args)
+    check_function_pattern(view, options.function_pattern)
+    as_json = wants_json(args)
+    with output_stream(args) as out:
+        if as_json:
+            JsonReport(view, options).render(out)
+        elif args.tree:
+            run = view.representative if isinstance(view, GroupRun) else view
+            CallTree(run, options.corrected, args.min_percent, options.function_pattern).render(out)
+            if run is not view:
+                out.write(f"call tree of run {run.id}, the median of group {view.id}'s {len(view.runs)} runs "
+                          "by total self time\n")
+        else:
+            FunctionTable(view, options).render(out)
 
 
 def run(args) -> int:
-    runs = load_runs(Store(), args.reference)
-    render_report(runs[-1], args)
+    wants_json(args)  # a usage mistake is reported before the store is read
+    render_report(load_view(Store(), args.reference), args)
     return 0

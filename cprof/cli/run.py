@@ -3,59 +3,108 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from cprof.build.driver import last_build
 from cprof.cli.options import add_run_options
 from cprof.errors import EXIT_NOT_FOUND, EXIT_USAGE, CprofError
 from cprof.run.launcher import LaunchResult, launch
-from cprof.run.store import Store
+from cprof.run.store import Store, new_run_id, validate_tag
+
+# what a program stopped by --duration dies of: our SIGTERM, or the SIGKILL after --kill-timeout
+_STOP_STATUSES = {128 + signal.SIGTERM, 128 + signal.SIGKILL}
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("run", help="run the instrumented program",
                                    usage="cprof run [--bin NAME] [options] [-- PROGRAM ARGS]",
-                                   description="Run a program the last 'cprof build' linked; standard streams pass "
-                                   "through and its exit status becomes cprof's.")
+                                   description="Run a program the last 'cprof build' linked and store what it "
+                                   "measured as a new run (with --repeat N, a group of N runs). Standard streams "
+                                   "pass through, Ctrl-C reaches the program once, and its exit status becomes "
+                                   "cprof's.",
+                                   epilog="example: cprof run --bin lua --tag before -- script.lua")
     add_run_options(parser)
-    parser.add_argument("--tag", metavar="NAME", help="tag the new run")
     parser.set_defaults(run=run)
+
+
+def _names(links: list[dict]) -> str:
+    return ", ".join(sorted(os.path.basename(link["output"]) for link in links))
 
 
 def find_program(store: Store, name: str | None) -> str:
     if name and os.sep in name and os.path.isfile(name):
         return os.path.abspath(name)
-    links = [l for l in last_build(store)["links"] if l["kind"] == "executable"]
+    links = [link for link in last_build(store)["links"] if link["kind"] == "executable"]
     if not links:
         raise CprofError("the last build linked no executable", EXIT_NOT_FOUND)
     if name:
-        found = [l for l in links if os.path.basename(l["output"]) == name or l["output"] == os.path.abspath(name)]
+        found = [link for link in links
+                 if os.path.basename(link["output"]) == name or link["output"] == os.path.abspath(name)]
         if not found:
-            known = ", ".join(sorted(os.path.basename(l["output"]) for l in links))
-            raise CprofError(f"the last build linked no program named '{name}' (it linked: {known})", EXIT_NOT_FOUND)
+            raise CprofError(f"the last build linked no program named '{name}' (it linked: {_names(links)})",
+                             EXIT_NOT_FOUND)
         links = found[-1:]
     if len(links) > 1:
-        known = ", ".join(sorted(os.path.basename(l["output"]) for l in links))
-        raise CprofError(f"the last build linked {len(links)} programs ({known}); pick one with --bin NAME", EXIT_USAGE)
+        raise CprofError(f"the last build linked {len(links)} programs ({_names(links)}); pick one with --bin NAME",
+                         EXIT_USAGE)
     built = links[0]["built"]
     if not os.path.exists(built):
         raise CprofError(f"{built} no longer exists; build again", EXIT_NOT_FOUND)
     return built
 
 
-def perform_run(args, store: Store, meta: dict | None = None) -> LaunchResult:
+def recorded(result: LaunchResult) -> bool:
+    """Did the program write a run file (it does from its first instrumented call, or at start)?"""
+    path = result.run.path
+    return os.path.isdir(path) and any(name.endswith(".cprof") for name in os.listdir(path))
+
+
+def count_recorded(results: list[LaunchResult]) -> int:
+    return sum(recorded(result) for result in results)
+
+
+def perform_runs(args, store: Store) -> tuple[list[LaunchResult], str | None]:
+    """Shared with `cprof profile`: runs the program --repeat times (more than once: as a group), tags what was
+    stored, and returns the results and the id of the run or group stored (None when nothing was recorded)."""
+    if args.tag is not None:
+        validate_tag(args.tag)  # before running, not after a long run
     program = find_program(store, args.bin)
-    result = launch([program] + args.rest, store, duration=args.duration, kill_timeout=args.kill_timeout,
-                    cpu_time=args.cpu_time, meta=dict(meta or {}, program=os.path.basename(program)),
-                    stdout_to_stderr=getattr(args, "json", False))
-    if getattr(args, "tag", None):
-        store.tag(args.tag, result.run.id)
-    return result
+    group = new_run_id() if args.repeat > 1 else None
+    results = []
+    for index in range(args.repeat):
+        meta = dict({"group": group, "repeat_index": index} if group else {}, program=os.path.basename(program))
+        result = launch([program] + args.rest, store, duration=args.duration, kill_timeout=args.kill_timeout,
+                        cpu_time=args.cpu_time, meta=meta, stdout_to_stderr=getattr(args, "json", False))
+        results.append(result)
+        if not recorded(result):
+            store.remove([result.run])
+        if result.exit_status == 128 + signal.SIGINT:  # Ctrl-C stops the repetitions too
+            break
+    recorded_runs = [result for result in results if recorded(result)]
+    if not recorded_runs:  # said once, not once per repetition
+        sys.stderr.write(f"cprof: warning: {program} recorded nothing: it is not instrumented (build it with "
+                         "'cprof build'), or it ended before its first instrumented call\n")
+        return results, None
+    target = group or recorded_runs[-1].run.id
+    if args.tag is not None:
+        store.tag(args.tag, target)
+    return results, target
+
+
+def exit_status(result: LaunchResult, args) -> int:
+    """cprof's exit status after a run: the program's, except when asked to ignore it or when --duration stopped
+    the program as it was told to."""
+    if args.ignore_exit_code or (result.stopped_after_duration and result.exit_status in _STOP_STATUSES):
+        return 0
+    return result.exit_status
 
 
 def run(args) -> int:
-    store = Store()
-    result = perform_run(args, store)
-    stopped = " (stopped after --duration)" if result.stopped_after_duration else ""
-    sys.stderr.write(f"cprof: run {result.run.id} saved{stopped}; see it with 'cprof report'\n")
-    return 0 if args.ignore_exit_code else result.exit_status
+    results, target = perform_runs(args, Store())
+    if target:
+        stopped = " (stopped after --duration)" if results[-1].stopped_after_duration else ""
+        tagged = f" as '{args.tag}'" if args.tag else ""
+        what = f"group {target} of {count_recorded(results)} runs" if args.repeat > 1 else f"run {target}"
+        sys.stderr.write(f"cprof: {what} saved{tagged}{stopped}; see it with 'cprof report'\n")
+    return exit_status(results[-1], args)

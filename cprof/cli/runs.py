@@ -2,57 +2,128 @@
 
 from __future__ import annotations
 
+import calendar
 import shlex
 import sys
+import time
 
+from cprof.cli.options import non_negative_int
 from cprof.errors import EXIT_USAGE, CprofError
 from cprof.render.style import Style, render_rows
-from cprof.render.units import format_ns
-from cprof.run.store import Store
+from cprof.render.units import format_ns, plural, signal_name
+from cprof.run.store import RunEntry, Store
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("runs", help="list, remove or prune stored runs",
-                                   usage="cprof runs [list] | rm RUN... | prune --keep N")
-    parser.add_argument("action", nargs="?", default="list", choices=("list", "rm", "prune"))
-    parser.add_argument("references", nargs="*", metavar="RUN")
-    parser.add_argument("--keep", type=int, metavar="N", help="prune: keep the newest N untagged runs")
+                                   usage="cprof runs [list] | rm RUN... | prune --keep N",
+                                   description="List the stored runs, oldest first, with their tags and groups; "
+                                   "remove runs (a tag or group id removes the whole group); or prune all but the "
+                                   "newest N untagged runs (a group counts as one; tagged runs are always kept).")
+    parser.add_argument("action", nargs="?", default="list", choices=("list", "rm", "prune"),
+                        help="list (default), rm or prune")
+    parser.add_argument("references", nargs="*", metavar="RUN", help="rm: the runs, tags or groups to remove")
+    parser.add_argument("--keep", type=non_negative_int, metavar="N", help="prune: keep the newest N untagged runs")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     store = Store()
+    if args.action != "rm" and args.references:
+        raise CprofError(f"runs {args.action} takes no runs (did you mean 'cprof runs rm'?)", EXIT_USAGE)
+    if args.action != "prune" and args.keep is not None:
+        raise CprofError("--keep goes with 'cprof runs prune'", EXIT_USAGE)
     if args.action == "rm":
-        if not args.references:
-            raise CprofError("runs rm: name the runs to remove", EXIT_USAGE)
-        entries = [e for reference in args.references for e in store.resolve(reference)]
-        store.remove(entries)
-        sys.stderr.write(f"cprof: removed {len(entries)} run(s)\n")
-        return 0
-    if args.action == "prune":
-        if args.keep is None or args.keep < 0:
-            raise CprofError("runs prune: give --keep N", EXIT_USAGE)
-        tagged = set(store.tags().values())
-        runs = [r for r in store.runs() if r.id not in tagged and (r.group or "") not in tagged]
-        doomed = runs[: max(0, len(runs) - args.keep)]
-        store.remove(doomed)
-        sys.stderr.write(f"cprof: pruned {len(doomed)} run(s)\n")
-        return 0
+        remove(store, args.references)
+    elif args.action == "prune":
+        prune(store, args.keep)
+    else:
+        list_runs(store)
+    return 0
+
+
+def remove(store: Store, references: list[str]) -> None:
+    if not references:
+        raise CprofError("runs rm: name the runs to remove", EXIT_USAGE)
+    # every reference is resolved before anything is removed: one typo removes nothing
+    entries = {e.path: e for reference in references for e in store.resolve(reference)}
+    store.remove(list(entries.values()))
+    sys.stderr.write(f"cprof: removed {plural(len(entries), 'run')}\n")
+
+
+def prune(store: Store, keep: int | None) -> None:
+    if keep is None:
+        raise CprofError("runs prune: say how many untagged runs to keep with --keep N", EXIT_USAGE)
+    tagged = set(store.tags().values())
+    units = [unit for unit in store.distinct(store.runs())
+             if not any(r.id in tagged or (r.group and r.group in tagged) for r in unit)]
+    doomed = [entry for unit in units[: max(0, len(units) - keep)] for entry in unit]
+    store.remove(doomed)
+    sys.stderr.write(f"cprof: pruned {plural(len(doomed), 'run')}; tagged runs are kept\n")
+
+
+def list_runs(store: Store) -> None:
+    runs = store.runs()
+    if not runs:
+        sys.stderr.write(f"cprof: no runs yet in {store.runs_dir}\n")
+        return
     tags_by_target: dict[str, list[str]] = {}
     for name, target in store.tags().items():
         tags_by_target.setdefault(target, []).append(name)
-    rows = []
-    for entry in store.runs():
+    group_sizes: dict[str, int] = {}
+    for entry in runs:
+        if entry.group:
+            group_sizes[entry.group] = group_sizes.get(entry.group, 0) + 1
+    rows, seen = [], {}
+    for entry in runs:
         meta = entry.meta
         tags = tags_by_target.get(entry.id, []) + tags_by_target.get(entry.group or "", [])
+        group = ""
+        if entry.group:
+            seen[entry.group] = seen.get(entry.group, 0) + 1
+            group = f"{entry.group} ({seen[entry.group]}/{group_sizes[entry.group]})"
         rows.append([
             entry.id,
+            _started(entry),
             ",".join(sorted(tags)),
-            entry.group or "",
-            "" if meta.get("exit_status") is None else str(meta["exit_status"]),
+            group,
+            _status(meta),
             format_ns(meta["wall_ns"]) if meta.get("wall_ns") else "",
-            shlex.join(meta.get("command", []))[:60],
+            _command(meta),
         ])
-    for line in render_rows(["Run", "Tags", "Group", "Exit", "Wall", "Command"], rows, {3, 4}, Style.for_stream(sys.stdout)):
+    headers = ["Run", "Started", "Tags", "Group", "Status", "Wall", "Command"]
+    for line in render_rows(headers, rows, {5}, Style.for_stream(sys.stdout)):
         sys.stdout.write(line + "\n")
-    return 0
+
+
+def _started(entry: RunEntry) -> str:
+    """Local time; run ids carry UTC."""
+    try:
+        utc = calendar.timegm(time.strptime(entry.id[:15], "%Y%m%dT%H%M%S"))
+    except ValueError:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(utc))
+
+
+def _status(meta: dict) -> str:
+    if meta.get("merged_from"):
+        return f"merged ({len(meta['merged_from'])})"
+    if meta.get("status") == "running":
+        return "running"
+    if meta.get("stopped_after_duration"):
+        return "stopped"
+    if meta.get("signal"):
+        return f"killed ({signal_name(meta['signal'])})"
+    status = meta.get("exit_status")
+    if status is None:
+        return ""
+    return "ok" if status == 0 else f"exit {status}"
+
+
+def _command(meta: dict, width: int = 60) -> str:
+    """The program by its name (not the shadow-tree path it ran from) and its arguments."""
+    command = list(meta.get("command") or [])
+    if meta.get("program") and command:
+        command[0] = meta["program"]
+    text = shlex.join(command)
+    return text if len(text) <= width else text[: width - 3] + "..."

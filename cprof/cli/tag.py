@@ -1,33 +1,65 @@
-"""`cprof tag`: name a run (or a group) so that diff and report can refer to it."""
+"""`cprof tag`: name a run (or a group) so that diff and report can refer to it; list or delete tags."""
 
 from __future__ import annotations
 
 import sys
 
-from cprof.run.store import Store
+from cprof.errors import EXIT_USAGE, CprofError
+from cprof.render.style import Style, render_rows
+from cprof.run.store import Store, target_of, validate_tag
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("tag", help="name a run, or list tags", usage="cprof tag [NAME [RUN]] | -d NAME")
-    parser.add_argument("name", nargs="?")
-    parser.add_argument("reference", nargs="?", metavar="RUN", help="default: the latest run")
-    parser.add_argument("-d", "--delete", action="store_true", help="remove the tag NAME")
+    parser = subparsers.add_parser("tag", help="name a run, or list tags", usage="cprof tag [NAME [RUN]] | -d NAME",
+                                   description="Name a run, or a whole group from `profile --repeat` (default: "
+                                   "the latest), so that report and diff can refer to it; an existing tag moves. "
+                                   "Without a NAME, list the tags.",
+                                   epilog="example: cprof tag before; (change the program); cprof profile ...; "
+                                   "cprof diff before")
+    parser.add_argument("name", nargs="?", metavar="NAME",
+                        help="letters, digits, '.', '_', '-'; not 'latest' or a run id")
+    parser.add_argument("reference", nargs="?", metavar="RUN", help="what to tag (default: the latest run or group)")
+    parser.add_argument("-d", "--delete", action="store_true", help="remove the tag NAME (the runs stay)")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     store = Store()
-    if args.delete and args.name:
-        store.untag(args.name)
+    if args.name is None:
+        if args.delete:
+            raise CprofError("tag -d: name the tag to remove", EXIT_USAGE)
+        list_tags(store)
         return 0
-    if not args.name:
-        tags = store.tags()
-        width = max((len(n) for n in tags), default=0)
-        for name, target in sorted(tags.items()):
-            sys.stdout.write(f"{name.ljust(width)}  {target}\n")
+    validate_tag(args.name)
+    if args.delete:
+        if args.reference:
+            raise CprofError("tag -d takes only the tag's name", EXIT_USAGE)
+        target = store.untag(args.name)
+        sys.stderr.write(f"cprof: removed tag '{args.name}' (it named {target}; the runs stay)\n")
         return 0
-    entries = store.resolve(args.reference)
-    target = entries[0].group or entries[0].id
-    store.tag(args.name, target)
-    sys.stderr.write(f"cprof: tagged {target} as '{args.name}'\n")
+    target = target_of(store.resolve(args.reference))
+    previous = store.tag(args.name, target)
+    moved = f" (moved from {previous})" if previous and previous != target else ""
+    sys.stderr.write(f"cprof: tagged {target} as '{args.name}'{moved}\n")
     return 0
+
+
+def list_tags(store: Store) -> None:
+    tags = store.tags()
+    if not tags:
+        sys.stderr.write("cprof: no tags yet; 'cprof tag NAME' names the latest run\n")
+        return
+    runs = store.runs()
+    rows = []
+    for name, target in sorted(tags.items()):
+        members = [r for r in runs if r.id == target or r.group == target]
+        if not members:
+            what = "(removed)"
+        elif len(members) > 1 or members[0].group == target:
+            what = f"group of {len(members)} runs"
+        else:
+            what = "run"
+        program = members[-1].meta.get("program", "") if members else ""
+        rows.append([name, target, what, program])
+    for line in render_rows(["Tag", "Names", "What", "Program"], rows, set(), Style.for_stream(sys.stdout)):
+        sys.stdout.write(line + "\n")

@@ -1,15 +1,15 @@
 """Compares two runs, or two groups of runs (`profile --repeat`), function by function.
 
-With groups, each side is the median of its runs and its noise is the spread of those runs: a change is reported
-as significant only when it clears both sides' spread and the correction uncertainty. With single runs there is
-no spread to judge by; every change is shown and the report says so."""
+With groups, each side is the median of its runs and its noise is the spread (half the range) of those runs: a
+change is significant only when it clears both sides' spread and the correction uncertainty. A single run has no
+spread to judge by; the renderers say so."""
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 
-from cprof.model.run import FunctionKey, Run
+from cprof.model.load import function_samples, median_of
+from cprof.model.run import FunctionKey, FunctionStats, Run
 
 
 @dataclass
@@ -37,6 +37,10 @@ class FunctionChange:
     def delta_percent(self) -> float | None:
         return 100.0 * self.delta_ns / self.a.self_ns if self.a.self_ns else None
 
+    @property
+    def noise_ns(self) -> float:
+        return noise_ns(self.a, self.b)
+
 
 @dataclass
 class RunDiff:
@@ -51,71 +55,77 @@ class RunDiff:
 
     @property
     def has_spread(self) -> bool:
-        return self.a_runs > 1 and self.b_runs > 1
+        """At least one side is a group, so there is a run-to-run spread to judge noise by."""
+        return self.a_runs > 1 or self.b_runs > 1
 
     @property
     def total_delta_percent(self) -> float | None:
         a = self.total_a.self_ns
         return 100.0 * (self.total_b.self_ns - a) / a if a else None
 
+    @property
+    def total_noise_ns(self) -> float:
+        return noise_ns(self.total_a, self.total_b)
+
     def regressions_over(self, percent: float) -> list[str]:
-        """Reasons the comparison fails a --fail-over PCT budget (total first), only counting changes that
-        clear the noise."""
+        """Reasons the comparison fails a --fail-over PCT budget, functions first (they say where to look), then
+        the total; only changes that clear the noise count."""
         reasons = []
-        total = self.total_delta_percent
-        if total is not None and total > percent and self.total_significant:
-            reasons.append(f"total self time rose {total:.1f}% (over {percent:g}%)")
         for change in self.changes:
             pct = change.delta_percent
             # functions under 1% of the run move by noise alone; they cannot fail a budget
             if (pct is not None and pct > percent and change.significant
                     and change.a.self_ns >= 0.01 * self.total_a.self_ns):
-                reasons.append(f"{change.key.name} rose {pct:.1f}% (over {percent:g}%)")
+                reasons.append(f"{change.key.name} rose {pct:.1f}%")
+        total = self.total_delta_percent
+        if total is not None and total > percent and self.total_significant:
+            reasons.append(f"total self time rose {total:.1f}%")
         return reasons
 
 
-def _side(values: list[tuple[float, float, float, float]]) -> Side:
-    """values: (self_ns, err_ns, calls, alloc_bytes) per run; absent runs are missing from the list."""
-    if not values:
+def _side(items: list[FunctionStats | None]) -> Side:
+    """The median over a side's runs; a run without the function counts as zero."""
+    if all(item is None for item in items):
         return Side()
-    selves = [v[0] for v in values]
+    selves = [item.self_ns if item else 0.0 for item in items]
     return Side(
-        self_ns=statistics.median(selves),
+        self_ns=median_of(selves),
         spread_ns=(max(selves) - min(selves)) / 2,
-        err_ns=statistics.median(v[1] for v in values),
-        calls=statistics.median(v[2] for v in values),
-        alloc_bytes=statistics.median(v[3] for v in values),
+        err_ns=median_of(item.self_err_ns if item else 0.0 for item in items),
+        calls=median_of(item.calls if item else 0 for item in items),
+        alloc_bytes=median_of(item.alloc_bytes if item else 0 for item in items),
         present=True,
     )
 
 
-def _clears_noise(a: Side, b: Side, has_spread: bool) -> bool:
-    delta = abs(b.self_ns - a.self_ns)
-    if delta <= a.err_ns + b.err_ns:
-        return False
-    return delta > a.spread_ns + b.spread_ns if has_spread else True
+def _run_total(run: Run, corrected: bool) -> FunctionStats:
+    total = FunctionStats(FunctionKey("(total)", "", 0))
+    for item in run.functions(corrected):
+        total.self_ns += item.self_ns
+        total.self_err_ns += item.self_err_ns
+        total.calls += item.calls
+        total.alloc_bytes += item.alloc_bytes
+    return total
+
+
+def noise_ns(a: Side, b: Side) -> float:
+    """How far apart two sides can be by chance: their runs' spread, or the correction uncertainty, whichever is
+    larger."""
+    return max(a.spread_ns + b.spread_ns, a.err_ns + b.err_ns)
+
+
+def _clears_noise(a: Side, b: Side) -> bool:
+    return abs(b.self_ns - a.self_ns) > noise_ns(a, b)
 
 
 def diff_runs(a_runs: list[Run], b_runs: list[Run], a_label: str, b_label: str, corrected: bool = True) -> RunDiff:
-    def per_function(runs: list[Run]) -> dict[FunctionKey, list]:
-        table: dict[FunctionKey, list] = {}
-        for run in runs:
-            for item in run.functions(corrected):
-                table.setdefault(item.key, []).append((item.self_ns, item.self_err_ns, item.calls, item.alloc_bytes))
-        return table
-
-    def totals(runs: list[Run]) -> Side:
-        return _side([
-            (sum(f.self_ns for f in run.functions(corrected)), sum(f.self_err_ns for f in run.functions(corrected)),
-             sum(f.calls for f in run.functions(corrected)), 0.0)
-            for run in runs
-        ])
-
-    a_table, b_table = per_function(a_runs), per_function(b_runs)
-    result = RunDiff(a_label, b_label, len(a_runs), len(b_runs), totals(a_runs), totals(b_runs), False)
-    result.total_significant = _clears_noise(result.total_a, result.total_b, result.has_spread)
+    total_a = _side([_run_total(run, corrected) for run in a_runs])
+    total_b = _side([_run_total(run, corrected) for run in b_runs])
+    result = RunDiff(a_label, b_label, len(a_runs), len(b_runs), total_a, total_b, _clears_noise(total_a, total_b))
+    a_table, b_table = function_samples(a_runs, corrected), function_samples(b_runs, corrected)
     for key in set(a_table) | set(b_table):
-        a, b = _side(a_table.get(key, [])), _side(b_table.get(key, []))
-        result.changes.append(FunctionChange(key, a, b, _clears_noise(a, b, result.has_spread)))
+        a = _side(a_table.get(key, [None] * len(a_runs)))
+        b = _side(b_table.get(key, [None] * len(b_runs)))
+        result.changes.append(FunctionChange(key, a, b, _clears_noise(a, b)))
     result.changes.sort(key=lambda c: (-abs(c.delta_ns), c.key.name))
     return result

@@ -1,10 +1,19 @@
-"""The diff table: functions sorted by the size of their change, with what cleared the noise marked."""
+"""The diff table: functions sorted by the size of their change, each with the noise it has to clear; changes
+that clear it are coloured (red slower, green faster), the others dimmed."""
 
 from __future__ import annotations
 
-from cprof.model.diff import RunDiff
+from cprof.model.diff import RunDiff, Side
 from cprof.render.style import Style, render_rows
-from cprof.render.units import format_bytes, format_count, format_ns, format_signed_percent
+from cprof.render.units import format_bytes, format_count, format_ns, format_signed_percent, plural
+
+
+def format_delta_ns(ns: float) -> str:
+    return ("+" if ns > 0 else "") + format_ns(ns)
+
+
+def side_label(label: str, runs: int) -> str:
+    return f"{label} ({'median of ' + plural(runs, 'run') if runs > 1 else 'one run'})"
 
 
 class DiffTable:
@@ -18,39 +27,61 @@ class DiffTable:
         diff = self.diff
         changes = [c for c in diff.changes if c.significant or not self.only_significant]
         shown = changes if self.top is None else changes[: self.top]
+        allocs = any(c.a.alloc_bytes or c.b.alloc_bytes for c in diff.changes)
+        out.write(f"A: {side_label(diff.a_label, diff.a_runs)}\nB: {side_label(diff.b_label, diff.b_runs)}\n")
+        headers = ["Function", "A self", "B self", "Delta", "Delta %", "Noise", "Calls A", "Calls B"]
+        if allocs:
+            headers.append("Alloc delta")
         rows, colours = [], []
         for change in shown:
             a, b = change.a, change.b
-            spread = f" ±{format_ns(max(a.spread_ns, b.spread_ns))}" if diff.has_spread else ""
-            rows.append([
+            row = [
                 change.key.name,
-                format_ns(a.self_ns) if a.present else "-",
-                format_ns(b.self_ns) if b.present else "-",
-                ("+" if change.delta_ns > 0 else "") + format_ns(change.delta_ns) + spread,
+                _self(a),
+                _self(b),
+                format_delta_ns(change.delta_ns),
                 format_signed_percent(change.delta_percent) if a.present else "new",
-                format_count(int(a.calls)) if a.present else "-",
-                format_count(int(b.calls)) if b.present else "-",
-                format_bytes(b.alloc_bytes - a.alloc_bytes) if (a.alloc_bytes or b.alloc_bytes) else "",
-            ])
+                "±" + format_ns(change.noise_ns),
+                format_count(round(a.calls)) if a.present else "-",
+                format_count(round(b.calls)) if b.present else "-",
+            ]
+            if allocs:
+                row.append(format_bytes(b.alloc_bytes - a.alloc_bytes))
+            rows.append(row)
             if not change.significant:
                 colours.append(style.dim)
             else:
                 colours.append(style.red if change.delta_ns > 0 else style.green)
-        headers = ["Function", f"A ({diff.a_label})", f"B ({diff.b_label})", "Delta", "Delta %", "Calls A",
-                   "Calls B", "Alloc Δ"]
-        for line in render_rows(headers, rows, set(range(1, 8)), style, colours):
+        for line in render_rows(headers, rows, set(range(1, len(headers))), style, colours):
             out.write(line + "\n")
-        total = diff.total_delta_percent
-        out.write(
-            f"total self time: {format_ns(diff.total_a.self_ns)} -> {format_ns(diff.total_b.self_ns)} "
-            f"({format_signed_percent(total) if total is not None else 'n/a'}"
-            f"{', within noise' if not diff.total_significant else ''})\n"
-        )
-        hidden = len(changes) - len(shown)
+        out.write(self.footer(len(changes) - len(shown)) + "\n")
+
+    def footer(self, hidden: int) -> str:
+        diff = self.diff
+        lines = []
         if hidden:
-            out.write(f"{hidden} more functions not shown (--all shows them)\n")
-        if diff.has_spread:
-            out.write(f"medians of {diff.a_runs} and {diff.b_runs} runs; dimmed changes are within the runs' spread\n")
+            more = "significant " if self.only_significant else ""
+            lines.append(f"{plural(hidden, 'more ' + more + 'function')} not shown (--all shows them)")
+        elif self.only_significant and not any(c.significant for c in diff.changes):
+            lines.append("no function changed by more than its noise")
+        total = diff.total_delta_percent
+        verdict = "" if diff.total_significant else ", within noise"
+        lines.append(f"total self time: {format_ns(diff.total_a.self_ns)} -> {format_ns(diff.total_b.self_ns)} "
+                     f"({format_signed_percent(total) if total is not None else 'n/a'}, "
+                     f"noise ±{format_ns(diff.total_noise_ns)}{verdict})")
+        if diff.a_runs > 1 and diff.b_runs > 1:
+            lines.append("noise: the two groups' spread (half the range of each) or the correction uncertainty, "
+                         "whichever is larger; dimmed changes are within it")
+        elif diff.has_spread:
+            single = "A" if diff.a_runs == 1 else "B"
+            lines.append(f"noise: {single} is one run, so only the other side's spread and the correction "
+                         "uncertainty count (profile --repeat N gives both sides a spread); dimmed changes are "
+                         "within it")
         else:
-            out.write("single runs: no spread to judge noise by (profile --repeat N gives groups); "
-                      "dimmed changes are within the correction uncertainty\n")
+            lines.append("noise: single runs have no spread, so only the correction uncertainty counts (profile "
+                         "--repeat N gives groups); dimmed changes are within it")
+        return "\n".join(lines)
+
+
+def _self(side: Side) -> str:
+    return format_ns(side.self_ns) if side.present else "-"

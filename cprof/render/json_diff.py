@@ -23,9 +23,11 @@ def diff_document(diff: RunDiff, fail_over: float | None = None) -> dict:
         "b": {"label": diff.b_label, "runs": diff.b_runs, "total": _side(diff.total_b)},
         "total_delta_percent": diff.total_delta_percent,
         "total_significant": diff.total_significant,
+        "total_noise_ns": round(diff.total_noise_ns),
         "functions": [
             {"name": c.key.name, "file": c.key.file, "line": c.key.line, "a": _side(c.a), "b": _side(c.b),
-             "delta_ns": round(c.delta_ns), "delta_percent": c.delta_percent, "significant": c.significant}
+             "delta_ns": round(c.delta_ns), "delta_percent": c.delta_percent, "noise_ns": round(c.noise_ns),
+             "significant": c.significant}
             for c in diff.changes
         ],
     }

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from cprof.model.run import FN_SECTION, FN_STATIC, Run
+from cprof.model.load import GroupRun
+from cprof.model.run import FEAT_ALLOCS, FEAT_CPU_TIME, FN_SECTION, FN_STATIC, Run
 from cprof.render.table import ReportOptions, has_feature, selected_functions
-from cprof.model.run import FEAT_ALLOCS, FEAT_CPU_TIME
 
 REPORT_SCHEMA = "cprof-report/1"
 _TIMERS = {1: "tsc", 2: "clock_gettime", 3: "cntvct"}
@@ -26,6 +26,7 @@ def run_metadata(run: Run) -> dict:
         "exit_status": run.exit_status,
         "wall_ns": round(run.wall_ns),
         "complete": run.complete,
+        "stopped": bool(run.meta.get("stopped_after_duration")),
         "start_unix_ns": main.header["start_unix_ns"],
         "features": features,
         "processes": [{"pid": p.pid, "parent_pid": p.parent_pid, "complete": p.complete, "fork_child": p.fork_child}
@@ -73,20 +74,25 @@ def function_record(item, with_threads: bool) -> dict:
     return record
 
 
-def report_document(run: Run, options: ReportOptions) -> dict:
+def report_document(run: Run | GroupRun, options: ReportOptions) -> dict:
+    """For a group, `run` describes the group's median run and every function figure is a median over the group."""
     shown, matching = selected_functions(run, options)
-    return {
+    document = {
         "schema": REPORT_SCHEMA,
-        "run": run_metadata(run),
+        "run": run_metadata(run.representative if isinstance(run, GroupRun) else run),
         "corrected": options.corrected,
         "sort": options.sort,
         "functions": [function_record(f, options.threads) for f in shown],
         "hidden_functions": len(matching) - len(shown),
     }
+    if isinstance(run, GroupRun):
+        document["group"] = {"id": run.id, "statistic": "median", "runs": [r.id for r in run.runs],
+                             "wall_ns": round(run.wall_ns), "complete": run.complete}
+    return document
 
 
 class JsonReport:
-    def __init__(self, run: Run, options: ReportOptions):
+    def __init__(self, run: Run | GroupRun, options: ReportOptions):
         self.document = report_document(run, options)
 
     def render(self, out) -> None:

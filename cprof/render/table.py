@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from cprof.model.load import GroupRun
 from cprof.model.run import FEAT_ALLOCS, FEAT_CPU_TIME, FN_SECTION, FunctionStats, Run
 from cprof.render.style import Style, render_rows
-from cprof.render.units import format_bytes, format_count, format_ns, format_percent
+from cprof.render.units import format_bytes, format_count, format_ns, format_percent, plural, signal_name
 
 SORT_KEYS = {
     "self": lambda f: f.self_ns,
@@ -61,7 +62,7 @@ def selected_functions(run: Run, options: ReportOptions) -> tuple[list[FunctionS
 
 
 class FunctionTable:
-    def __init__(self, run: Run, options: ReportOptions):
+    def __init__(self, run: Run | GroupRun, options: ReportOptions):
         self.run = run
         self.options = options
 
@@ -96,7 +97,7 @@ class FunctionTable:
                         format_count(item.free_count), format_bytes(item.free_bytes)]
             rows.append(row)
             colours.append(style.dim if approximate else None)
-            if options.threads and len(item.threads) > 1:
+            if options.threads and len(run.threads) > 1:  # which thread, even when only one called it
                 for (pid, index), part in sorted(item.threads.items()):
                     thread = next(t for t in run.threads if t.pid == pid and t.index == index)
                     rows.append(["  " + _thread_label(run, thread), format_ns(part.self_ns),
@@ -110,35 +111,69 @@ class FunctionTable:
             out.write(line + "\n")
         out.write(self.footer(shown, matching, everything, total_self) + "\n")
 
+    def _run_lines(self) -> list[str]:
+        """Which run (or group) this is, how long it took, and how it ended."""
+        run = self.run
+        threads = plural(len(run.threads), "thread")
+        processes = f", {len(run.processes)} processes" if len(run.processes) > 1 else ""
+        if not isinstance(run, GroupRun):
+            return [f"run {run.id}: wall {format_ns(run.wall_ns)}, {threads}{processes}, {run_status(run)}"]
+        low, high = run.wall_range_ns
+        count = len(run.runs)
+        status = f"{run.incomplete_runs} of {count} runs INCOMPLETE" if run.incomplete_runs else f"all {count} complete"
+        if run.exit_status:
+            status += f", exit status {run.exit_status}"
+        return [f"group {run.id}: every figure is the median over its {count} runs (cprof diff shows their spread)",
+                f"wall {format_ns(run.wall_ns)} (runs {format_ns(low)} to {format_ns(high)}), {threads}{processes}, "
+                f"{status}"]
+
     def footer(self, shown, matching, everything, total_self) -> str:
         run, options = self.run, self.options
         parts = []
         hidden = len(matching) - len(shown)
         if hidden > 0:
             hidden_self = sum(f.self_ns for f in matching[len(shown):])
-            parts.append(f"{hidden} more functions hidden ({format_percent(hidden_self, total_self)} of self time;"
-                         " --all shows them)")
+            parts.append(f"{plural(hidden, 'more function')} hidden ({format_percent(hidden_self, total_self)} of "
+                         "self time; --all shows them)")
         elif options.function_pattern:
-            parts.append(f"{len(shown)} functions match '{options.function_pattern}'")
-        status = "complete" if run.complete else "INCOMPLETE (the program did not exit normally)"
-        if run.exit_status not in (None, 0):
-            status += f", exit status {run.exit_status}"
-        processes = f", {len(run.processes)} processes" if len(run.processes) > 1 else ""
-        threads = len(run.threads)
-        parts.append(f"wall {format_ns(run.wall_ns)}, {threads} thread{'s' if threads != 1 else ''}{processes}, {status}")
+            parts.append(f"{plural(len(shown), 'function')} matching '{options.function_pattern}'")
+        if not everything:
+            parts.append("no instrumented function was called (or the run file lost what it measured)")
+        parts.extend(self._run_lines())
         if options.corrected:
             calibration = run.main.calibration
             error = sum(f.self_err_ns for f in everything)
-            note = f"times corrected for the guard's cost ({calibration.per_call_ns:.1f} ns/call, ±{format_ns(error)} in all)"
+            note = (f"times corrected for the guard's cost ({calibration.per_call_ns:.1f} ns/call, "
+                    f"±{format_ns(error)} in all)")
             if any(f.mostly_correction for f in shown):
                 note += "; ~ marks functions whose time is mostly correction"
             parts.append(note + "; --uncorrected shows raw times")
         else:
-            parts.append("raw times, guard cost included")
+            parts.append("raw times: the guard's own cost is included")
         lost = sum(t.lost_frames for t in run.threads)
         if lost:
-            parts.append(f"{lost} calls were not recorded (signal re-entry or arena full)")
+            parts.append(f"{plural(lost, 'call')} not recorded (signal re-entry or arena full)")
         return "\n".join(parts)
+
+
+def run_status(run: Run) -> str:
+    """How the run ended, in words: complete, stopped by --duration, killed, still running."""
+    meta = run.meta
+    signal_number = meta.get("signal")
+    killed_by = signal_name(signal_number) if signal_number else None
+    if meta.get("status") == "running":
+        return "INCOMPLETE: still running, or cprof was killed before it ended"
+    if meta.get("stopped_after_duration"):
+        if killed_by:
+            return f"stopped after --duration ({killed_by}); measured up to then"
+        return f"stopped after --duration; it then exited with status {run.exit_status}"
+    if run.complete:
+        return "complete" + (f", exit status {run.exit_status}" if run.exit_status else "")
+    if killed_by:
+        return f"INCOMPLETE: killed by {killed_by}; measured up to then"
+    status = f"; exit status {run.exit_status}" if run.exit_status is not None else ""
+    return ("INCOMPLETE: the run file has no end record (the program crashed, called _exit or exec, or the file was "
+            f"cut short){status}")
 
 
 def _thread_label(run: Run, thread) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 
 def format_ns(ns: float) -> str:
     ns = float(ns)
@@ -37,3 +39,16 @@ def format_signed_percent(value: float | None) -> str:
     if value is None:
         return "new"
     return f"{value:+.1f}%"
+
+
+def plural(count: int, noun: str) -> str:
+    """"1 thread", "3 threads"."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def signal_name(number: int) -> str:
+    """"SIGTERM" for 15."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

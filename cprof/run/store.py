@@ -3,6 +3,8 @@ holding one run file per process and a meta.json; tags and groups are small JSON
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -16,6 +18,7 @@ from cprof.errors import EXIT_NOT_FOUND, EXIT_USAGE, CprofError
 ENV_HOME = "CPROF_HOME"
 _TAG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _RUN_ID = re.compile(r"^\d{8}T\d{6}\.\d{6}-\d+$")
+_LATEST = re.compile(r"^latest(?:~(\d+))?$")
 
 
 def home() -> str:
@@ -50,10 +53,18 @@ class RunEntry:
     id: str
     path: str
     meta: dict
+    whole_group: bool = False  # resolved as part of a whole group (a tag on it then names the group)
 
     @property
     def group(self) -> str | None:
         return self.meta.get("group")
+
+
+def target_of(entries: list[RunEntry]) -> str:
+    """What a tag on these entries points at: the group when they are a whole group, else the run."""
+    if entries[0].group and entries[0].whole_group:
+        return entries[0].group
+    return entries[0].id
 
 
 class Store:
@@ -89,6 +100,8 @@ class Store:
         write_json_atomic(os.path.join(entry.path, "meta.json"), entry.meta)
 
     def runs(self) -> list[RunEntry]:
+        """Stored runs, oldest first. A directory without a run file yet (a program still starting, or one
+        that was not instrumented) is not a run."""
         try:
             names = sorted(n for n in os.listdir(self.runs_dir) if _RUN_ID.match(n))
         except FileNotFoundError:
@@ -96,79 +109,95 @@ class Store:
         entries = []
         for name in names:
             path = os.path.join(self.runs_dir, name)
-            if not any(f.endswith(".cprof") for f in os.listdir(path)):
+            try:
+                if not any(f.endswith(".cprof") for f in os.listdir(path)):
+                    continue
+            except (FileNotFoundError, NotADirectoryError):  # removed by a concurrent `cprof runs rm`
                 continue
             entries.append(RunEntry(name, path, read_json(os.path.join(path, "meta.json"), {}) or {}))
         return entries
 
     # ---- tags ----
 
+    @contextlib.contextmanager
+    def _tags_locked(self):
+        """Tags are read, changed and written back; the lock keeps concurrent cprof commands from losing tags."""
+        os.makedirs(self.root, exist_ok=True)
+        with open(os.path.join(self.root, "tags.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            tags = self.tags()
+            yield tags
+            write_json_atomic(self._tags_path(), tags)
+
     def tags(self) -> dict[str, str]:
         return read_json(self._tags_path(), {}) or {}
 
-    def tag(self, name: str, run_id: str) -> None:
+    def tag(self, name: str, target: str) -> str | None:
+        """Points tag `name` at a run or group id; returns what it pointed at before, if anything."""
         validate_tag(name)
-        tags = self.tags()
-        tags[name] = run_id
-        write_json_atomic(self._tags_path(), tags)
+        with self._tags_locked() as tags:
+            previous = tags.get(name)
+            tags[name] = target
+        return previous
 
-    def untag(self, name: str) -> None:
-        tags = self.tags()
-        if name not in tags:
-            raise CprofError(f"no tag named '{name}'", EXIT_NOT_FOUND)
-        del tags[name]
-        write_json_atomic(self._tags_path(), tags)
+    def untag(self, name: str) -> str:
+        with self._tags_locked() as tags:
+            if name not in tags:
+                known = ", ".join(sorted(tags)) or "none"
+                raise CprofError(f"no tag named '{name}' (tags: {known})", EXIT_NOT_FOUND)
+            return tags.pop(name)
 
     # ---- lookup ----
 
     def resolve(self, reference: str | None) -> list[RunEntry]:
-        """A run or a group of runs from: nothing (the latest), a tag, a run id (or a unique prefix), `latest`,
-        `latest~N`, or a path to a run directory or run file. A group (from `profile --repeat`) resolves to
-        all its runs."""
+        """A run or a group of runs from: nothing (the latest), a tag, a run id (or a unique prefix), a group id,
+        `latest`, `latest~N`, or a path to a run directory or run file. `latest` and tags name whole groups (from
+        `profile --repeat`); a run id names that one run."""
+        if reference == "":  # would otherwise prefix-match every run: `cprof runs rm ""` must not remove them all
+            raise CprofError("an empty name names no run", EXIT_USAGE)
+        if reference is not None and (os.sep in reference or reference.endswith(".cprof")):
+            return [self._from_path(reference)]
         runs = self.runs()
-        if reference and os.path.exists(reference) and (os.sep in reference or reference.endswith(".cprof")):
-            path = os.path.abspath(reference)
-            directory = path if os.path.isdir(path) else os.path.dirname(path)
-            meta = read_json(os.path.join(directory, "meta.json"), {}) or {}
-            if os.path.isfile(path):
-                meta = dict(meta, only_file=os.path.basename(path))
-            return [RunEntry(os.path.basename(directory), directory, meta)]
         if not runs:
             raise CprofError(f"no runs yet in {self.runs_dir}; profile something with 'cprof profile'", EXIT_NOT_FOUND)
-        if reference is None or reference == "latest":
-            return self._with_group(runs, runs[-1])
-        match = re.fullmatch(r"latest~(\d+)", reference)
-        if match:
-            distinct = self._distinct(runs)
-            back = int(match.group(1))
+        latest = _LATEST.match(reference or "latest")
+        if latest:
+            distinct = self.distinct(runs)
+            back = int(latest.group(1) or 0)
             if back >= len(distinct):
-                raise CprofError(f"only {len(distinct)} runs are stored; '{reference}' goes back too far", EXIT_NOT_FOUND)
+                stored = f"{len(distinct)} run{' is' if len(distinct) == 1 else 's are'}"
+                raise CprofError(f"only {stored} stored; '{reference}' goes back too far", EXIT_NOT_FOUND)
             return distinct[-1 - back]
         tags = self.tags()
         if reference in tags:
             target = tags[reference]
             found = [r for r in runs if r.id == target or r.group == target]
             if not found:
-                raise CprofError(f"tag '{reference}' points at run {target}, which was removed", EXIT_NOT_FOUND)
-            return found
+                raise CprofError(f"tag '{reference}' points at {target}, which was removed", EXIT_NOT_FOUND)
+            return _whole_group(found)
         found = [r for r in runs if r.group == reference]
         if found:
-            return found
+            return _whole_group(found)
         found = [r for r in runs if r.id.startswith(reference)]
         if len(found) == 1:
-            return self._with_group(runs, found[0])
+            return found
         if len(found) > 1:
             raise CprofError(f"'{reference}' matches {len(found)} runs; give more of the id", EXIT_USAGE)
         known = ", ".join(sorted(tags)) or "none"
         raise CprofError(f"no run or tag named '{reference}' (tags: {known})", EXIT_NOT_FOUND)
 
-    @staticmethod
-    def _with_group(runs: list[RunEntry], entry: RunEntry) -> list[RunEntry]:
-        if entry.group:
-            return [r for r in runs if r.group == entry.group]
-        return [entry]
+    def _from_path(self, reference: str) -> RunEntry:
+        path = os.path.abspath(reference)
+        if not os.path.exists(path):
+            raise CprofError(f"no such run directory or file: {reference}", EXIT_NOT_FOUND)
+        directory = path if os.path.isdir(path) else os.path.dirname(path)
+        meta = read_json(os.path.join(directory, "meta.json"), {}) or {}
+        if directory != path:
+            meta = dict(meta, only_file=os.path.basename(path))
+        return RunEntry(os.path.basename(directory), directory, meta)
 
-    def _distinct(self, runs: list[RunEntry]) -> list[list[RunEntry]]:
+    @staticmethod
+    def distinct(runs: list[RunEntry]) -> list[list[RunEntry]]:
         """Runs with groups folded: each element is one run or one whole group, oldest first."""
         out: list[list[RunEntry]] = []
         for run in runs:
@@ -176,18 +205,28 @@ class Store:
                 out[-1].append(run)
             else:
                 out.append([run])
-        return out
+        return [_whole_group(unit) for unit in out]
 
     def remove(self, entries: list[RunEntry]) -> None:
         for entry in entries:
             shutil.rmtree(entry.path, ignore_errors=True)
-        removed = {e.id for e in entries} | {e.group for e in entries if e.group}
-        tags = {name: target for name, target in self.tags().items() if target not in removed}
-        write_json_atomic(self._tags_path(), tags)
+        gone = {e.id for e in entries}
+        remaining_groups = {r.group for r in self.runs() if r.group}
+        removed = gone | {e.group for e in entries if e.group and e.group not in remaining_groups}
+        with self._tags_locked() as tags:
+            for name in [name for name, target in tags.items() if target in removed]:
+                del tags[name]
+
+
+def _whole_group(entries: list[RunEntry]) -> list[RunEntry]:
+    """Marks entries that stand for a whole group, so that tagging them tags the group."""
+    for entry in entries:
+        entry.whole_group = bool(entry.group)
+    return entries
 
 
 def validate_tag(name: str) -> None:
-    if not _TAG_NAME.match(name) or _RUN_ID.match(name) or name.startswith("latest"):
+    if not _TAG_NAME.match(name) or _RUN_ID.match(name) or _LATEST.match(name):
         raise CprofError(
             f"invalid tag name '{name}': use letters, digits, '.', '_' or '-' (up to 64, not starting with "
             "'.' or '-', not 'latest' or a run id)",
