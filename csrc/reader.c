@@ -206,7 +206,7 @@ int cprof_read_run(const unsigned char *data, size_t size, struct cprof_read_res
     result->frame_count = state.frames.count;
     result->used = state.used;
     result->complete = 0;
-    if (size >= CPROF_HEADER_SIZE + sizeof trailer) {
+    if (size >= CPROF_HEADER_SIZE + sizeof trailer && size >= result->header.used_bytes) { /* not truncated */
         memcpy(&trailer, data + CPROF_HEADER_SIZE, sizeof trailer);
         result->complete = (result->header.flags & CPROF_RUN_COMPLETE) && trailer.head.kind == CPROF_REC_TRAILER &&
                            memcmp(trailer.magic, CPROF_TRAILER_MAGIC, 8) == 0;

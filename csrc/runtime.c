@@ -85,6 +85,14 @@ static struct {
 } rt = {.once = PTHREAD_ONCE_INIT, .fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
 static cprof_u64 now_ticks(void) { return cprof_timer_ticks(&rt.timer); }
+
+static void timer_pair(cprof_u64 *ticks, cprof_u64 *ns)
+{
+    uint64_t t, n;
+    cprof_timer_pair(&rt.timer, &t, &n);
+    *ticks = t;
+    *ns = n;
+}
 static cprof_u64 as_u64(const void *pointer) { return (cprof_u64)(uintptr_t)pointer; }
 static void *as_pointer(cprof_u64 value) { return (void *)(uintptr_t)value; }
 static size_t round_up(size_t value, size_t unit) { return (value + unit - 1) / unit * unit; }
@@ -703,8 +711,7 @@ static void on_fork_child(void)
     header->pid = getpid();
     header->flags = (header->flags & ~CPROF_RUN_COMPLETE) | CPROF_RUN_FORK_CHILD;
     header->fork_ticks = reset.now;
-    header->start_ticks = reset.now;
-    header->start_mono_ns = cprof_monotonic_ns();
+    timer_pair(&header->start_ticks, &header->start_mono_ns);
     header->start_unix_ns = cprof_realtime_ns();
     header->lost_frames = 0;
 }
@@ -741,8 +748,7 @@ static void process_start_once(void)
     header->chunk_size = CPROF_CHUNK_SIZE;
     header->timer_kind = rt.timer.kind;
     header->ticks_per_second = rt.timer.ticks_per_second;
-    header->start_mono_ns = cprof_monotonic_ns();
-    header->start_ticks = now_ticks();
+    timer_pair(&header->start_ticks, &header->start_mono_ns);
     header->start_unix_ns = unix_ns;
     header->pid = getpid();
     header->parent_pid = getppid();
@@ -774,10 +780,9 @@ __attribute__((destructor)) static void process_finish(void)
     cprof_u64 end_ticks, end_mono;
     if (rt.ready != 1 || !header)
         return;
-    end_ticks = now_ticks();
-    end_mono = cprof_monotonic_ns();
+    timer_pair(&end_ticks, &end_mono);
     /* a whole-run calibration beats the 2 ms one taken at start, once the run is long enough */
-    if (rt.timer.kind != CPROF_TIMER_MONOTONIC && end_mono - header->start_mono_ns > 200000000ull &&
+    if (rt.timer.kind != CPROF_TIMER_MONOTONIC && end_mono - header->start_mono_ns > 50000000ull &&
         end_ticks > header->start_ticks)
         header->ticks_per_second =
             (double)(end_ticks - header->start_ticks) * 1e9 / (double)(end_mono - header->start_mono_ns);

@@ -52,16 +52,31 @@ uint64_t cprof_timer_ticks(const struct cprof_timer_info *info)
     }
 }
 
-/* Calibrate over a short spin, pairing each counter read with a clock read taken right next to it; the run's
- * start and clean-exit pairs later refine the figure over the whole run. */
+/* One counter read bracketed by two clock reads, the tightest of a few tries: a read pair the scheduler cut in two
+ * (a preemption between the reads) has a wide bracket and is never used. */
+void cprof_timer_pair(const struct cprof_timer_info *info, uint64_t *ticks, uint64_t *ns)
+{
+    uint64_t best = UINT64_MAX;
+    int attempt;
+    for (attempt = 0; attempt < 8; attempt++) {
+        uint64_t before = cprof_monotonic_ns(), t = cprof_timer_ticks(info), after = cprof_monotonic_ns();
+        if (after - before < best) {
+            best = after - before;
+            *ticks = t;
+            *ns = before + (after - before) / 2;
+        }
+    }
+}
+
+/* Calibrate over a short spin between two tight read pairs; the run's start and clean-exit pairs later refine
+ * the figure over the whole run. */
 static double calibrate(const struct cprof_timer_info *info, uint64_t spin_ns)
 {
-    uint64_t ns0 = cprof_monotonic_ns(), t0 = cprof_timer_ticks(info);
-    uint64_t ns1 = ns0, t1 = t0;
-    while (ns1 - ns0 < spin_ns) {
-        t1 = cprof_timer_ticks(info);
-        ns1 = cprof_monotonic_ns();
-    }
+    uint64_t t0, ns0, t1, ns1;
+    cprof_timer_pair(info, &t0, &ns0);
+    do
+        cprof_timer_pair(info, &t1, &ns1);
+    while (ns1 - ns0 < spin_ns);
     if (ns1 == ns0 || t1 == t0)
         return 0.0;
     return (double)(t1 - t0) * 1e9 / (double)(ns1 - ns0);

@@ -13,6 +13,8 @@ struct cprof_timer_info {
 /* Chooses the counter (TSC only when invariant) and calibrates it against CLOCK_MONOTONIC for `spin_ns`. */
 void cprof_timer_init(struct cprof_timer_info *info, uint64_t spin_ns);
 uint64_t cprof_timer_ticks(const struct cprof_timer_info *info);
+/* A counter read and the CLOCK_MONOTONIC time it was taken at, free of preemption between the two. */
+void cprof_timer_pair(const struct cprof_timer_info *info, uint64_t *ticks, uint64_t *ns);
 uint64_t cprof_monotonic_ns(void);
 uint64_t cprof_realtime_ns(void);
 uint64_t cprof_thread_cpu_ns(void);

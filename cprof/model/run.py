@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 from dataclasses import dataclass, field
 
 from cprof.errors import EXIT_CORRUPT, EXIT_NOT_FOUND, CprofError
@@ -21,6 +22,8 @@ FEAT_CPU_TIME, FEAT_ALLOCS = 1 << 1, 1 << 2
 def read_run_file(path: str) -> dict:
     """The native reader when the extension is built, else the pure-Python one (same result)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device named like a run file would block forever
+            raise CprofError(f"corrupt run file {path}: not a regular file", EXIT_CORRUPT)
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as error:

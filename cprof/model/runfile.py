@@ -152,7 +152,7 @@ def read_run(data: bytes) -> dict:
         nodes.append((node[0], node[1], function_id) + node[3:])
 
     complete = False
-    if len(data) >= HEADER_SIZE + _TRAILER.size:
+    if len(data) >= HEADER_SIZE + _TRAILER.size and len(data) >= header["used_bytes"]:  # not truncated
         trailer_kind, _, trailer_magic, _, _ = _TRAILER.unpack_from(data, HEADER_SIZE)
         complete = bool(header["flags"] & 1) and trailer_kind == REC_TRAILER and trailer_magic == TRAILER_MAGIC
     return {
