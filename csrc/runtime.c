@@ -73,7 +73,8 @@ static struct {
     char *base;
     size_t reserved;
     _Atomic size_t mapped;
-    pthread_mutex_t lock; /* arena growth, function registration, thread list */
+    pthread_mutex_t lock;       /* function registration and the thread list */
+    pthread_mutex_t arena_lock; /* arena growth: taken inside `lock` (registering allocates), never around it */
     struct cprof_run_header *header;
     struct cprof_timer_info timer;
     pthread_key_t thread_key;
@@ -82,7 +83,7 @@ static struct {
     struct function_slot *functions;
     size_t functions_capacity, functions_count;
     char dir[PATH_MAX];
-} rt = {.once = PTHREAD_ONCE_INIT, .fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+} rt = {.once = PTHREAD_ONCE_INIT, .fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER, .arena_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static cprof_u64 now_ticks(void) { return cprof_timer_ticks(&rt.timer); }
 
@@ -124,9 +125,9 @@ static char *arena_alloc_chunks(size_t bytes)
     size_t offset = __atomic_fetch_add(&rt.header->used_bytes, bytes, __ATOMIC_RELAXED);
     if (offset + bytes > atomic_load(&rt.mapped)) {
         int failed;
-        pthread_mutex_lock(&rt.lock);
+        pthread_mutex_lock(&rt.arena_lock);
         failed = arena_map_to(offset + bytes);
-        pthread_mutex_unlock(&rt.lock);
+        pthread_mutex_unlock(&rt.arena_lock);
         if (failed)
             return NULL;
     }
@@ -674,6 +675,7 @@ static void on_fork_child(void)
     char path[PATH_MAX + 32];
     int fd;
     pthread_mutex_init(&rt.lock, NULL);
+    pthread_mutex_init(&rt.arena_lock, NULL);
     if (used > mapped)
         used = mapped;
     snprintf(path, sizeof path, "%s/%d.cprof", rt.dir, (int)getpid());
@@ -716,8 +718,17 @@ static void on_fork_child(void)
     header->lost_frames = 0;
 }
 
-static void before_fork(void) { pthread_mutex_lock(&rt.lock); }
-static void after_fork_in_parent(void) { pthread_mutex_unlock(&rt.lock); }
+static void before_fork(void)
+{
+    pthread_mutex_lock(&rt.lock);
+    pthread_mutex_lock(&rt.arena_lock);
+}
+
+static void after_fork_in_parent(void)
+{
+    pthread_mutex_unlock(&rt.arena_lock);
+    pthread_mutex_unlock(&rt.lock);
+}
 
 static void process_start_once(void)
 {

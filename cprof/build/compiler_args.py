@@ -1,11 +1,10 @@
 """Reads a gcc/clang command line: what it does (compile, link, or something we pass through), its inputs and
-their languages, its output, and which of its options belong to which stage."""
+their languages, its output, and which of its options belong to which stage. Runs once per compiler call of a
+build, so it imports nothing heavy (no dataclasses)."""
 
 from __future__ import annotations
 
 import os
-import shlex
-from dataclasses import dataclass, field
 
 # Options whose value is the next argument when not attached.
 _TAKES_VALUE = frozenset(
@@ -43,25 +42,27 @@ _SOURCE_LANGUAGES = {
 }
 
 
-@dataclass
 class Input:
-    index: int  # position in CompilerCommand.args
-    path: str
-    language: str  # gcc's -x name, or "object" for linker inputs
+    __slots__ = ("index", "path", "language")
+
+    def __init__(self, index: int, path: str, language: str):
+        self.index = index  # position in CompilerCommand.args
+        self.path = path
+        self.language = language  # gcc's -x name, or "object" for linker inputs
 
     @property
     def is_c(self) -> bool:
         return self.language == "c"
 
 
-@dataclass
 class CompilerCommand:
-    args: list[str]
-    inputs: list[Input] = field(default_factory=list)
-    output: str | None = None
-    output_index: int | None = None  # index of the "-o" option (value at +1, or attached)
-    compile_only: bool = False  # -c
-    passthrough_reason: str | None = None  # set when the call is not ours to change
+    def __init__(self, args: list[str]):
+        self.args = args
+        self.inputs: list[Input] = []
+        self.output: str | None = None
+        self.output_index: int | None = None  # index of the "-o" option (value at +1, or attached)
+        self.compile_only = False  # -c
+        self.passthrough_reason: str | None = None  # set when the call is not ours to change
 
     @property
     def c_inputs(self) -> list[Input]:
@@ -92,6 +93,10 @@ class CompilerCommand:
 
 def expand_response_files(args: list[str], cwd: str = ".", depth: int = 0) -> list[str]:
     """`@file` arguments hold more arguments (quoted like a shell); they may nest."""
+    if not any(arg.startswith("@") for arg in args):
+        return args
+    import shlex
+
     out = []
     for arg in args:
         if arg.startswith("@") and depth < 10:
@@ -197,19 +202,55 @@ def compile_options(command: CompilerCommand) -> list[str]:
     return _strip(preprocess_options(command), _PREPROCESSOR_WITH_VALUE, _PREPROCESSOR_FLAGS, _PREPROCESSOR_PREFIXES)
 
 
-def dependency_options(command: CompilerCommand, source: str, object_path: str) -> list[str]:
-    """The -M* options for the preprocessing step, completed the way the gcc driver would complete them for a
-    compile (target = the object, file = the object's name with .d) since our -E changes the defaults."""
-    args = command.args
-    if not any(a in ("-MD", "-MMD") for a in args):
+def dependency_options(command: CompilerCommand, source: str) -> list[str]:
+    """The -M* options for our separate preprocessing step of `source`, completed the way the gcc driver (11 and
+    later) completes them for the user's command, since our -E changes the defaults: for a compile, target = the
+    object and file = the object's name with .d; for a compile-and-link, target and file are named after the
+    program (one file, the last source wins), or `a-STEM.d` for STEM.o without -o."""
+    if not any(a in ("-MD", "-MMD") for a in command.args):
         return []
+    stem = os.path.splitext(os.path.basename(source))[0]
+    if command.compile_only:
+        target = command.output or stem + ".o"
+        depfile = os.path.splitext(target)[0] + ".d"
+    elif command.output:
+        target, depfile = command.output, os.path.splitext(command.output)[0] + ".d"
+    else:
+        target, depfile = stem + ".o", f"a-{stem}.d"
     extra = []
     if not command.option_values("-MT") and not command.option_values("-MQ"):
-        extra += ["-MT", object_path]
+        extra += ["-MT", target]
     if not command.option_values("-MF"):
-        stem = os.path.splitext(command.output)[0] if command.output else os.path.splitext(os.path.basename(source))[0]
-        extra += ["-MF", stem + ".d"]
+        extra += ["-MF", depfile]
     return extra
+
+
+def dependency_file(args: list[str]) -> str | None:
+    """The dependency file a preprocessing command line writes: -MF's value, or the kernel-style -Wp,-MD,FILE."""
+    found = None
+    for i, arg in enumerate(args):
+        if arg == "-MF" and i + 1 < len(args):
+            found = args[i + 1]
+        elif arg.startswith("-MF") and len(arg) > 3:
+            found = arg[3:]
+        elif arg.startswith(("-Wp,-MD,", "-Wp,-MMD,")):
+            found = arg.split(",", 2)[2]
+    return found
+
+
+# Options that make the compiler write files besides the object, or read files (profiles, plugins, compiler
+# programs of its own) that may change between builds: an object compiled with them is never taken from the
+# object cache, which restores the object alone and knows the compiler only by its driver binary.
+_SIDE_FILE_PREFIXES = (
+    "-save-temps", "-fdump-", "-fprofile", "-fauto-profile", "-ftest-coverage", "--coverage", "-fbranch-probabilities",
+    "-gsplit-dwarf", "-fstack-usage", "-fcallgraph-info", "-fopt-info", "-Wa,", "-Xassembler", "-fplugin",
+    "-aux-info", "-fcreate-profile", "-specs", "--specs", "-ftime-report", "-fmem-report", "-flto-report",
+    "-B", "-wrapper",
+)
+
+
+def object_cacheable(options: list[str]) -> bool:
+    return not any(o.startswith(_SIDE_FILE_PREFIXES) for o in options)
 
 
 def default_object_name(source: str) -> str:

@@ -13,6 +13,14 @@ from dataclasses import dataclass
 _BUILD_OUTPUT_SUFFIXES = (".o", ".a", ".so", ".lo", ".la", ".obj", ".gcda", ".gcno", ".pyc")
 _SKIPPED_DIRS = frozenset((".git", ".hg", ".svn", "CMakeFiles", "__pycache__"))
 _SKIPPED_FILES = frozenset(("CMakeCache.txt",))
+# What CMake writes into each directory of its build tree (the one with a CMakeFiles/ beside it). Copied into the
+# shadow they would point the shadow build at the user's own tree (they hold absolute paths), so an in-source
+# CMake build of the user's is left out like any other build output.
+_CMAKE_GENERATED = frozenset(
+    """Makefile cmake_install.cmake CTestTestfile.cmake build.ninja rules.ninja .ninja_deps .ninja_log
+    compile_commands.json CPackConfig.cmake CPackSourceConfig.cmake install_manifest.txt
+    DartConfiguration.tcl""".split()
+)
 
 
 @dataclass
@@ -22,8 +30,12 @@ class SyncStats:
     unchanged: int = 0
 
 
+def _named_like_build_output(name: str) -> bool:
+    return name.endswith(_BUILD_OUTPUT_SUFFIXES) or ".so." in name
+
+
 def _is_build_output(path: str, name: str) -> bool:
-    if name.endswith(_BUILD_OUTPUT_SUFFIXES) or ".so." in name:
+    if _named_like_build_output(name):
         return True
     try:
         if os.access(path, os.X_OK):
@@ -42,13 +54,20 @@ def _walk(root: str, exclude: set[str]):
             entries = list(os.scandir(os.path.join(root, relative)))
         except OSError:
             continue
+        names = {entry.name for entry in entries}
+        if relative and "CMakeCache.txt" in names:
+            continue  # a CMake build directory of the user's: all of it is build output
+        cmake_output = "CMakeFiles" in names
         for entry in entries:
             rel = os.path.join(relative, entry.name) if relative else entry.name
             full = os.path.join(root, rel)
             if full in exclude or entry.name in _SKIPPED_DIRS and entry.is_dir(follow_symlinks=False):
                 continue
+            if cmake_output and entry.name in _CMAKE_GENERATED:
+                continue
             if entry.is_symlink():
-                yield rel, entry, True
+                if not _named_like_build_output(entry.name):  # libz.so -> libz.so.1 of an in-place build
+                    yield rel, entry, True
             elif entry.is_dir():
                 stack.append(rel)
             elif entry.is_file() and entry.name not in _SKIPPED_FILES and not _is_build_output(full, entry.name):
@@ -61,10 +80,15 @@ def sync_tree(source: str, shadow: str, exclude: list[str]) -> SyncStats:
     state_path = shadow.rstrip("/") + ".state.json"
     try:
         with open(state_path, encoding="utf-8") as handle:
-            previous = json.load(handle)
+            state = json.load(handle)
     except (OSError, ValueError):
+        state = {}
+    previous = state.get("files", {})
+    if state.get("source") != source and os.path.isdir(shadow):
+        # a store shared by several projects (CPROF_HOME): the shadow of another one is no start for this one
+        shutil.rmtree(shadow)
         previous = {}
-    excluded = {os.path.abspath(p) for p in exclude}
+    excluded = {os.path.realpath(p) for p in exclude}
     current: dict[str, list] = {}
     os.makedirs(shadow, exist_ok=True)
     for rel, entry, is_link in _walk(source, excluded):
@@ -95,5 +119,5 @@ def sync_tree(source: str, shadow: str, exclude: list[str]) -> SyncStats:
             os.remove(target)
             stats.removed += 1
     with open(state_path, "w", encoding="utf-8") as handle:
-        json.dump(current, handle)
+        json.dump({"source": source, "files": current}, handle)
     return stats

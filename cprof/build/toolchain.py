@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 from cprof.errors import CprofError, EXIT_SETUP
 
@@ -38,4 +37,6 @@ def find_real_compiler(name: str, avoid_dir: str | None = None) -> str | None:
         candidate = os.path.join(directory, name)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
+    import shutil  # rarely reached: the compiler wrapper imports this module on every compile
+
     return shutil.which(name)
