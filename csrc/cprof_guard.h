@@ -76,20 +76,20 @@ static __inline__ __attribute__((always_inline, unused)) __cprof_u64 __cprof_tic
 #define __cprof_frame_address() ((__cprof_u64)__builtin_dwarf_cfa())
 #endif
 
-static __inline__ __attribute__((always_inline, unused)) int __cprof_enter(struct __cprof_site *site, void *guard)
+#ifdef __CPROF_INLINE_GUARD
+#define __CPROF_FAST_PATH static __inline__ __attribute__((always_inline, unused))
+#else
+#define __CPROF_FAST_PATH static __attribute__((noinline, unused))
+#endif
+
+__CPROF_FAST_PATH int __cprof_enter_fast(struct __cprof_site *site, void *guard,
+                                                               __cprof_u64 cfa, void *return_address)
 {
     struct __cprof_thread_hot *thread;
     struct __cprof_frame_hot *frame;
     struct __cprof_node_hot *node;
-    __cprof_u64 cfa;
-    void *return_address;
-    if (__builtin_expect(__cprof_mode != 0, 0)) {
-        if (__cprof_mode == 1)
-            return 0;
-        return __cprof_enter_slow(site, guard, __cprof_frame_address(), __builtin_return_address(0));
-    }
-    cfa = __cprof_frame_address();
-    return_address = __builtin_return_address(0);
+    if (__builtin_expect(__cprof_mode != 0, 0))
+        return __cprof_enter_slow(site, guard, cfa, return_address);
     thread = __cprof_tls;
     if (__builtin_expect(thread == 0, 0))
         return __cprof_enter_slow(site, guard, cfa, return_address);
@@ -122,13 +122,11 @@ static __inline__ __attribute__((always_inline, unused)) int __cprof_enter(struc
     return 1;
 }
 
-static __inline__ __attribute__((always_inline, unused)) void __cprof_leave(int *guard)
+__CPROF_FAST_PATH void __cprof_leave_fast(int *guard)
 {
     struct __cprof_thread_hot *thread;
     struct __cprof_frame_hot *frame;
     __cprof_u64 now;
-    if (!*guard)
-        return;
     now = __cprof_ticks(); /* read first: what follows is the caller's overhead, not this function's time */
     thread = __cprof_tls;
     frame = thread->top;
@@ -140,6 +138,21 @@ static __inline__ __attribute__((always_inline, unused)) void __cprof_leave(int 
     thread->last_ticks = now;
     __asm__ __volatile__("" ::: "memory");
     thread->top = frame - 1;
+}
+
+/* What the spliced declaration calls. The frame identity must be read here, in the instrumented function itself;
+ * switching profiling off leaves one predictable branch on each side. */
+static __inline__ __attribute__((always_inline, unused)) int __cprof_enter(struct __cprof_site *site, void *guard)
+{
+    if (__builtin_expect(__cprof_mode == 1, 0))
+        return 0;
+    return __cprof_enter_fast(site, guard, __cprof_frame_address(), __builtin_return_address(0));
+}
+
+static __inline__ __attribute__((always_inline, unused)) void __cprof_leave(int *guard)
+{
+    if (*guard)
+        __cprof_leave_fast(guard);
 }
 
 #endif

@@ -205,3 +205,19 @@ def test_cpu_time_is_self_time_of_running_code(project):
     assert functions["nap"]["cpu_ns"] < 0.2 * functions["nap"]["total_ns"]
     assert functions["spin"]["cpu_ns"] > 10 * functions["nap"]["cpu_ns"]
     assert functions["main"]["cpu_ns"] < functions["spin"]["cpu_ns"]  # CPU time is self time: callees excluded
+
+
+def test_thousands_of_functions_grow_the_arena_while_registering(project):
+    count = 6000  # their records and nodes outgrow the first arena mapping in the middle of a registration
+    lines = [f"__attribute__((noinline)) int f{i}(int x) {{ return x + {i}; }}" for i in range(count)]
+    table = "static int (*table[])(int) = {" + ", ".join(f"f{i}" for i in range(count)) + "};"
+    report, _ = profile(project, "\n".join(lines) + "\n" + table + """
+        int main(void) {
+            int total = 0;
+            for (unsigned i = 0; i < sizeof table / sizeof *table; i++) total += table[i](total & 7);
+            return total == 42;
+        }
+    """, "--all", expect_status=0)
+    functions = by_name(report)
+    assert len([f for f in functions.values() if f["name"].startswith("f")]) == count
+    assert all(functions[f"f{i}"]["calls"] == 1 for i in range(count))
