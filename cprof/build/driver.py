@@ -164,6 +164,7 @@ class BuildOptions:
     function_filter: FunctionFilter = field(default_factory=FunctionFilter)
     list_skipped: bool = False
     cache: bool = True
+    inline_guard: bool = False  # fastest calls, slower compiles (see csrc/cprof_guard.h)
 
 
 def python_bootstrap(cache_dir: str | None) -> str:
@@ -289,7 +290,8 @@ def _instrumentation_identity(options: BuildOptions) -> str:
     would look up to date to the user's build system, which knows nothing of either."""
     with open(GUARD_HEADER, "rb") as handle:
         guard = hashlib.sha256(handle.read()).hexdigest()
-    return json.dumps([__version__, guard, _filter_spec(options.function_filter)], sort_keys=True)
+    return json.dumps([__version__, guard, _filter_spec(options.function_filter), options.inline_guard],
+                      sort_keys=True)
 
 
 def _environment(log_path: str, options: BuildOptions, shadow: str, project: str, shim_dir: str,
@@ -303,6 +305,8 @@ def _environment(log_path: str, options: BuildOptions, shadow: str, project: str
     env[wrapper.ENV_SHIM_DIR] = shim_dir
     env["PATH"] = shim_dir + os.pathsep + env.get("PATH", "")
     env["CPROF_DISABLE"] = "1"  # programs the build itself runs (configure probes, generators) stay quiet
+    if options.inline_guard:
+        env[wrapper.ENV_INLINE_GUARD] = "1"
     return env
 
 
@@ -369,6 +373,7 @@ def build_sources(sources: list[str], output: str | None, extra: list[str], opti
         log_path=log_path,
         function_filter=options.function_filter,
         cache_dir=_cache_dir(options),
+        inline_guard=options.inline_guard,
     )
     target = os.path.join(out_dir, os.path.basename(name))
     argv = DEFAULT_FLAGS + [os.path.abspath(s) for s in sources] + ["-o", target] + extra

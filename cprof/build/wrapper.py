@@ -24,6 +24,7 @@ ENV_SHADOW_ROOT = "CPROF_SHADOW_ROOT"
 ENV_PROJECT_ROOT = "CPROF_PROJECT_ROOT"
 ENV_CACHE_DIR = "CPROF_CACHE_DIR"
 ENV_SHIM_DIR = "CPROF_SHIM_DIR"
+ENV_INLINE_GUARD = "CPROF_INLINE_GUARD"  # set by --inline-guard: the fast paths inline in every function
 ENV_CXX_DRIVER = "CPROF_CXX_DRIVER"  # set by the c++/g++ shims: link the runtime, never touch C++ compiles
 
 EXIT_COMPILER_NOT_FOUND = 127  # what a shell answers for a missing command, which is what a build expects
@@ -32,8 +33,9 @@ EXIT_COMPILER_NOT_FOUND = 127  # what a shell answers for a missing command, whi
 class WrapperConfig:
     def __init__(self, real_compiler: str, log_path: str | None = None, function_filter=None,
                  shadow_root: str = "", project_root: str = "", cache_dir: str | None = None,
-                 cxx_driver: bool = False, filter_spec: dict | None = None):
+                 cxx_driver: bool = False, filter_spec: dict | None = None, inline_guard: bool = False):
         self.real_compiler = real_compiler
+        self.inline_guard = inline_guard
         self.log_path = log_path
         self.shadow_root = shadow_root
         self.project_root = project_root
@@ -59,6 +61,7 @@ class WrapperConfig:
             project_root=env.get(ENV_PROJECT_ROOT, ""),
             cache_dir=None if cache_dir == "off" else (cache_dir or default_cache_dir()),
             cxx_driver=bool(env.get(ENV_CXX_DRIVER)),
+            inline_guard=bool(env.get(ENV_INLINE_GUARD)),
         )
 
     @property
@@ -248,6 +251,7 @@ class UnitCompiler:
             self.config,
             [self.config.real_compiler] + options
             + ["-E", "-C", "-D__CPROF__=1", "-include", GUARD_HEADER, "-idirafter", INCLUDE_DIR]
+            + (["-D__CPROF_INLINE_GUARD=1"] if self.config.inline_guard else [])
             + ["-x", "c", source, "-o", preprocessed],
         )
         if status != 0:

@@ -55,6 +55,7 @@ def _measure(compiler: str, calls: int) -> tuple[float, float] | None:
         if run_wrapper(["-O2", source, "-o", instrumented], config=config):
             return None
         env = dict(os.environ, CPROF_RUN_DIR=os.path.join(work, "runs"))
+        env.pop("CPROF_DISABLE", None)  # main() sets it for cprof itself
 
         def best(program):
             times = []

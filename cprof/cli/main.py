@@ -72,6 +72,9 @@ def parse(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # cprof's own interpreter may load an instrumented library (LD_LIBRARY_PATH pointing at a build's libz, say):
+    # it must not record a run of itself. The launcher clears this for the programs it runs.
+    os.environ["CPROF_DISABLE"] = "1"
     try:
         if argv and argv[0] == "cc":  # the compiler wrapper: its arguments are the compiler's, not ours
             from cprof.build.wrapper import run_wrapper

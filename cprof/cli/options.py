@@ -43,6 +43,9 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
                        help="leave the functions defined in PATH uninstrumented (a path or glob; repeatable)")
     group.add_argument("--list-skipped", action="store_true", help="print each function not instrumented and why")
     group.add_argument("--no-cache", action="store_true", help="parse every unit again")
+    group.add_argument("--inline-guard", action="store_true",
+                       help="inline the guard's fast paths into every function: a little cheaper per call, "
+                       "slower to compile")
 
 
 def build_options(args) -> BuildOptions:
@@ -51,6 +54,7 @@ def build_options(args) -> BuildOptions:
                                        tuple(args.exclude_file)),
         list_skipped=args.list_skipped,
         cache=not args.no_cache,
+        inline_guard=args.inline_guard,
     )
 
 

@@ -54,6 +54,15 @@ def find_program(store: Store, name: str | None) -> str:
     return built
 
 
+def built_library_dirs(store: Store) -> list[str]:
+    """Directories of the shared libraries the last build linked, instrumented."""
+    try:
+        links = last_build(store)["links"]
+    except CprofError:
+        return []
+    return sorted({os.path.dirname(link["built"]) for link in links if link["kind"] == "shared"})
+
+
 def recorded(result: LaunchResult) -> bool:
     """Did the program write a run file (it does from its first instrumented call, or at start)?"""
     path = result.run.path
@@ -75,7 +84,8 @@ def perform_runs(args, store: Store) -> tuple[list[LaunchResult], str | None]:
     for index in range(args.repeat):
         meta = dict({"group": group, "repeat_index": index} if group else {}, program=os.path.basename(program))
         result = launch([program] + args.rest, store, duration=args.duration, kill_timeout=args.kill_timeout,
-                        cpu_time=args.cpu_time, meta=meta, stdout_to_stderr=getattr(args, "json", False))
+                        cpu_time=args.cpu_time, meta=meta, stdout_to_stderr=getattr(args, "json", False),
+                        library_dirs=built_library_dirs(store))
         results.append(result)
         if not recorded(result):
             store.remove([result.run])

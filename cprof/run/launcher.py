@@ -32,13 +32,17 @@ def _exit_status(wait_status: int) -> int:
 
 
 def launch(argv: list[str], store: Store, *, duration: float | None = None, kill_timeout: float = 5.0,
-           cpu_time: bool = False, meta: dict | None = None, stdout_to_stderr: bool = False) -> LaunchResult:
+           cpu_time: bool = False, meta: dict | None = None, stdout_to_stderr: bool = False,
+           library_dirs: list[str] | None = None) -> LaunchResult:
     """Runs argv to completion. With stdout_to_stderr the program's standard output goes to our standard error,
-    so that ours can carry a JSON report alone."""
+    so that ours can carry a JSON report alone. library_dirs go first on LD_LIBRARY_PATH: a program built next to
+    an instrumented shared library must load that one, not the system's copy."""
     entry = store.create_run(dict(meta or {}, command=argv, start_unix=time.time(), status="running"))
     env = dict(os.environ)
     env["CPROF_RUN_DIR"] = entry.path
     env.pop("CPROF_DISABLE", None)
+    if library_dirs:
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(library_dirs + [p for p in [env.get("LD_LIBRARY_PATH")] if p])
     if cpu_time:
         env["CPROF_CPU_TIME"] = "1"
     # Signals are taken synchronously (sigtimedwait) so that we can tell who sent them: a Ctrl-C from the
