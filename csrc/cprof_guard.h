@@ -50,11 +50,11 @@ extern void __cprof_leave_slow(void *guard, __cprof_u64 now);
 
 static __inline__ __attribute__((always_inline, unused)) __cprof_u64 __cprof_ticks(void)
 {
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__CPROF_FENCED_TIMER)
-    /* experiment: fenced timestamps, so that no user instruction overlaps a timer read */
-    unsigned lo, hi;
-    __asm__ __volatile__("lfence\n\trdtsc\n\tlfence" : "=a"(lo), "=d"(hi)::"memory");
-    return ((__cprof_u64)hi << 32) | lo;
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__CPROF_RDTSCP_TIMER)
+    /* rdtscp waits until every earlier instruction has executed: the time a function's work took lands in it,
+     * not in whatever runs after the timer read */
+    unsigned aux;
+    return __builtin_ia32_rdtscp(&aux);
 #elif defined(__x86_64__) || defined(__i386__)
     return __builtin_ia32_rdtsc();
 #elif defined(__aarch64__)

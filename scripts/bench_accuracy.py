@@ -23,6 +23,9 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = os.path.join(HERE, "bench")
+# Both builds get -fno-optimize-sibling-calls: the guard's cleanup makes every call a real call, so a plain
+# reference allowed to turn recursion into loops (gcc does, for fib) would not be doing the same work.
+FLAGS = ["-O2", "-g", "-fno-optimize-sibling-calls"]
 
 
 def run(argv, cwd, env=None, stdin=None) -> subprocess.CompletedProcess:
@@ -46,11 +49,11 @@ class Workspace:
 
     def plain(self, source: str, name: str, *flags: str) -> str:
         out = os.path.join(self.root, name)
-        subprocess.run(["cc", "-O2", "-g", *flags, os.path.join(BENCH, source), "-o", out], check=True)
+        subprocess.run(["cc", *FLAGS, *flags, os.path.join(BENCH, source), "-o", out], check=True)
         return out
 
     def instrumented(self, source: str, name: str) -> str:
-        self.cprof("build", os.path.join(BENCH, source), "-o", name)
+        self.cprof("build", os.path.join(BENCH, source), "-o", name, "--", *FLAGS)
         return os.path.join(self.root, ".cprof", "build", "direct", name)
 
     def profiled_run(self, binary: str, *args: str, uncorrected: bool = False) -> dict:

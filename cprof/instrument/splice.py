@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The same declaration runtime.c calibrates with (tests/test_splice.py checks the two agree).
+# The same declaration runtime.c calibrates with (tests/test_scan.py checks the two agree).
 GUARD = (
     "int __cprof_guard __attribute__((cleanup(__cprof_leave), unused)) = "
     "__cprof_enter(&__cprof_sites[{index}], &__cprof_guard);"
@@ -36,15 +36,16 @@ def c_string(text: str) -> str:
 
 def site_table(sites: list[Site]) -> str:
     entries = ", ".join(f"{{{c_string(s.name)}, {c_string(s.file)}, {s.line}u, {s.flags}u, 0, 0}}" for s in sites)
-    return f"static struct __cprof_site __cprof_sites[{len(sites)}] = {{{entries}}};\n"
+    return f"static struct __cprof_site __cprof_sites[{len(sites)}] = {{{entries}}};"
 
 
 def splice(text: str, sites: list[Site], table_offset: int) -> str:
-    """Inserts the table at `table_offset` (the start of a line marker line, so no line moves) and each guard
-    right after its body's `{`, on the same line."""
+    """Inserts the table at `table_offset` and each guard right after its body's `{`, on the same line. At a
+    line's end (its newline) the table joins that line; at a line's start it is a line of its own."""
     pieces = []
     at = 0
-    inserts = [(table_offset, site_table(sites))]
+    table = site_table(sites)
+    inserts = [(table_offset, " " + table if text[table_offset] == "\n" else table + "\n")]
     inserts += [(s.body_offset + 1, " " + GUARD.format(index=i)) for i, s in enumerate(sites)]
     for offset, insert in sorted(inserts, key=lambda pair: pair[0]):
         pieces.append(text[at:offset])

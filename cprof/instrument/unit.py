@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cprof.instrument.filters import FunctionFilter
 from cprof.instrument.scan import ScanError, ScannedUnit, scan
 from cprof.instrument.splice import Site, splice
+
+if TYPE_CHECKING:
+    from cprof.instrument.parse import ParsedFunction
 
 # Function flags, as in csrc/runfile.h.
 FN_STATIC = 1
@@ -86,15 +90,19 @@ def _skip_reason(function, system_header: bool) -> str | None:
 
 
 def _guard_header_end(unit: ScannedUnit, guard_header: str) -> int:
-    """Offset of the line marker that leaves the force-included guard header: the site table goes right before
-    it, where inserted lines cannot shift any user line."""
+    """Where the site table goes: at the end of the guard header's last line (just before the line marker that
+    leaves the header), so that no line of the unit moves at all. Should that line hold a comment the table
+    could fall into, it goes at the start of the marker line instead (a line of its own, which the marker then
+    renumbers away)."""
     entered = False
     for marker in unit.markers:
         if not entered:
             entered = marker.file == guard_header
             continue
         if marker.file != guard_header:
-            return unit.line_starts[marker.unit_line - 2]
+            marker_start = unit.line_starts[marker.unit_line - 2]
+            last_line = unit.text[unit.line_starts[max(marker.unit_line - 3, 0)] : marker_start]
+            return marker_start if "/" in last_line else marker_start - 1
     raise InstrumentError("cprof's guard header is not in the preprocessed unit (was -P or -nostdinc used?)")
 
 
@@ -110,7 +118,13 @@ def instrument_unit(
         raise InstrumentError(f"cannot follow the unit's structure: {error}") from None
     except ParseError as error:
         raise _located(unit, error) from None
+    return decide(unit, parsed, guard_header, paths, function_filter)
 
+
+def decide(
+    unit: ScannedUnit, parsed: list[ParsedFunction], guard_header: str, paths: PathMap, function_filter: FunctionFilter
+) -> InstrumentedUnit:
+    """Which of the parsed functions get a guard, and where the site table goes."""
     result = InstrumentedUnit()
     for function in parsed:
         file, line, system_header = unit.source_position(unit.line_of(function.name_offset))
