@@ -257,19 +257,73 @@ static struct cprof_node *new_node(struct cprof_thread_record *thread, struct cp
     return node;
 }
 
+/* Per-thread hash index of (parent, function) -> node. The guard's fast path finds most nodes through the site
+ * cache or the parent's first child; the index keeps every other lookup O(1), where walking a parent's child list
+ * was quadratic in the number of functions one parent calls (10,000 callees: seconds). It lives in private
+ * memory, not the run file: readers rebuild trees from the nodes' parent pointers. */
+struct child_slot {
+    cprof_u64 parent, func;
+    struct cprof_node *node;
+};
+struct child_index {
+    struct child_slot *slots;
+    size_t capacity, count;
+};
+static __thread struct child_index child_index __attribute__((tls_model("initial-exec")));
+
+static size_t child_hash(cprof_u64 parent, cprof_u64 func, size_t capacity)
+{
+    return (size_t)(((parent >> 6) * 0x9E3779B97F4A7C15ull) ^ ((func >> 3) * 0xC2B2AE3D27D4EB4Full)) & (capacity - 1);
+}
+
+static int child_index_insert(struct child_index *index, cprof_u64 parent, cprof_u64 func, struct cprof_node *node)
+{
+    size_t at;
+    if ((index->count + 1) * 2 > index->capacity) {
+        size_t capacity = index->capacity ? index->capacity * 2 : 1024, i;
+        struct child_slot *slots = mmap(NULL, capacity * sizeof *slots, PROT_READ | PROT_WRITE,
+                                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (slots == MAP_FAILED)
+            return -1;
+        for (i = 0; i < index->capacity; i++)
+            if (index->slots[i].node) {
+                for (at = child_hash(index->slots[i].parent, index->slots[i].func, capacity); slots[at].node;
+                     at = (at + 1) & (capacity - 1))
+                    ;
+                slots[at] = index->slots[i];
+            }
+        if (index->slots)
+            munmap(index->slots, index->capacity * sizeof *slots);
+        index->slots = slots;
+        index->capacity = capacity;
+    }
+    for (at = child_hash(parent, func, index->capacity); index->slots[at].node; at = (at + 1) & (index->capacity - 1))
+        ;
+    index->slots[at].parent = parent;
+    index->slots[at].func = func;
+    index->slots[at].node = node;
+    index->count++;
+    return 0;
+}
+
 static struct cprof_node *child_node(struct cprof_thread_record *thread, struct cprof_node *parent, cprof_u64 func)
 {
-    struct cprof_node *node, *previous = NULL;
-    for (node = as_pointer(parent->first_child); node; previous = node, node = as_pointer(node->next_sibling))
-        if (node->func == func) {
-            if (previous) { /* move to front: the guard's fast path checks the first child */
-                previous->next_sibling = node->next_sibling;
-                node->next_sibling = parent->first_child;
-                parent->first_child = as_u64(node);
+    struct child_index *index = &child_index;
+    struct cprof_node *node = NULL;
+    size_t at;
+    if (index->capacity)
+        for (at = child_hash(as_u64(parent), func, index->capacity); index->slots[at].node;
+             at = (at + 1) & (index->capacity - 1))
+            if (index->slots[at].parent == as_u64(parent) && index->slots[at].func == func) {
+                node = index->slots[at].node;
+                break;
             }
-            return node;
-        }
-    return new_node(thread, parent, func);
+    if (!node) {
+        node = new_node(thread, parent, func);
+        if (node)
+            child_index_insert(index, as_u64(parent), func, node); /* if not indexed: a twin later, merged by readers */
+    }
+    return node;
 }
 
 static struct cprof_frame *stack_frames(struct cprof_thread_record *thread)
@@ -333,6 +387,9 @@ static void thread_finish(void *state)
     /* Open frames stay on the stack: readers close them at end_ticks, like a crashed run's at last_ticks. */
     read_thread_name((pid_t)thread->tid, thread->name);
     thread->end_ticks = now_ticks();
+    if (child_index.slots)
+        munmap(child_index.slots, child_index.capacity * sizeof *child_index.slots);
+    memset(&child_index, 0, sizeof child_index);
     __cprof_tls = NULL;
     thread_finished = 1;
 }
