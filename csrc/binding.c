@@ -11,10 +11,11 @@ static PyObject *timer_info(PyObject *self, PyObject *args)
     (void)self;
     (void)args;
     Py_BEGIN_ALLOW_THREADS
-    cprof_timer_init(&info, 20000000);
+    cprof_timer_init(&info, 20000000, 0);
     Py_END_ALLOW_THREADS
-    return Py_BuildValue("{s:s,s:O,s:d}", "timer", cprof_timer_name(info.kind), "invariant_tsc",
-                         info.invariant_tsc ? Py_True : Py_False, "ticks_per_second", info.ticks_per_second);
+    return Py_BuildValue("{s:s,s:O,s:O,s:d}", "timer", cprof_timer_name(info.kind), "invariant_tsc",
+                         info.invariant_tsc ? Py_True : Py_False, "ordered", info.ordered ? Py_True : Py_False,
+                         "ticks_per_second", info.ticks_per_second);
 }
 
 static PyObject *text(const char *bytes, size_t length)
@@ -44,7 +45,7 @@ static PyObject *header_dict(const struct cprof_run_header *h)
         start = i + 1;
     }
     result = Py_BuildValue(
-        "{s:I,s:K,s:K,s:K,s:I,s:d,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:i,s:I,s:K,s:d,s:d,s:d,s:d,s:I,s:K,s:N}", "version",
+        "{s:I,s:K,s:K,s:K,s:I,s:d,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:i,s:I,s:K,s:d,s:d,s:d,s:d,s:I,s:K,s:I,s:N}", "version",
         h->version, "features", h->features, "base_address", h->base_address, "used_bytes", h->used_bytes,
         "timer_kind", h->timer_kind, "ticks_per_second", h->ticks_per_second, "start_ticks", h->start_ticks,
         "start_mono_ns", h->start_mono_ns, "start_unix_ns", h->start_unix_ns, "end_ticks", h->end_ticks,
@@ -52,7 +53,7 @@ static PyObject *header_dict(const struct cprof_run_header *h)
         "flags", h->flags, "fork_ticks", h->fork_ticks, "guard_inner_ticks", h->guard_inner_ticks,
         "guard_outer_ticks", h->guard_outer_ticks, "guard_inner_spread", h->guard_inner_spread,
         "guard_outer_spread", h->guard_outer_spread, "calibration_rounds", h->calibration_rounds, "lost_frames",
-        h->lost_frames, "cmdline", cmdline);
+        h->lost_frames, "timer_ordered", h->timer_ordered, "cmdline", cmdline);
     return result;
 }
 

@@ -93,7 +93,9 @@ struct cprof_run_header {
     cprof_u32 calibration_rounds;
     cprof_u32 cmdline_len;     /* bytes used in cmdline: arguments separated by NUL */
     cprof_u64 lost_frames;     /* calls not recorded (arena full, re-entered from a signal handler) */
-    cprof_u64 reserved[16];
+    cprof_u32 timer_ordered;   /* 1: timer reads waited for earlier instructions (rdtscp) */
+    cprof_u32 reserved_u32;
+    cprof_u64 reserved[15];
     char cmdline[CPROF_CMDLINE_MAX];
 };
 

@@ -50,6 +50,7 @@ _Static_assert(sizeof(struct cprof_stack_record) == 64, "stack frames start cach
 
 __thread struct __cprof_thread_hot *__cprof_tls __attribute__((tls_model("initial-exec")));
 int __cprof_mode; /* 0 until start-up decides otherwise: the first call finds no thread state and starts us */
+int __cprof_ordered_timer = 1; /* set from the timer chosen at start-up (see cprof_guard.h) */
 static __thread int thread_finished __attribute__((tls_model("initial-exec")));
 
 #define ARENA_INITIAL (1u << 20)
@@ -533,20 +534,45 @@ void __cprof_leave_slow(void *guard, cprof_u64 now)
 
 /* ---- guard calibration ---------------------------------------------------------------------------------- */
 
-/* Measures what the real inline guard costs on this machine, on a private scratch thread state so that no
- * calibration node reaches the run. inner = ticks inside the callee's interval; outer = the rest of a call's
- * extra cost, which lands in the caller. */
-static struct __cprof_site calibration_site[1] = {{"<calibration>", "", 0, 0, 1, 0}};
+/* Measures what the real guard costs on this machine, on a private scratch thread state so that no calibration
+ * node reaches the run: inner = ticks inside the callee's own interval, outer = the rest of a call's extra cost,
+ * which lands in the caller. Both depend on the work around the timer reads (a read cannot complete faster than
+ * the previous one allows), so they are measured around callees of several sizes: the reported figure is their
+ * mean, and its spread covers both the round-to-round noise and that dependence on the code. */
+#define CALIBRATION_STEP(x) (x) = ((x) ^ ((x) >> 7)) * 0x9E3779B1u
+#define CALIBRATION_WORK_0(x)
+#define CALIBRATION_WORK_1(x) CALIBRATION_STEP(x)
+#define CALIBRATION_WORK_3(x) CALIBRATION_STEP(x); CALIBRATION_STEP(x); CALIBRATION_STEP(x)
+#define CALIBRATION_WORK_8(x) CALIBRATION_WORK_3(x); CALIBRATION_WORK_3(x); CALIBRATION_STEP(x); CALIBRATION_STEP(x)
+#define CALIBRATION_WORK_20(x) CALIBRATION_WORK_8(x); CALIBRATION_WORK_8(x); CALIBRATION_WORK_3(x); CALIBRATION_STEP(x)
+enum { CALIBRATION_SIZES = 5 };
+static struct __cprof_site calibration_site[CALIBRATION_SIZES] = {
+    {"<calibration>", "", 0, 0, 1, 0}, {"<calibration>", "", 1, 0, 1, 0}, {"<calibration>", "", 2, 0, 1, 0},
+    {"<calibration>", "", 3, 0, 1, 0}, {"<calibration>", "", 4, 0, 1, 0}};
 #define __cprof_sites calibration_site
+#define CALIBRATION_PAIR(index, steps)                                                                         \
+    static __attribute__((noinline)) unsigned calibration_plain_##steps(unsigned x)                            \
+    {                                                                                                          \
+        CALIBRATION_WORK_##steps(x);                                                                           \
+        __asm__ __volatile__("" : "+r"(x));                                                                    \
+        return x;                                                                                              \
+    }                                                                                                          \
+    static __attribute__((noinline)) unsigned calibration_guarded_##steps(unsigned x)                          \
+    {                                                                                                          \
+        int __cprof_guard __attribute__((cleanup(__cprof_leave), unused)) =                                    \
+            __cprof_enter(&__cprof_sites[index], &__cprof_guard);                                              \
+        CALIBRATION_WORK_##steps(x);                                                                           \
+        __asm__ __volatile__("" : "+r"(x));                                                                    \
+        return x;                                                                                              \
+    }
+CALIBRATION_PAIR(0, 0)
+CALIBRATION_PAIR(1, 1)
+CALIBRATION_PAIR(2, 3)
+CALIBRATION_PAIR(3, 8)
+CALIBRATION_PAIR(4, 20)
+#undef __cprof_sites
 
-static __attribute__((noinline)) void calibration_plain(void) { __asm__ __volatile__(""); }
-
-static __attribute__((noinline)) void calibration_guarded(void)
-{
-    int __cprof_guard __attribute__((cleanup(__cprof_leave), unused)) =
-        __cprof_enter(&__cprof_sites[0], &__cprof_guard);
-    __asm__ __volatile__("");
-}
+typedef unsigned (*calibration_function)(unsigned);
 
 static int compare_doubles(const void *a, const void *b)
 {
@@ -569,44 +595,77 @@ static double spread_of(const double *values, size_t count, double median)
     return median_of(deviations, count);
 }
 
+static cprof_u64 loop_ticks(calibration_function function, int calls, unsigned *sink)
+{
+    cprof_u64 start = now_ticks();
+    unsigned x = *sink;
+    int i;
+    for (i = 0; i < calls; i++)
+        x = function(x);
+    *sink = x;
+    return now_ticks() - start;
+}
+
 static void calibrate_guard(void)
 {
-    enum { ROUNDS = 15, CALLS = 1000 };
-    static struct cprof_node nodes[2];
+    enum { ROUNDS = 9, CALLS = 500 };
+    static const calibration_function plain[CALIBRATION_SIZES] = {calibration_plain_0, calibration_plain_1,
+        calibration_plain_3, calibration_plain_8, calibration_plain_20};
+    static const calibration_function guarded[CALIBRATION_SIZES] = {calibration_guarded_0, calibration_guarded_1,
+        calibration_guarded_3, calibration_guarded_8, calibration_guarded_20};
+    static struct cprof_node nodes[1 + CALIBRATION_SIZES];
     static struct cprof_frame frames[8];
     static struct cprof_thread_record scratch;
-    double inner[ROUNDS], outer[ROUNDS];
+    double inner[CALIBRATION_SIZES][ROUNDS], outer[CALIBRATION_SIZES][ROUNDS];
+    double inner_by_size[CALIBRATION_SIZES], outer_by_size[CALIBRATION_SIZES];
+    double inner_mean = 0, outer_mean = 0, inner_noise = 0, outer_noise = 0, inner_low, inner_high, outer_low,
+           outer_high;
     struct __cprof_thread_hot *saved = __cprof_tls;
-    int round, i;
+    unsigned sink = 1;
+    int round, size;
     frames[0].node = as_u64(&nodes[0]);
     frames[0].frame_address = ~0ull;
-    nodes[1].parent = as_u64(&nodes[0]);
     scratch.top = as_u64(&frames[0]);
     scratch.limit = as_u64(&frames[8]);
-    calibration_site[0].cache = (struct __cprof_node_hot *)&nodes[1];
-    __cprof_tls = (struct __cprof_thread_hot *)&scratch;
-    for (round = 0; round < ROUNDS; round++) {
-        cprof_u64 t0, t1, t2, t3, inside = nodes[1].total_ticks;
-        t0 = now_ticks();
-        for (i = 0; i < CALLS; i++)
-            calibration_plain();
-        t1 = now_ticks();
-        t2 = now_ticks();
-        for (i = 0; i < CALLS; i++)
-            calibration_guarded();
-        t3 = now_ticks();
-        inside = nodes[1].total_ticks - inside;
-        inner[round] = (double)inside / CALLS;
-        outer[round] = ((double)(t3 - t2) - (double)(t1 - t0) - (double)inside) / CALLS;
+    for (size = 0; size < CALIBRATION_SIZES; size++) {
+        nodes[1 + size].parent = as_u64(&nodes[0]);
+        calibration_site[size].cache = (struct __cprof_node_hot *)&nodes[1 + size];
     }
+    __cprof_tls = (struct __cprof_thread_hot *)&scratch;
+    for (round = 0; round < ROUNDS; round++)
+        for (size = 0; size < CALIBRATION_SIZES; size++) {
+            cprof_u64 inside = nodes[1 + size].total_ticks;
+            double empty = (double)loop_ticks(plain[0], CALLS, &sink);
+            double work = (double)loop_ticks(plain[size], CALLS, &sink);
+            double with_guard = (double)loop_ticks(guarded[size], CALLS, &sink);
+            inside = nodes[1 + size].total_ticks - inside;
+            /* the callee's own work, as the plain program spends it, is what the loop adds over the empty call */
+            inner[size][round] = ((double)inside - (work - empty)) / CALLS;
+            outer[size][round] = (with_guard - work) / CALLS - inner[size][round];
+        }
     __cprof_tls = saved;
-    rt.header->guard_inner_ticks = median_of(inner, ROUNDS);
-    rt.header->guard_outer_ticks = median_of(outer, ROUNDS);
-    rt.header->guard_inner_spread = spread_of(inner, ROUNDS, rt.header->guard_inner_ticks);
-    rt.header->guard_outer_spread = spread_of(outer, ROUNDS, rt.header->guard_outer_ticks);
+    for (size = 0; size < CALIBRATION_SIZES; size++) {
+        inner_by_size[size] = median_of(inner[size], ROUNDS);
+        outer_by_size[size] = median_of(outer[size], ROUNDS);
+        inner_noise += spread_of(inner[size], ROUNDS, inner_by_size[size]) / CALIBRATION_SIZES;
+        outer_noise += spread_of(outer[size], ROUNDS, outer_by_size[size]) / CALIBRATION_SIZES;
+        inner_mean += inner_by_size[size] / CALIBRATION_SIZES;
+        outer_mean += outer_by_size[size] / CALIBRATION_SIZES;
+    }
+    inner_low = inner_high = inner_by_size[0];
+    outer_low = outer_high = outer_by_size[0];
+    for (size = 1; size < CALIBRATION_SIZES; size++) {
+        inner_low = inner_by_size[size] < inner_low ? inner_by_size[size] : inner_low;
+        inner_high = inner_by_size[size] > inner_high ? inner_by_size[size] : inner_high;
+        outer_low = outer_by_size[size] < outer_low ? outer_by_size[size] : outer_low;
+        outer_high = outer_by_size[size] > outer_high ? outer_by_size[size] : outer_high;
+    }
+    rt.header->guard_inner_ticks = inner_mean;
+    rt.header->guard_outer_ticks = outer_mean;
+    rt.header->guard_inner_spread = (inner_high - inner_low) / 2 + inner_noise;
+    rt.header->guard_outer_spread = (outer_high - outer_low) / 2 + outer_noise;
     rt.header->calibration_rounds = ROUNDS;
 }
-#undef __cprof_sites
 
 /* ---- process start, fork and exit ----------------------------------------------------------------------- */
 
@@ -798,7 +857,11 @@ static void process_start_once(void)
         return;
     }
     rt.cpu_time = env_flag("CPROF_CPU_TIME");
-    cprof_timer_init(&rt.timer, 2000000);
+    {
+        const char *timer = getenv("CPROF_TIMER");
+        cprof_timer_init(&rt.timer, 2000000, timer && strcmp(timer, "fast") == 0);
+    }
+    __cprof_ordered_timer = rt.timer.ordered;
     fd = open_run_file(unix_ns);
     if (fd < 0 || map_new_arena(fd) != 0) {
         fprintf(stderr, "cprof: cannot create a run file in %s (%s); profiling is off\n", rt.dir, strerror(errno));
@@ -815,6 +878,7 @@ static void process_start_once(void)
     header->used_bytes = CPROF_CHUNK_SIZE; /* the first chunk holds the header and the trailer */
     header->chunk_size = CPROF_CHUNK_SIZE;
     header->timer_kind = rt.timer.kind;
+    header->timer_ordered = (cprof_u32)rt.timer.ordered;
     header->ticks_per_second = rt.timer.ticks_per_second;
     timer_pair(&header->start_ticks, &header->start_mono_ns);
     header->start_unix_ns = unix_ns;
@@ -857,6 +921,10 @@ __attribute__((destructor)) static void process_finish(void)
     for (thread = as_pointer(header->threads_head); thread; thread = as_pointer(thread->next))
         if (!thread->end_ticks)
             read_thread_name((pid_t)thread->tid, thread->name);
+    /* the guard's cost in ticks depends on the core's clock, which is often still low at start-up after idle:
+     * once the run has kept the core busy for a while, measure again and use that */
+    if (__cprof_mode == 0 && end_mono - header->start_mono_ns > 50000000ull)
+        calibrate_guard();
     header->end_ticks = end_ticks;
     header->end_mono_ns = end_mono;
     trailer = (struct cprof_trailer_record *)(rt.base + CPROF_HEADER_SIZE);

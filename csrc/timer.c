@@ -20,6 +20,18 @@ uint64_t cprof_monotonic_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 uint64_t cprof_realtime_ns(void) { return clock_ns(CLOCK_REALTIME); }
 uint64_t cprof_thread_cpu_ns(void) { return clock_ns(CLOCK_THREAD_CPUTIME_ID); }
 
+static int has_rdtscp(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid(0x80000001u, &eax, &ebx, &ecx, &edx))
+        return 0;
+    return (edx >> 27) & 1u;
+#else
+    return 0;
+#endif
+}
+
 static int tsc_is_invariant(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -38,6 +50,10 @@ uint64_t cprof_timer_ticks(const struct cprof_timer_info *info)
     switch (info->kind) {
 #if defined(__x86_64__) || defined(__i386__)
     case CPROF_TIMER_TSC:
+        if (info->ordered) {
+            unsigned aux;
+            return __rdtscp(&aux);
+        }
         return __rdtsc();
 #endif
 #if defined(__aarch64__)
@@ -82,9 +98,10 @@ static double calibrate(const struct cprof_timer_info *info, uint64_t spin_ns)
     return (double)(t1 - t0) * 1e9 / (double)(ns1 - ns0);
 }
 
-void cprof_timer_init(struct cprof_timer_info *info, uint64_t spin_ns)
+void cprof_timer_init(struct cprof_timer_info *info, uint64_t spin_ns, int fast)
 {
     info->invariant_tsc = tsc_is_invariant();
+    info->ordered = !fast && has_rdtscp();
 #if defined(__x86_64__) || defined(__i386__)
     info->kind = info->invariant_tsc ? CPROF_TIMER_TSC : CPROF_TIMER_MONOTONIC;
 #elif defined(__aarch64__)

@@ -7,11 +7,13 @@
 struct cprof_timer_info {
     uint32_t kind;              /* CPROF_TIMER_* from runfile.h */
     int invariant_tsc;          /* CPUID says the TSC runs at a constant rate in all P/C states */
+    int ordered;                /* reads wait for earlier instructions (rdtscp on x86-64) */
     double ticks_per_second;
 };
 
-/* Chooses the counter (TSC only when invariant) and calibrates it against CLOCK_MONOTONIC for `spin_ns`. */
-void cprof_timer_init(struct cprof_timer_info *info, uint64_t spin_ns);
+/* Chooses the counter (TSC only when invariant; ordered reads unless `fast` or the CPU lacks rdtscp) and
+ * calibrates it against CLOCK_MONOTONIC for `spin_ns`. */
+void cprof_timer_init(struct cprof_timer_info *info, uint64_t spin_ns, int fast);
 uint64_t cprof_timer_ticks(const struct cprof_timer_info *info);
 /* A counter read and the CLOCK_MONOTONIC time it was taken at, free of preemption between the two. */
 void cprof_timer_pair(const struct cprof_timer_info *info, uint64_t *ticks, uint64_t *ns);

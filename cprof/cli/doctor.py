@@ -85,7 +85,7 @@ def run(args) -> int:
         from cprof import _native
 
         info = _native.timer_info()
-        timer = info["timer"] + (" (invariant)" if info["invariant_tsc"] else "")
+        timer = info["timer"] + (" (invariant)" if info["invariant_tsc"] else "") + (", ordered reads (rdtscp)" if info["ordered"] else "")
         ok &= _line("timer", f"{timer}, {info['ticks_per_second'] / 1e9:.4f} GHz")
     except ImportError:
         ok &= _line("timer", "the C extension is not built", False)

@@ -26,16 +26,16 @@ CMDLINE_MAX = 2048
 REC_FUNCTION, REC_THREAD, REC_NODE, REC_STACK, REC_TRAILER, REC_PAD = 1, 2, 3, 4, 5, 6
 
 # struct cprof_run_header, field by field
-_HEADER = struct.Struct("<8sIIQQQIIdQQQQQiiiIQQQddddIIQ16Q")
+_HEADER = struct.Struct("<8sIIQQQIIdQQQQQiiiIQQQddddIIQII15Q")
 _HEADER_FIELDS = (
     "magic version header_size features base_address used_bytes chunk_size timer_kind ticks_per_second "
     "start_ticks start_mono_ns start_unix_ns end_ticks end_mono_ns pid parent_pid exit_status flags "
     "threads_head functions_head fork_ticks guard_inner_ticks guard_outer_ticks guard_inner_spread "
-    "guard_outer_spread calibration_rounds cmdline_len lost_frames"
+    "guard_outer_spread calibration_rounds cmdline_len lost_frames timer_ordered reserved_u32"
 ).split()
 _PUBLIC_HEADER_FIELDS = [
     f for f in _HEADER_FIELDS
-    if f not in ("magic", "header_size", "chunk_size", "threads_head", "functions_head", "cmdline_len")
+    if f not in ("magic", "header_size", "chunk_size", "threads_head", "functions_head", "cmdline_len", "reserved_u32")
 ]
 _HEAD = struct.Struct("<II")
 _FUNCTION = struct.Struct("<IIQIIIHH")  # head, next, id, line, flags, name_len, file_len
