@@ -5,7 +5,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES_TEST := csmith libcsmith-dev cmake
 APT_PACKAGES_BENCH := uftrace libffi-dev
 
-.PHONY: install demo test test-slow deps-test deps-bench corpus bench bench-build bench-overhead bench-accuracy csmith-300 clean
+.PHONY: install demo test test-slow deps-test deps-bench corpus bench bench-build bench-instrument bench-overhead bench-accuracy csmith-300 clean
 
 install:
 	$(PIP) install --quiet -e '.[test]'
@@ -37,10 +37,13 @@ corpus:
 csmith-300: install deps-test
 	$(PYTHON) scripts/csmith_equivalence.py --programs 300
 
-bench: bench-build bench-overhead bench-accuracy
+bench: bench-build bench-instrument bench-overhead bench-accuracy
 
 bench-build: install corpus
 	$(PYTHON) scripts/bench_build.py
+
+bench-instrument: install corpus
+	$(PYTHON) scripts/bench_instrument.py
 
 bench-overhead: install deps-bench
 	$(PYTHON) scripts/bench_overhead.py

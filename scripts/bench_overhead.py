@@ -91,6 +91,7 @@ class Variants:
         if result.returncode:
             raise SystemExit(result.stderr)
         self.binaries["cprof"] = os.path.join(self.root, ".cprof", "build", "direct", f"{self.name}-cprof")
+        self.binaries["cprof-fast"] = self.binaries["cprof"]  # CPROF_TIMER=fast: plain rdtsc reads
         self.binaries["cprof-off"] = self.binaries["cprof"]  # CPROF_DISABLE=1: the guard's one branch
 
     def run(self, variant: str, args: list[str]) -> int:
@@ -98,6 +99,8 @@ class Variants:
         env = dict(self.env, CPROF_RUN_DIR=os.path.join(self.root, "runs"))
         if variant == "cprof-off":
             env["CPROF_DISABLE"] = "1"
+        if variant == "cprof-fast":
+            env["CPROF_TIMER"] = "fast"
         if variant == "uftrace":
             trace = os.path.join(self.root, "uftrace.data")
             shutil.rmtree(trace, ignore_errors=True)
@@ -141,7 +144,7 @@ def main() -> int:
         variants.build(with_uftrace)
         fib_calls = 2692537  # calls of fib(30) and benchmark(): 2 * fib(31) - 1 + 1
         rows.append({"program": "fib(30)"} | measure(variants, fib_calls, ["30"], args.repeat))
-    columns = ["program", "plain_ns_per_call", "floor", "gprof", "uftrace", "cprof", "cprof-off"]
+    columns = ["program", "plain_ns_per_call", "floor", "gprof", "uftrace", "cprof", "cprof-fast", "cprof-off"]
     print("ns per call over the plain program (medians of %d interleaved runs)" % args.repeat)
     print(" | ".join(columns))
     for row in rows:

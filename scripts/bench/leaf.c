@@ -1,7 +1,7 @@
 /* leaf.c — a parent calling a ~5 ns leaf ten million times. Built with -DNO_LEAF_CALL, the same loop without the
  * call: the difference of the two plain builds is the leaf's true cost. */
 #include <stdio.h>
-#include <time.h>
+#include "work_timer.h"
 
 static volatile unsigned sink;
 
@@ -30,10 +30,6 @@ __attribute__((noinline)) void parent(void)
 
 int main(void)
 {
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
-    parent();
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    fprintf(stderr, "work_ns %lld\n", (long long)((b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec)));
+    TIME_WORK(parent());
     return 0;
 }

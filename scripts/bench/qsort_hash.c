@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include "work_timer.h"
 
 #define COUNT 1000000
 #define TABLE (1 << 21)
@@ -63,10 +63,6 @@ __attribute__((noinline)) void benchmark(void)
 
 int main(void)
 {
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
-    benchmark();
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    fprintf(stderr, "work_ns %lld\n", (long long)((b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec)));
+    TIME_WORK(benchmark());
     return 0;
 }

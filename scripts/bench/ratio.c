@@ -1,6 +1,6 @@
 /* ratio.c — three functions doing 6:3:1 units of the same work: a profiler must report 60/30/10%. */
 #include <stdio.h>
-#include <time.h>
+#include "work_timer.h"
 
 static volatile unsigned sink;
 
@@ -29,10 +29,6 @@ __attribute__((noinline)) void benchmark(void)
 
 int main(void)
 {
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
-    benchmark();
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    fprintf(stderr, "work_ns %lld\n", (long long)((b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec)));
+    TIME_WORK(benchmark());
     return 0;
 }
