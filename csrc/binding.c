@@ -11,7 +11,7 @@ static PyObject *timer_info(PyObject *self, PyObject *args)
     (void)self;
     (void)args;
     Py_BEGIN_ALLOW_THREADS
-    cprof_timer_init(&info, 20000000, 0);
+    cprof_timer_init(&info, 20000000, CPROF_TIMER_CHOICE_ORDERED);
     Py_END_ALLOW_THREADS
     return Py_BuildValue("{s:s,s:O,s:O,s:d}", "timer", cprof_timer_name(info.kind), "invariant_tsc",
                          info.invariant_tsc ? Py_True : Py_False, "ordered", info.ordered ? Py_True : Py_False,

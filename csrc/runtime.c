@@ -859,7 +859,12 @@ static void process_start_once(void)
     rt.cpu_time = env_flag("CPROF_CPU_TIME");
     {
         const char *timer = getenv("CPROF_TIMER");
-        cprof_timer_init(&rt.timer, 2000000, timer && strcmp(timer, "fast") == 0);
+        enum cprof_timer_choice choice = CPROF_TIMER_CHOICE_ORDERED;
+        if (timer && strcmp(timer, "fast") == 0)
+            choice = CPROF_TIMER_CHOICE_FAST;
+        else if (timer && strcmp(timer, "clock") == 0)
+            choice = CPROF_TIMER_CHOICE_CLOCK;
+        cprof_timer_init(&rt.timer, 2000000, choice);
     }
     __cprof_ordered_timer = rt.timer.ordered;
     fd = open_run_file(unix_ns);

@@ -98,10 +98,10 @@ static double calibrate(const struct cprof_timer_info *info, uint64_t spin_ns)
     return (double)(t1 - t0) * 1e9 / (double)(ns1 - ns0);
 }
 
-void cprof_timer_init(struct cprof_timer_info *info, uint64_t spin_ns, int fast)
+void cprof_timer_init(struct cprof_timer_info *info, uint64_t spin_ns, enum cprof_timer_choice choice)
 {
     info->invariant_tsc = tsc_is_invariant();
-    info->ordered = !fast && has_rdtscp();
+    info->ordered = choice == CPROF_TIMER_CHOICE_ORDERED && has_rdtscp();
 #if defined(__x86_64__) || defined(__i386__)
     info->kind = info->invariant_tsc ? CPROF_TIMER_TSC : CPROF_TIMER_MONOTONIC;
 #elif defined(__aarch64__)
@@ -109,7 +109,10 @@ void cprof_timer_init(struct cprof_timer_info *info, uint64_t spin_ns, int fast)
 #else
     info->kind = CPROF_TIMER_MONOTONIC;
 #endif
+    if (choice == CPROF_TIMER_CHOICE_CLOCK) /* also what a machine without a trustworthy counter gets */
+        info->kind = CPROF_TIMER_MONOTONIC;
     if (info->kind == CPROF_TIMER_MONOTONIC) {
+        info->ordered = 0;
         info->ticks_per_second = 1e9;
         return;
     }

@@ -11,9 +11,12 @@ struct cprof_timer_info {
     double ticks_per_second;
 };
 
-/* Chooses the counter (TSC only when invariant; ordered reads unless `fast` or the CPU lacks rdtscp) and
- * calibrates it against CLOCK_MONOTONIC for `spin_ns`. */
-void cprof_timer_init(struct cprof_timer_info *info, uint64_t spin_ns, int fast);
+/* How the user asked to read time: the best counter (ordered), a plain counter read, or clock_gettime. */
+enum cprof_timer_choice { CPROF_TIMER_CHOICE_ORDERED, CPROF_TIMER_CHOICE_FAST, CPROF_TIMER_CHOICE_CLOCK };
+
+/* Chooses the counter (TSC only when invariant; ordered reads unless asked otherwise or the CPU lacks rdtscp)
+ * and calibrates it against CLOCK_MONOTONIC for `spin_ns`. */
+void cprof_timer_init(struct cprof_timer_info *info, uint64_t spin_ns, enum cprof_timer_choice choice);
 uint64_t cprof_timer_ticks(const struct cprof_timer_info *info);
 /* A counter read and the CLOCK_MONOTONIC time it was taken at, free of preemption between the two. */
 void cprof_timer_pair(const struct cprof_timer_info *info, uint64_t *ticks, uint64_t *ns);

@@ -221,3 +221,20 @@ def test_thousands_of_functions_grow_the_arena_while_registering(project):
     functions = by_name(report)
     assert len([f for f in functions.values() if f["name"].startswith("f")]) == count
     assert all(functions[f"f{i}"]["calls"] == 1 for i in range(count))
+
+
+@pytest.mark.parametrize("timer, kind", [("clock", "clock_gettime"), ("fast", "tsc"), ("ordered", "tsc")])
+def test_every_timer_counts_exactly_and_nests_times(project, timer, kind):
+    """CPROF_TIMER=clock is what a machine without an invariant TSC gets: every event through the runtime."""
+    project.write("prog.c", COMMON + """\
+        __attribute__((noinline)) void outer(void) { for (int i = 0; i < 1000; i++) work(); }
+        int main(void) { for (int i = 0; i < 20; i++) outer(); return 0; }
+    """)
+    assert project.cprof("build", "prog.c").returncode == 0
+    result = project.cprof("run", "--", env={"CPROF_TIMER": timer})
+    assert result.returncode == 0, result.stderr
+    report = project.cprof("report", "--json", "--uncorrected").json()
+    assert report["run"]["timer"]["kind"] == kind
+    functions = by_name(report)
+    assert functions["work"]["calls"] == 20000 and functions["outer"]["calls"] == 20
+    assert functions["main"]["total_ns"] >= functions["outer"]["total_ns"] >= functions["work"]["total_ns"] > 0
