@@ -46,6 +46,13 @@ class BuildWithRuntime(build_ext):
         self.compiler.create_static_lib(objects, "cprofrt", output_dir=out)
         for header in PUBLIC_HEADERS + ["runfile.h"]:
             shutil.copy(os.path.join(CSRC, header), os.path.join(out, "include", header))
+        self.build_client(out)
+
+    def build_client(self, out):
+        """The compiler shims' client to the build server (csrc/build_client.c): a program, not a library."""
+        objects = self.compiler.compile([os.path.join(CSRC, "build_client.c")],
+                                        output_dir=os.path.join(self.build_temp, "client"), extra_postargs=CFLAGS)
+        self.compiler.link_executable(objects, "cprof-build-client", output_dir=out)
 
 
 setup(

@@ -356,3 +356,53 @@ def test_a_rebuild_after_make_clean_comes_from_the_cache(project):
     assert result.returncode == 0 and result.stdout == "sum=21 squares=91\n"
     functions = report(project)
     assert functions["util_add"]["calls"] == 7 and functions["util_sum"]["calls"] == 1
+
+
+def unit_events(project: Project) -> list[dict]:
+    with open(os.path.join(project.root, ".cprof", "build", "log.jsonl")) as handle:
+        return [e for e in map(json.loads, handle) if e["event"] == "unit"]
+
+
+STDIN_MAKEFILE = """\
+all:
+\tprintf 'int seven(void) { return 7; }\\nint main(void) { return seven() - 7; }\\n' | cc -O2 -x c - -o fromstdin
+\tcc --version > version.txt
+\tcc -O2 -c main.c -o main.o
+\tcc -c missing.c 2> missing.txt; echo "status=$$?" > status.txt
+\tcc -O2 -o prog main.o
+"""
+
+
+def test_compiler_calls_served_by_the_build_server_keep_their_streams_and_status(project):
+    project.write("main.c", "int twice(int x) { return 2 * x; }\nint main(void) { return twice(3) - 6; }\n")
+    project.write("Makefile", STDIN_MAKEFILE)
+    built = project.cprof("build", "--", "make")
+    assert built.returncode == 0, built.stderr
+    assert [e["served"] for e in unit_events(project)] == [True]  # a fork of the server compiled main.c
+    assert subprocess.run([shadow(project, "fromstdin")]).returncode == 0  # the source came through stdin
+    with open(shadow(project, "version.txt")) as handle:  # stdout reached make's redirection
+        assert handle.readline() == subprocess.run(["cc", "--version"], capture_output=True, text=True).stdout.split(
+            "\n")[0] + "\n"
+    with open(shadow(project, "missing.txt")) as messages, open(shadow(project, "status.txt")) as status:
+        assert "missing.c" in messages.read()  # stderr too
+        assert status.read() == "status=1\n"  # and the real compiler's exit status
+    assert project.cprof("run").returncode == 0
+    assert report(project)["twice"]["calls"] == 1
+
+
+def test_without_a_build_server_each_call_runs_the_wrapper_itself(project):
+    write_make_project(project)
+    env = dict(os.environ, CPROF_BUILD_SERVER="off")
+    built = project.cprof("build", "--", "make", env=env)
+    assert built.returncode == 0, built.stderr
+    assert [e["served"] for e in unit_events(project)] == [False, False]
+    # a shim reached with a server that is gone: refused, it falls back to the wrapper as well
+    shim = os.path.join(project.root, ".cprof", "build", "shims", "cc")
+    gone = dict(os.environ, CPROF_BUILD_SERVER=os.path.join(project.root, "no-server-here"))
+    compiled = subprocess.run([shim, "-O2", "-c", "util.c", "-o", "by-hand.o"], cwd=project.root, env=gone,
+                              capture_output=True, text=True)
+    assert compiled.returncode == 0, compiled.stderr
+    symbols = subprocess.run(["nm", "by-hand.o"], cwd=project.root, capture_output=True, text=True).stdout
+    assert "__cprof_enter_slow" in symbols  # instrumented all the same
+    result = project.cprof("run", "--", "4")
+    assert result.returncode == 0 and result.stdout == "sum=6 squares=14\n"

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from cprof import __version__
 from cprof.build import wrapper
 from cprof.build.cache import default_cache_dir
+from cprof.build.server import ENV_SERVER, BuildServer
 from cprof.build.shadow import sync_tree
-from cprof.build.toolchain import GUARD_HEADER, check_installed, find_real_compiler
+from cprof.build.toolchain import BUILD_CLIENT, GUARD_HEADER, check_installed, find_real_compiler
 from cprof.errors import EXIT_BUILD_FAILED, EXIT_NOT_FOUND, EXIT_USAGE, CprofError
 from cprof.instrument.filters import FunctionFilter, unmatched_filters
 from cprof.instrument.unit import PathMap
@@ -182,14 +183,16 @@ def python_bootstrap(cache_dir: str | None) -> str:
 
 
 def _shim_script(real: str, cache_dir: str | None, cxx: bool) -> str:
+    """The client hands the call to the build's server; without one it runs the Python wrapper given here."""
     bootstrap = python_bootstrap(cache_dir) + "from cprof.build.wrapper import main; sys.exit(main())"
     variables = f"{wrapper.ENV_REAL_CC}={shlex.quote(real)}"
     if cxx:
         variables += f" {wrapper.ENV_CXX_DRIVER}=1"
+    fallback = shlex.join([sys.executable, "-S", "-c", bootstrap])
     return (
         "#!/bin/sh\n"
         f"# cprof compiler shim for {real}\n"
-        f"{variables} exec {shlex.quote(sys.executable)} -S -c {shlex.quote(bootstrap)} \"$@\"\n"
+        f"{variables} exec {shlex.quote(BUILD_CLIENT)} 4 {fallback} \"$@\"\n"
     )
 
 
@@ -336,7 +339,8 @@ def build_with_command(command: list[str], options: BuildOptions, store: Store |
         os.remove(log_path)
     env = _environment(log_path, options, shadow, project, shim_dir, cache_dir)
     try:
-        with _Progress(log_path):
+        with _Progress(log_path), BuildServer(enabled=env.get(ENV_SERVER) != "off") as server:
+            env[ENV_SERVER] = server.path
             status = subprocess.run(command, cwd=shadow, env=env).returncode
     except FileNotFoundError:
         raise CprofError(f"build command not found: {command[0]}", EXIT_NOT_FOUND) from None

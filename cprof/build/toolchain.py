@@ -11,10 +11,11 @@ INCLUDE_DIR = os.path.join(RUNTIME_DIR, "include")
 GUARD_HEADER = os.path.join(INCLUDE_DIR, "cprof_guard.h")
 SHARED_RUNTIME = os.path.join(RUNTIME_DIR, "libcprofrt.so")
 STATIC_RUNTIME = os.path.join(RUNTIME_DIR, "libcprofrt.a")
+BUILD_CLIENT = os.path.join(RUNTIME_DIR, "cprof-build-client")  # what the shims run (cprof/build/server.py)
 
 
 def check_installed() -> None:
-    for path in (GUARD_HEADER, SHARED_RUNTIME, STATIC_RUNTIME):
+    for path in (GUARD_HEADER, SHARED_RUNTIME, STATIC_RUNTIME, BUILD_CLIENT):
         if not os.path.exists(path):
             raise CprofError(f"cprof's runtime is missing ({path}); reinstall with 'pip install .'", EXIT_SETUP)
 

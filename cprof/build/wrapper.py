@@ -27,7 +27,10 @@ ENV_SHIM_DIR = "CPROF_SHIM_DIR"
 ENV_INLINE_GUARD = "CPROF_INLINE_GUARD"  # set by --inline-guard: the fast paths inline in every function
 ENV_CXX_DRIVER = "CPROF_CXX_DRIVER"  # set by the c++/g++ shims: link the runtime, never touch C++ compiles
 
-EXIT_COMPILER_NOT_FOUND = 127  # what a shell answers for a missing command, which is what a build expects
+EXIT_COMPILER_NOT_FOUND = 127
+
+# True in a fork of the build server (cprof/build/server.py) rather than a process of its own; the log says so.
+served_by_build_server = False  # what a shell answers for a missing command, which is what a build expects
 
 
 class WrapperConfig:
@@ -371,6 +374,7 @@ class UnitCompiler:
                 "functions": plan["functions"] if plan else [],
                 "matched": plan["matched"] if plan else [],
                 "seconds": round(time.monotonic() - started, 4),
+                "served": served_by_build_server,
             }
         )
 
