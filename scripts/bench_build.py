@@ -26,7 +26,6 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from cprof.build.driver import python_bootstrap  # noqa: E402
 from cprof.build.toolchain import GUARD_HEADER, INCLUDE_DIR  # noqa: E402
 
 # Lua's own flags for `make linux` (src/Makefile: CFLAGS and MYCFLAGS for the linux target).
@@ -118,9 +117,26 @@ def child_cpu(argv: list[str], cwd: str) -> float:
     return children_cpu() - before
 
 
+def shim_call_cpu(tree: str, cache: str, calls: int = 20) -> tuple[float, float]:
+    """CPU seconds of one compiler call that passes straight through (`cc --version`), through the shims with the
+    build server as a build makes it, with CPROF_BUILD_SERVER=off (a Python wrapper process per call), and
+    directly. Returns (server - direct, off - direct) per call."""
+    script = "; ".join([f"for i in $(seq {calls}); do cc --version >/dev/null; done"] * 1)
+    costs = {}
+    for mode in ("on", "off"):
+        env = dict(os.environ, CPROF_HOME=os.path.join(tree, f".cprof-{mode}"), CPROF_CACHE_DIR=cache)
+        if mode == "off":
+            env["CPROF_BUILD_SERVER"] = "off"
+        costs[mode] = timed([sys.executable, "-m", "cprof", "build", "--", "sh", "-c", script], tree, env)[1]
+    direct = timed(["sh", "-c", script], tree)[1]
+    return (costs["on"] - direct) / calls, (costs["off"] - direct) / calls
+
+
 def breakdown(work: Workspace, cache: str) -> list[list[str]]:
     """CPU seconds of each phase of a cold instrumented build, summed over Lua's units, next to the plain compile.
-    The phases are run one by one here as the wrapper runs them (see cprof/build/wrapper.py)."""
+    The phases are run one by one here as the build server's forks run them (see cprof/build/wrapper.py); header
+    segments come from the units parsed before, as in a build."""
+    from cprof.build.cache import UnitCache
     from cprof.instrument.parse import parse
     from cprof.instrument.scan import scan
     from cprof.instrument.unit import PathMap, instrument_unit
@@ -129,23 +145,15 @@ def breakdown(work: Workspace, cache: str) -> list[list[str]]:
     scratch = os.path.join(work.root, "phases-scratch")
     os.makedirs(scratch)
     sources = sorted(glob.glob(os.path.join(tree, "*.c")))
-    phases = dict.fromkeys(["plain compile (gcc -c)", "python start-up and wrapper imports",
-                            "parser imports (pycparser, on a cache miss)", "preprocess (gcc -E -C + guard header)",
-                            "scan (sanitised copy, bodies)", "parse (pycparser, declarations)", "splice",
-                            "compile the instrumented text", "compile the same text without guards"], 0.0)
-    bootstrap = python_bootstrap(cache)
-    interpreter = [sys.executable, "-S", "-c"]
-    parser_imports = "import cprof.build.wrapper, cprof.instrument.unit, pycparser.c_parser"
-    child_cpu(interpreter + [bootstrap + parser_imports], tree)  # leaves the bytecode in the cache
+    phases = dict.fromkeys(["plain compile (gcc -c)", "preprocess (gcc -E -C + guard header)",
+                            "scan (sanitised copy, bodies)", "parse (pycparser, declarations; header segments reused)",
+                            "splice", "compile the instrumented text", "compile the same text without guards"], 0.0)
+    segments = UnitCache(cache, GUARD_HEADER)
     for source in sources:
         name = os.path.splitext(os.path.basename(source))[0]
         plain_i, guarded_i, instrumented_i = (os.path.join(scratch, f"{name}{s}.i") for s in ("", ".g", ".inst"))
         phases["plain compile (gcc -c)"] += child_cpu(
             ["gcc"] + LUA_CFLAGS + ["-c", source, "-o", os.path.join(scratch, "a.o")], tree)
-        wrapper_start = child_cpu(interpreter + [bootstrap + "import cprof.build.wrapper"], tree)
-        phases["python start-up and wrapper imports"] += wrapper_start
-        phases["parser imports (pycparser, on a cache miss)"] += child_cpu(interpreter + [bootstrap + parser_imports],
-                                                                           tree) - wrapper_start
         phases["preprocess (gcc -E -C + guard header)"] += child_cpu(
             ["gcc"] + LUA_CFLAGS + ["-E", "-C", "-D__CPROF__=1", "-include", GUARD_HEADER, "-idirafter", INCLUDE_DIR,
                                     source, "-o", guarded_i], tree)
@@ -155,20 +163,23 @@ def breakdown(work: Workspace, cache: str) -> list[list[str]]:
         started = time.process_time()
         unit = scan(text)
         scanned = time.process_time()
-        parse(unit)
+        parse(unit, segments)
         parsed = time.process_time()
-        instrumented = instrument_unit(text, GUARD_HEADER, PathMap(tree))
+        instrumented = instrument_unit(text, GUARD_HEADER, PathMap(tree), segments=segments)
         planned = time.process_time()
         result = instrumented.apply(text)
         phases["splice"] += time.process_time() - planned
         phases["scan (sanitised copy, bodies)"] += scanned - started
-        phases["parse (pycparser, declarations)"] += parsed - scanned
+        phases["parse (pycparser, declarations; header segments reused)"] += parsed - scanned
         with open(instrumented_i, "w", encoding="utf-8", errors="surrogateescape") as handle:
             handle.write(result)
         compile_i = ["gcc"] + LUA_CFLAGS + ["-x", "cpp-output", "-c", "-o", os.path.join(scratch, "b.o")]
         phases["compile the instrumented text"] += child_cpu(compile_i + [instrumented_i], tree)
         phases["compile the same text without guards"] += child_cpu(compile_i + [plain_i], tree)
     plain = phases["plain compile (gcc -c)"]
+    served, own_process = shim_call_cpu(tree, os.path.join(work.root, "shim-cache"))
+    phases[f"a compiler call through the shim, build server (x {len(sources)} units)"] = served * len(sources)
+    phases[f"  the same with CPROF_BUILD_SERVER=off (x {len(sources)})"] = own_process * len(sources)
     return [[phase, f"{seconds:.2f}", f"{seconds / plain:.2f}"] for phase, seconds in phases.items()] + [
         ["(units)", str(len(sources)), ""]]
 

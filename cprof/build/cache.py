@@ -62,6 +62,27 @@ class UnitCache:
         except OSError:
             pass  # a cache that cannot be written only costs time
 
+    def load_segment(self, key: str) -> dict | None:
+        """What a header segment declares (cprof/instrument/parse.py), from an earlier unit of any build."""
+        try:
+            with open(self._path("segments", self._salted(key), ".json"), encoding="utf-8") as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return None
+
+    def store_segment(self, key: str, entry: dict) -> None:
+        path = self._path("segments", self._salted(key), ".json")
+        if os.path.exists(path):  # the same header text always declares the same: a parallel unit wrote it
+            return
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            _write_atomically(path, json.dumps(entry, separators=(",", ":")).encode())
+        except OSError:
+            pass
+
+    def _salted(self, key: str) -> str:
+        return hashlib.sha256((self._salt + key).encode()).hexdigest()
+
     @staticmethod
     def object_key(unit_key: str, compiler: str, options: list[str], cwd: str) -> str:
         """An object is the instrumented text (given by the unit key) compiled by one compiler binary with one set

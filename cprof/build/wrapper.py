@@ -334,7 +334,7 @@ class UnitCompiler:
         """Scans and parses the unit (no cache): (InstrumentedUnit, False). `cprof instrument` prints its result."""
         from cprof.instrument.unit import instrument_unit
 
-        return instrument_unit(text, GUARD_HEADER, self.paths, self.config.function_filter), False
+        return instrument_unit(text, GUARD_HEADER, self.paths, self.config.function_filter, self.cache), False
 
     def debug_prefix_map(self) -> list[str]:
         if not self.config.shadow_root:

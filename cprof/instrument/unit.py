@@ -12,7 +12,7 @@ from cprof.instrument.scan import ScanError, ScannedUnit, scan
 from cprof.instrument.splice import Site, splice
 
 if TYPE_CHECKING:
-    from cprof.instrument.parse import ParsedFunction
+    from cprof.instrument.parse import ParsedFunction, SegmentStore
 
 # Function flags, as in csrc/runfile.h.
 FN_STATIC = 1
@@ -107,13 +107,15 @@ def _guard_header_end(unit: ScannedUnit, guard_header: str) -> int:
 
 
 def instrument_unit(
-    text: str, guard_header: str, paths: PathMap, function_filter: FunctionFilter = FunctionFilter()
+    text: str, guard_header: str, paths: PathMap, function_filter: FunctionFilter = FunctionFilter(),
+    segments: SegmentStore | None = None,
 ) -> InstrumentedUnit:
+    """`segments`: where header segments parsed by earlier units are kept (parse.py), or None to parse it all."""
     from cprof.instrument.parse import ParseError, parse  # pycparser loads only when a unit is not cached
 
     try:
         unit = scan(text)
-        parsed = parse(unit)
+        parsed = parse(unit, segments)
     except ScanError as error:
         raise InstrumentError(f"cannot follow the unit's structure: {error}") from None
     except ParseError as error:
