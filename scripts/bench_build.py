@@ -117,19 +117,24 @@ def child_cpu(argv: list[str], cwd: str) -> float:
     return children_cpu() - before
 
 
-def shim_call_cpu(tree: str, cache: str, calls: int = 20) -> tuple[float, float]:
-    """CPU seconds of one compiler call that passes straight through (`cc --version`), through the shims with the
-    build server as a build makes it, with CPROF_BUILD_SERVER=off (a Python wrapper process per call), and
-    directly. Returns (server - direct, off - direct) per call."""
-    script = "; ".join([f"for i in $(seq {calls}); do cc --version >/dev/null; done"] * 1)
-    costs = {}
-    for mode in ("on", "off"):
-        env = dict(os.environ, CPROF_HOME=os.path.join(tree, f".cprof-{mode}"), CPROF_CACHE_DIR=cache)
-        if mode == "off":
-            env["CPROF_BUILD_SERVER"] = "off"
-        costs[mode] = timed([sys.executable, "-m", "cprof", "build", "--", "sh", "-c", script], tree, env)[1]
-    direct = timed(["sh", "-c", script], tree)[1]
-    return (costs["on"] - direct) / calls, (costs["off"] - direct) / calls
+def shim_call_cpu(tree: str, cache: str) -> tuple[float, float]:
+    """CPU seconds that the shims add to one compiler call that passes straight through (`cc --version`): with the
+    build server as a build makes it, and with CPROF_BUILD_SERVER=off (a Python wrapper process per call). The
+    slope between a build of 10 and one of 60 such calls, so that what `cprof build` itself costs cancels out."""
+
+    def build_cpu(calls: int, mode: str) -> float:
+        script = f"for i in $(seq {calls}); do cc --version >/dev/null; done"
+        if mode == "direct":
+            return timed(["sh", "-c", script], tree)[1]
+        env = dict(os.environ, CPROF_HOME=os.path.join(tree, f".cprof-{mode}"), CPROF_CACHE_DIR=cache,
+                   CPROF_BUILD_SERVER="off" if mode == "off" else "")
+        return timed([sys.executable, "-m", "cprof", "build", "--", "sh", "-c", script], tree, env)[1]
+
+    def per_call(mode: str) -> float:
+        return statistics.median((build_cpu(60, mode) - build_cpu(10, mode)) / 50 for _ in range(3))
+
+    direct = per_call("direct")
+    return per_call("on") - direct, per_call("off") - direct
 
 
 def breakdown(work: Workspace, cache: str) -> list[list[str]]:

@@ -6,7 +6,8 @@ out; ns per call = (variant - plain) / calls, medians over interleaved repetitio
 
     python scripts/bench_overhead.py [--repeat 7] [--functions 1,100,10000] [--calls 20000000]
 
-Programs: a loop calling N distinct tiny functions round-robin (cost flat in N?), and recursive fib(30).
+Programs: a loop calling N distinct tiny functions round-robin (cost flat in N?), and recursive fib(30). cprof
+runs as built by default and with --inline-guard, each with the default ordered timer and CPROF_TIMER=fast.
 """
 
 from __future__ import annotations
@@ -85,21 +86,26 @@ class Variants:
         self.binaries["gprof"] = self._cc("gprof", "-pg")
         if with_uftrace:
             self.binaries["uftrace"] = self.binaries["gprof"]
-        result = subprocess.run([sys.executable, "-m", "cprof", "build", self.source, "-o", f"{self.name}-cprof", "--",
-                                 "-fno-optimize-sibling-calls"], cwd=self.root, env=self.env, capture_output=True,
-                                text=True)
-        if result.returncode:
-            raise SystemExit(result.stderr)
-        self.binaries["cprof"] = os.path.join(self.root, ".cprof", "build", "direct", f"{self.name}-cprof")
+        self.binaries["cprof"] = self._cprof_build("cprof")
         self.binaries["cprof-fast"] = self.binaries["cprof"]  # CPROF_TIMER=fast: plain rdtsc reads
         self.binaries["cprof-off"] = self.binaries["cprof"]  # CPROF_DISABLE=1: the guard's one branch
+        self.binaries["cprof-inline"] = self._cprof_build("cprof-inline", "--inline-guard")
+        self.binaries["cprof-inline-fast"] = self.binaries["cprof-inline"]
+
+    def _cprof_build(self, out: str, *options: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "cprof", "build", *options, self.source, "-o",
+                                 f"{self.name}-{out}", "--", "-fno-optimize-sibling-calls"], cwd=self.root,
+                                env=self.env, capture_output=True, text=True)
+        if result.returncode:
+            raise SystemExit(result.stderr)
+        return os.path.join(self.root, ".cprof", "build", "direct", f"{self.name}-{out}")
 
     def run(self, variant: str, args: list[str]) -> int:
         binary = self.binaries[variant]
         env = dict(self.env, CPROF_RUN_DIR=os.path.join(self.root, "runs"))
         if variant == "cprof-off":
             env["CPROF_DISABLE"] = "1"
-        if variant == "cprof-fast":
+        if variant.endswith("-fast"):
             env["CPROF_TIMER"] = "fast"
         if variant == "uftrace":
             trace = os.path.join(self.root, "uftrace.data")
@@ -144,7 +150,8 @@ def main() -> int:
         variants.build(with_uftrace)
         fib_calls = 2692537  # calls of fib(30) and benchmark(): 2 * fib(31) - 1 + 1
         rows.append({"program": "fib(30)"} | measure(variants, fib_calls, ["30"], args.repeat))
-    columns = ["program", "plain_ns_per_call", "floor", "gprof", "uftrace", "cprof", "cprof-fast", "cprof-off"]
+    columns = ["program", "plain_ns_per_call", "floor", "gprof", "uftrace", "cprof", "cprof-fast", "cprof-inline",
+               "cprof-inline-fast", "cprof-off"]
     print("ns per call over the plain program (medians of %d interleaved runs)" % args.repeat)
     print(" | ".join(columns))
     for row in rows:
