@@ -465,10 +465,8 @@ int __cprof_enter_slow(struct __cprof_site *site, void *guard, cprof_u64 cfa, vo
         return 0;
     if (!thread && !(thread = thread_start()))
         return 0;
-    if (thread->busy) { /* a signal handler interrupted our own slow path: skip rather than corrupt */
-        thread->lost_frames++;
-        return 0;
-    }
+    if (thread->busy) /* a signal handler interrupted our own slow path: skip rather than corrupt */
+        goto lost_unlocked;
     thread->busy = 1;
     now = now_ticks();
     if (rt.cpu_time)
@@ -502,9 +500,11 @@ int __cprof_enter_slow(struct __cprof_site *site, void *guard, cprof_u64 cfa, vo
     thread->busy = 0;
     return 1;
 lost:
+    thread->busy = 0;
+lost_unlocked:
+    /* the header's count is what readers report for the whole process: every lost frame must reach it */
     thread->lost_frames++;
     __atomic_fetch_add(&rt.header->lost_frames, 1, __ATOMIC_RELAXED);
-    thread->busy = 0;
     return 0;
 }
 
