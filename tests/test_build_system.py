@@ -403,6 +403,6 @@ def test_without_a_build_server_each_call_runs_the_wrapper_itself(project):
                               capture_output=True, text=True)
     assert compiled.returncode == 0, compiled.stderr
     symbols = subprocess.run(["nm", "by-hand.o"], cwd=project.root, capture_output=True, text=True).stdout
-    assert "__cprof_enter_slow" in symbols  # instrumented all the same
+    assert "__cprof_enter_fast" in symbols  # instrumented all the same
     result = project.cprof("run", "--", "4")
     assert result.returncode == 0 and result.stdout == "sum=6 squares=14\n"

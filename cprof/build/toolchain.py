@@ -11,21 +11,23 @@ INCLUDE_DIR = os.path.join(RUNTIME_DIR, "include")
 GUARD_HEADER = os.path.join(INCLUDE_DIR, "cprof_guard.h")
 SHARED_RUNTIME = os.path.join(RUNTIME_DIR, "libcprofrt.so")
 STATIC_RUNTIME = os.path.join(RUNTIME_DIR, "libcprofrt.a")
+GUARD_ARCHIVE = os.path.join(RUNTIME_DIR, "libcprofguard.a")  # the guard's fast paths (csrc/guard_fast.c)
 BUILD_CLIENT = os.path.join(RUNTIME_DIR, "cprof-build-client")  # what the shims run (cprof/build/server.py)
 
 
 def check_installed() -> None:
-    for path in (GUARD_HEADER, SHARED_RUNTIME, STATIC_RUNTIME, BUILD_CLIENT):
+    for path in (GUARD_HEADER, SHARED_RUNTIME, STATIC_RUNTIME, GUARD_ARCHIVE, BUILD_CLIENT):
         if not os.path.exists(path):
             raise CprofError(f"cprof's runtime is missing ({path}); reinstall with 'pip install .'", EXIT_SETUP)
 
 
 def runtime_link_args(static: bool) -> list[str]:
     """Linked once into every final executable and shared library. The shared runtime keeps one copy per process
-    however many instrumented libraries it loads; -static links get the archive."""
+    however many instrumented libraries it loads; each executable and library gets its own hidden copy of the
+    guard's fast paths, so that guarded calls reach them directly; -static links get one archive of both."""
     if static:
         return [STATIC_RUNTIME, "-pthread"]
-    return ["-L" + RUNTIME_DIR, "-Wl,-rpath," + RUNTIME_DIR, "-lcprofrt", "-pthread"]
+    return [GUARD_ARCHIVE, "-L" + RUNTIME_DIR, "-Wl,-rpath," + RUNTIME_DIR, "-lcprofrt", "-pthread"]
 
 
 def find_real_compiler(name: str, avoid_dir: str | None = None) -> str | None:
