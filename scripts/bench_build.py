@@ -151,7 +151,7 @@ def breakdown(work: Workspace, cache: str) -> list[list[str]]:
     os.makedirs(scratch)
     sources = sorted(glob.glob(os.path.join(tree, "*.c")))
     phases = dict.fromkeys(["plain compile (gcc -c)", "preprocess (gcc -E -C + guard header)",
-                            "scan (sanitised copy, bodies)", "parse (pycparser, declarations; header segments reused)",
+                            "scan (sanitised copy, bodies; includes reused)", "parse (pycparser, declarations; header segments reused)",
                             "splice", "compile the instrumented text", "compile the same text without guards"], 0.0)
     segments = UnitCache(cache, GUARD_HEADER)
     for source in sources:
@@ -166,7 +166,7 @@ def breakdown(work: Workspace, cache: str) -> list[list[str]]:
         with open(guarded_i, encoding="utf-8", errors="surrogateescape") as handle:
             text = handle.read()
         started = time.process_time()
-        unit = scan(text)
+        unit = scan(text, segments)
         scanned = time.process_time()
         parse(unit, segments)
         parsed = time.process_time()
@@ -174,7 +174,7 @@ def breakdown(work: Workspace, cache: str) -> list[list[str]]:
         planned = time.process_time()
         result = instrumented.apply(text)
         phases["splice"] += time.process_time() - planned
-        phases["scan (sanitised copy, bodies)"] += scanned - started
+        phases["scan (sanitised copy, bodies; includes reused)"] += scanned - started
         phases["parse (pycparser, declarations; header segments reused)"] += parsed - scanned
         with open(instrumented_i, "w", encoding="utf-8", errors="surrogateescape") as handle:
             handle.write(result)

@@ -191,8 +191,10 @@ class BuildServer:
             from cprof.build.driver import python_bootstrap
 
             code = python_bootstrap(None) + f"from cprof.build.server import main; main({listener.fileno()})"
+            # LD_BIND_NOW: every symbol the interpreter may call is bound once here, not again in every fork (each
+            # fork's first calls into libpython would otherwise resolve them anew: ~7% of the forks' CPU on Lua)
             self.process = subprocess.Popen([sys.executable, "-S", "-c", code], pass_fds=[listener.fileno()],
-                                            stdin=subprocess.DEVNULL)
+                                            stdin=subprocess.DEVNULL, env=dict(os.environ, LD_BIND_NOW="1"))
         finally:
             # Only the server holds the socket now: if it dies, clients are refused and run the wrapper themselves
             # instead of waiting on a backlog that nobody reads.

@@ -110,11 +110,12 @@ def instrument_unit(
     text: str, guard_header: str, paths: PathMap, function_filter: FunctionFilter = FunctionFilter(),
     segments: SegmentStore | None = None,
 ) -> InstrumentedUnit:
-    """`segments`: where header segments parsed by earlier units are kept (parse.py), or None to parse it all."""
+    """`segments`: where header segments scanned and parsed by earlier units are kept (scan.py, parse.py), or
+    None to scan and parse it all."""
     from cprof.instrument.parse import ParseError, parse  # pycparser loads only when a unit is not cached
 
     try:
-        unit = scan(text)
+        unit = scan(text, segments)
         parsed = parse(unit, segments)
     except ScanError as error:
         raise InstrumentError(f"cannot follow the unit's structure: {error}") from None
