@@ -77,7 +77,7 @@ class Variants:
         subprocess.run(["cc", *CFLAGS, *flags, self.source, *(extra or []), "-o", path], check=True)
         return path
 
-    def build(self, with_uftrace: bool) -> None:
+    def build(self, with_uftrace: bool, skip: set[str] = frozenset()) -> None:
         self.binaries["plain"] = self._cc("plain")
         floor_object = os.path.join(self.root, "floor_runtime.o")
         if not os.path.exists(floor_object):
@@ -91,6 +91,8 @@ class Variants:
         self.binaries["cprof-off"] = self.binaries["cprof"]  # CPROF_DISABLE=1: the guard's one branch
         self.binaries["cprof-inline"] = self._cprof_build("cprof-inline", "--inline-guard")
         self.binaries["cprof-inline-fast"] = self.binaries["cprof-inline"]
+        for name in skip:
+            self.binaries.pop(name, None)
 
     def _cprof_build(self, out: str, *options: str) -> str:
         result = subprocess.run([sys.executable, "-m", "cprof", "build", *options, self.source, "-o",
@@ -135,19 +137,22 @@ def main() -> int:
     parser.add_argument("--functions", default="1,100,10000")
     parser.add_argument("--calls", type=int, default=20_000_000)
     parser.add_argument("--no-uftrace", action="store_true")
+    parser.add_argument("--skip", default="", help="variants to leave out, e.g. gprof (25 us a call at 10,000 "
+                        "functions: minutes a run)")
     args = parser.parse_args()
     with_uftrace = not args.no_uftrace and shutil.which("uftrace") is not None
+    skip = {name for name in args.skip.split(",") if name}
     rows = []
     with tempfile.TemporaryDirectory(prefix="cprof-overhead-") as root:
         for count in [int(n) for n in args.functions.split(",")]:
             source = os.path.join(root, f"calls{count}.c")
             generate_calls(source, count, args.calls)
             variants = Variants(root, source, f"calls{count}")
-            variants.build(with_uftrace)
+            variants.build(with_uftrace, skip)
             rows.append({"program": f"{count} functions, {args.calls:,} calls"} |
                         measure(variants, args.calls, [], args.repeat))
         variants = Variants(root, os.path.join(BENCH, "fib.c"), "fib")
-        variants.build(with_uftrace)
+        variants.build(with_uftrace, skip)
         fib_calls = 2692537  # calls of fib(30) and benchmark(): 2 * fib(31) - 1 + 1
         rows.append({"program": "fib(30)"} | measure(variants, fib_calls, ["30"], args.repeat))
     columns = ["program", "plain_ns_per_call", "floor", "gprof", "uftrace", "cprof", "cprof-fast", "cprof-inline",

@@ -152,26 +152,9 @@ def _with_stubbed_typedefs(typedefs: list[tuple[int, str]], reused: list[tuple[_
     return sorted(merged)
 
 
-# pycparser's lexer also steps over each newline in Python, and most lines left to parse are empty (bodies and
-# reused segments): a run of them becomes one line directive naming the line after it, which keeps every
-# coordinate where it was.
-_BLANK_LINES = re.compile(r"(?:^[ \t]*\n){3,}", re.MULTILINE)
-
-
-def _compact(text: str) -> str:
-    pieces, at, line = [], 0, 1
-    for run in _BLANK_LINES.finditer(text):
-        line += text.count("\n", at, run.end())
-        pieces.append(text[at : run.start()])
-        pieces.append(f"# {line}\n")
-        at = run.end()
-    pieces.append(text[at:])
-    return "".join(pieces)
-
-
 def _parse_text(text: str):
     try:
-        return c_parser.CParser().parse(_compact(text), "<unit>")
+        return c_parser.CParser().parse(text, "<unit>")
     except c_parser.ParseError as error:
         raise ParseError(str(error).replace("<unit>:", "", 1)) from None
 
