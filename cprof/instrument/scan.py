@@ -89,7 +89,7 @@ _TYPEOF = frozenset("typeof __typeof__ __typeof".split())
 _ENDS_OPERAND = frozenset(("ident", "number", "string", "char", ")", "]"))
 
 
-@dataclass
+@dataclass(slots=True)
 class LineMarker:
     unit_line: int  # 1-based line of the text that follows the marker
     source_line: int
@@ -154,24 +154,29 @@ def _line_starts(text: str) -> list[int]:
     return list(itertools.accumulate(map((1).__add__, map(len, lines[:-1])), initial=0))
 
 
-def _markers(text: str, line_starts: list[int]) -> list[LineMarker]:
+def _markers(text: str) -> list[LineMarker]:
     markers = []
-    line_of = bisect.bisect_right
     first = _LINE_MARKER.match("\n" + text[: text.find("\n") + 1 or len(text)])
     matches = itertools.chain([first] if first else [], _LINE_MARKER.finditer(text))
+    line, counted = 1, 0  # the 1-based line at offset `counted`: markers come in order, so count newlines once
     for index, match in enumerate(matches):
         start, end = (0, match.end() - 1) if index == 0 and first else (match.start() + 1, match.end())
-        flags = match.group(3).split()
-        markers.append(LineMarker(line_of(line_starts, start) + 1, int(match.group(1)), _unescape(match.group(2)),
+        line += text.count("\n", counted, start)
+        counted = start
+        file, flags = match.group(2), match.group(3)
+        markers.append(LineMarker(line + 1, int(match.group(1)), _unescape(file) if "\\" in file else file,
                                   "3" in flags, start, min(end + 1, len(text)), "1" in flags, "2" in flags))
     return markers
+
+
+_NOT_NEWLINE = re.compile(r"[^\n]+")
 
 
 def _blank(text: str) -> str:
     """Spaces of the same length, newlines kept."""
     if "\n" not in text:
         return " " * len(text)
-    return "\n".join(" " * len(part) for part in text.split("\n"))
+    return _NOT_NEWLINE.sub(lambda run: " " * (run.end() - run.start()), text)
 
 
 class _Copy:
@@ -490,7 +495,7 @@ def scan(text: str, store=None) -> ScannedUnit:
     """`store` (load_segment / store_segment, as for parse.py): where includes scanned by earlier units are kept,
     or None to scan it all."""
     line_starts = _line_starts(text)
-    markers = _markers(text, line_starts)
+    markers = _markers(text)
     scanner = _Scanner(text, store, _includes(markers, len(text)) if store is not None else None)
     scanner.run()
     unit = ScannedUnit(text, scanner.copy.build(), scanner.bodies, markers, scanner.attributes, scanner.item_ends,
