@@ -260,10 +260,17 @@ static void test_signals(void)
     long i;
     signal(SIGALRM, on_signal);
     setitimer(ITIMER_REAL, &timer, NULL);
+    sigset_t alarm;
     for (i = 0; i < 3000000 && signals_handled < 2000; i++)
         busy();
+    /* an alarm still pending must neither run a handler the count misses nor, once SIG_DFL, end the process */
+    sigemptyset(&alarm);
+    sigaddset(&alarm, SIGALRM);
+    sigprocmask(SIG_BLOCK, &alarm, NULL);
     memset(&timer, 0, sizeof timer);
     setitimer(ITIMER_REAL, &timer, NULL);
+    signal(SIGALRM, SIG_IGN);
+    sigprocmask(SIG_UNBLOCK, &alarm, NULL);
     signal(SIGALRM, SIG_DFL);
     a();
     take_snapshot(&snap, getpid());
