@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from conftest import Project, by_name
+from conftest import Project, by_name, validate
 
 UTIL_H = """\
     int util_add(int a, int b);
@@ -137,6 +137,16 @@ def test_make_project_matches_a_plain_build(project):
     for name in ("main.d", os.path.join("deps", "util.d")):
         with open(os.path.join(plain, name)) as expected, open(shadow(project, name)) as actual:
             assert actual.read() == expected.read()
+
+
+def test_profile_json_through_a_build_command_keeps_standard_output_for_the_json(project):
+    write_make_project(project)
+    result = project.cprof("profile", "--bin", "prog", "--json", "--args", "7", "--", "make")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)  # make's own output and the program's went to standard error
+    validate(document, "report-1.json")
+    assert by_name(document)["util_add"]["calls"] == 7
+    assert "cc" in result.stderr or "gcc" in result.stderr  # make echoed its commands, there
 
 
 def test_rebuilds_are_incremental_and_the_users_tree_is_never_written(project):

@@ -58,3 +58,21 @@ def output_stream(args):
         if os.path.exists(temporary):
             os.unlink(temporary)
     sys.stderr.write(f"cprof: wrote {args.output_file}\n")
+
+
+@contextlib.contextmanager
+def standard_output_to_stderr(enabled: bool = True):
+    """Everything written to standard output meanwhile, by us or by any process we start (a build's make and
+    compilers), goes to standard error instead: `profile --json` keeps standard output for the JSON alone."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

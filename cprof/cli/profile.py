@@ -7,7 +7,7 @@ import sys
 
 from cprof.cli.build import perform_build
 from cprof.cli.options import add_build_options, add_report_options, add_run_options
-from cprof.cli.output import wants_json
+from cprof.cli.output import standard_output_to_stderr, wants_json
 from cprof.cli.report import render_report
 from cprof.cli.run import count_recorded, exit_status, perform_runs
 from cprof.errors import EXIT_NOT_FOUND, EXIT_USAGE, CprofError
@@ -44,8 +44,9 @@ def run(args) -> int:
         raise CprofError(f"--args: {error}", EXIT_USAGE) from None
     if args.tag is not None:
         validate_tag(args.tag)  # usage mistakes before the build, not after the runs
-    wants_json(args)
-    perform_build(args)  # args.rest (after "--") is the build command, or extra compiler args for SOURCES
+    json_on_stdout = wants_json(args) and not args.output_file
+    with standard_output_to_stderr(json_on_stdout):
+        perform_build(args)  # args.rest (after "--") is the build command, or extra compiler args for SOURCES
     args.rest = program_args
     store = Store()
     results, target = perform_runs(args, store)
