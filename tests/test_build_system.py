@@ -400,6 +400,32 @@ def test_compiler_calls_served_by_the_build_server_keep_their_streams_and_status
     assert report(project)["twice"]["calls"] == 1
 
 
+def test_build_workers_serve_call_after_call_without_one_call_leaking_into_the_next(project):
+    for name in ("a", "b", "c", "d"):
+        project.write(os.path.join(name, f"{name}.c"), f"int {name}_value(int x) {{ return x + 1; }}\n")
+    project.write("bad.c", "int broken(void) { return }\n")
+    # one call after another: a directory of its own each, one failing, one with an environment of its own (the
+    # guard inlined for that call only), one passed straight through to the compiler (the worker execs it)
+    script = ("cd a && cc -c a.c && cd ../b && cc -c b.c && cd .. && (cc -c bad.c 2>/dev/null; echo $? > bad.txt); "
+              "CPROF_INLINE_GUARD=1 cc -c c/c.c -o c.o && cc --version > version.txt && cd d && cc -c d.c")
+    built = project.cprof("build", "--", "sh", "-c", script)
+    assert built.returncode == 0, built.stderr
+    events = unit_events(project)
+    assert sorted(os.path.basename(e["source"]) for e in events) == ["a.c", "b.c", "c.c", "d.c"]
+    assert len({e["pid"] for e in events}) < len(events)  # workers were reused
+    with open(shadow(project, "bad.txt")) as bad:
+        assert bad.read() == "1\n"  # the compiler's status, not the worker's
+    with open(shadow(project, "version.txt")) as version:
+        assert version.read() == subprocess.run(["cc", "--version"], capture_output=True, text=True).stdout
+
+    def calls_the_fast_path(obj: str) -> bool:
+        symbols = subprocess.run(["nm", shadow(project, obj)], capture_output=True, text=True).stdout
+        return "__cprof_enter_fast" in symbols
+
+    assert not calls_the_fast_path("c.o")  # inlined: that call's environment...
+    assert all(calls_the_fast_path(o) for o in ("a/a.o", "b/b.o", "d/d.o"))  # ...and no other's
+
+
 def test_without_a_build_server_each_call_runs_the_wrapper_itself(project):
     write_make_project(project)
     env = dict(os.environ, CPROF_BUILD_SERVER="off")

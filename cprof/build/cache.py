@@ -16,6 +16,19 @@ DEFAULT_OBJECT_LIMIT = 1 << 30
 _TRIM_EVERY = 64  # one store in this many checks the size (a directory walk)
 
 
+# Segment entries this process has read or written, by path: entries never change once written (their key is a
+# hash of what they describe), so a long-lived build worker can keep them. Bounded, so that it never grows without
+# end.
+_segments_read: dict[str, dict] = {}
+_SEGMENTS_KEPT = 50_000
+
+
+def _remember(path: str, entry: dict) -> None:
+    if len(_segments_read) >= _SEGMENTS_KEPT:
+        _segments_read.clear()
+    _segments_read[path] = entry
+
+
 def default_cache_dir() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "cprof", "units")
@@ -63,15 +76,23 @@ class UnitCache:
             pass  # a cache that cannot be written only costs time
 
     def load_segment(self, key: str) -> dict | None:
-        """What a header segment declares (cprof/instrument/parse.py), from an earlier unit of any build."""
+        """What a header segment declares or how an include scans (cprof/instrument/parse.py, scan.py), from an
+        earlier unit of any build. A build worker serves many units: what it read once it keeps, decoded."""
+        path = self._path("segments", self._salted(key), ".json")
+        entry = _segments_read.get(path)
+        if entry is not None:
+            return entry
         try:
-            with open(self._path("segments", self._salted(key), ".json"), encoding="utf-8") as handle:
-                return json.load(handle)
+            with open(path, encoding="utf-8") as handle:
+                entry = json.load(handle)
         except (OSError, ValueError):
             return None
+        _remember(path, entry)
+        return entry
 
     def store_segment(self, key: str, entry: dict) -> None:
         path = self._path("segments", self._salted(key), ".json")
+        _remember(path, entry)
         if os.path.exists(path):  # the same header text always declares the same: a parallel unit wrote it
             return
         try:

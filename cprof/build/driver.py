@@ -333,19 +333,22 @@ def build_with_command(command: list[str], options: BuildOptions, store: Store |
                              "building from scratch\n")
             shutil.rmtree(shadow)
         state = BuildState(identity=identity)
-    sync_tree(project, shadow, exclude=[store.root] + ([cache_dir] if cache_dir else []))
-    _write_shims(shim_dir, cache_dir)
-    if os.path.exists(log_path):
-        os.remove(log_path)
-    env = _environment(log_path, options, shadow, project, shim_dir, cache_dir)
-    try:
-        with _Progress(log_path), BuildServer(enabled=env.get(ENV_SERVER) != "off") as server:
-            env[ENV_SERVER] = server.path
-            status = subprocess.run(command, cwd=shadow, env=env).returncode
-    except FileNotFoundError:
-        raise CprofError(f"build command not found: {command[0]}", EXIT_NOT_FOUND) from None
-    except PermissionError:
-        raise CprofError(f"build command not executable: {command[0]}", EXIT_NOT_FOUND) from None
+    # the server starts first: its interpreter and imports (~0.15 s) overlap the tree sync instead of holding up
+    # the build's first compiler calls
+    with BuildServer(enabled=os.environ.get(ENV_SERVER) != "off") as server:
+        sync_tree(project, shadow, exclude=[store.root] + ([cache_dir] if cache_dir else []))
+        _write_shims(shim_dir, cache_dir)
+        if os.path.exists(log_path):
+            os.remove(log_path)
+        env = _environment(log_path, options, shadow, project, shim_dir, cache_dir)
+        env[ENV_SERVER] = server.path
+        try:
+            with _Progress(log_path):
+                status = subprocess.run(command, cwd=shadow, env=env).returncode
+        except FileNotFoundError:
+            raise CprofError(f"build command not found: {command[0]}", EXIT_NOT_FOUND) from None
+        except PermissionError:
+            raise CprofError(f"build command not executable: {command[0]}", EXIT_NOT_FOUND) from None
     state.add_log(log_path, shadow)
     state.save(state_path)
     summary = BuildSummary.from_state(state, PathMap("/", shadow, project))

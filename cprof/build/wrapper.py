@@ -375,6 +375,7 @@ class UnitCompiler:
                 "matched": plan["matched"] if plan else [],
                 "seconds": round(time.monotonic() - started, 4),
                 "served": served_by_build_server,
+                "pid": os.getpid(),  # a build worker serves many units (cprof/build/server.py)
             }
         )
 
