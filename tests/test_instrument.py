@@ -287,6 +287,40 @@ def test_list_skipped_names_functions_and_reasons(project):
     assert calls(report_functions(project)) == {"main": 1, "shown": 1}
 
 
+def test_attributes_on_an_earlier_declaration_count_and_plain_declarations_change_nothing(project):
+    # pycparser reads the main file's prototypes only when they carry an attribute the skips look at
+    # (parse.py, _without_plain_declarations): such a prototype must still skip its definition, and the plain
+    # ones around it must leave every definition found
+    project.write("decl.c", """\
+        #include <stdio.h>
+        static int shown(int x), other(int);
+        static int hidden(int x) __attribute__((no_instrument_function));
+        extern const char *names[];
+        int (*pointer)(int);
+        static int hidden(int x) { return x * 2; }
+        static int shown(int x) { return x + 1; }
+        static int other(int x) { return x - 1; }
+        int main(void) { pointer = other; printf("%d\\n", hidden(shown(pointer(1)))); return 0; }
+    """)
+    build = project.cprof("build", "--list-skipped", "decl.c")
+    assert build.returncode == 0, build.stderr
+    assert re.search(r"^hidden\t\S*decl\.c:6\tattribute no_instrument_function$", build.stdout, re.M), build.stdout
+    assert project.cprof("run", "--").stdout == "2\n"
+    assert calls(report_functions(project)) == {"main": 1, "shown": 1, "other": 1}
+
+
+def test_a_knr_definition_among_prototypes_is_found(project):
+    project.write("knr.c", """\
+        #include <stdio.h>
+        static int twice(int);
+        static int add(a, b) int a; int (*b)(int); { return b(a); }
+        static int twice(int x) { return 2 * x; }
+        int main(void) { printf("%d\\n", add(4, twice)); return 0; }
+    """)
+    functions = profile_like_plain(project, ["knr.c"])
+    assert calls(functions) == {"main": 1, "add": 1, "twice": 1}
+
+
 def write_filter_project(project) -> None:
     project.write("core/alpha.c", """\
         int alpha_one(int x) { return x + 1; }

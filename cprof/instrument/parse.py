@@ -20,7 +20,8 @@ class ParsedFunction:
     body_offset: int  # the body's `{`
     storage: list[str]
     funcspec: list[str]
-    attributes: list[str] = field(default_factory=list)  # from this definition and earlier declarations
+    # from this definition, and from earlier declarations that carry one the skips read (see _without_plain_...)
+    attributes: list[str] = field(default_factory=list)
 
 
 class ParseError(Exception):
@@ -45,16 +46,17 @@ _BLANK_RUN = re.compile(r"[ \t]{2,}")
 class _Squeezed:
     """The sanitised copy with every run of blanks squeezed to one space, and the way back to original offsets."""
 
-    def __init__(self, unit: ScannedUnit):
+    def __init__(self, unit: ScannedUnit, sanitized: str):
         self.unit = unit
-        self.text = _BLANK_RUN.sub(" ", unit.sanitized)
+        self.sanitized = sanitized
+        self.text = _BLANK_RUN.sub(" ", sanitized)
 
     def offset(self, line: int, column: int) -> int:
         """Offset in the original text of a 1-based line:column of the squeezed text."""
         start = self.unit.line_starts[line - 1]
-        end = self.unit.line_starts[line] if line < len(self.unit.line_starts) else len(self.unit.sanitized)
+        end = self.unit.line_starts[line] if line < len(self.unit.line_starts) else len(self.sanitized)
         at = column - 1  # 0-based column in the squeezed line; becomes the original one as runs are passed
-        for run in _BLANK_RUN.finditer(self.unit.sanitized, start, end):
+        for run in _BLANK_RUN.finditer(self.sanitized, start, end):
             if run.start() - start >= at:
                 break
             at += run.end() - run.start() - 1
@@ -191,12 +193,57 @@ class _TypedefLines:
         return {name for name in names if first.get(name, line) < line}
 
 
+_TYPEDEF_WORD = re.compile(r"\btypedef\b")
+_NOT_NEWLINE = re.compile(r"[^\n]+")
+
+
+def _without_plain_declarations(unit: ScannedUnit) -> str:
+    """The sanitised copy with the main file's plain declarations blanked: those that declare no typedef name and
+    carry no attribute the skip decisions read. pycparser then reads only what finds definitions (definitions,
+    typedefs, declarations with such attributes): on Lua, the main files' own prototypes and variables were most
+    of what it parsed once headers were reused. A unit with a K&R definition is left whole: its parameter
+    declarations look like plain declarations."""
+    from cprof.instrument.unit import FORBIDDING_ATTRIBUTES
+
+    text = unit.sanitized
+    if not unit.markers:
+        return text
+    main_file = unit.markers[0].file
+    marker_starts = [m.start for m in unit.markers]
+    closes = {body.close_offset for body in unit.bodies.values()}
+    for body in unit.bodies.values():
+        before = body.open_offset - 1
+        while before >= 0 and text[before] in " \t\n":
+            before -= 1
+        if before >= 0 and text[before] == ";" and \
+                unit.source_position(unit.line_of(body.open_offset))[0] == main_file:
+            return text  # K&R
+    pieces, at = [], 0
+    previous_end = -1
+    for end in unit.item_ends:
+        start, previous_end = previous_end + 1, end
+        if end in closes or text[end] != ";":
+            continue
+        first_marker = bisect.bisect_left(marker_starts, start)
+        if first_marker < len(marker_starts) and marker_starts[first_marker] <= end:
+            continue  # the declaration crosses a line marker: another file is involved
+        if unit.source_position(unit.line_of(start))[0] != main_file or _TYPEDEF_WORD.search(text, start, end):
+            continue
+        if any(word in attribute for attribute in unit.attributes_of_item(end) for word in FORBIDDING_ATTRIBUTES):
+            continue
+        pieces.append(text[at:start])
+        pieces.append(_NOT_NEWLINE.sub(lambda run: " " * (run.end() - run.start()), text[start:end + 1]))
+        at = end + 1
+    pieces.append(text[at:])
+    return "".join(pieces)
+
+
 def parse(unit: ScannedUnit, store: SegmentStore | None = None) -> list[ParsedFunction]:
     """The unit's function definitions. With a store, header segments seen in an earlier unit are not parsed
     again: their typedef names stand in for them (the only thing C's grammar needs from a declaration above), and
     their function declarations and definitions come from the store. A reuse is checked against what the
     segment relied on when it was parsed (which of its names were typedefs); any doubt parses it all."""
-    squeezed = _Squeezed(unit)
+    squeezed = _Squeezed(unit, _without_plain_declarations(unit))
     segments = _header_segments(unit) if store else []
     reused = [(s, e) for s in segments if (e := store.load_segment(s.key)) is not None] if store else []
     ast, items = None, []

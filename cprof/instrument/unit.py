@@ -20,7 +20,7 @@ FN_INLINE = 4
 
 # Bodies the guard must not enter: no stack frame to hold it, or code that runs before relocation/at resolve
 # time, or a body that is only an inlining hint and never emitted.
-_FORBIDDING_ATTRIBUTES = ("naked", "ifunc", "no_instrument_function", "gnu_inline", "interrupt")
+FORBIDDING_ATTRIBUTES = ("naked", "ifunc", "no_instrument_function", "gnu_inline", "interrupt")
 
 
 class InstrumentError(Exception):
@@ -79,7 +79,7 @@ class PathMap:
 def _skip_reason(function, system_header: bool) -> str | None:
     if system_header:
         return "defined in a system header"
-    for word in _FORBIDDING_ATTRIBUTES:
+    for word in FORBIDDING_ATTRIBUTES:
         if word in function.attributes:
             return f"attribute {word}"
     if "inline" in function.funcspec and "extern" in function.storage:
