@@ -132,11 +132,21 @@ def _exit_status(wait_status: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def _send_request(sock: socket.socket, fds: list[int], payload: bytes) -> None:
-    """The client's request, as the client sent it, to a worker."""
+def _send_request(sock: socket.socket, fds: list[int], payload: bytes) -> bool:
+    """The client's request, as the client sent it, to a worker. False only when nothing reached it (it is gone):
+    once its first bytes are sent the worker owns the call, which it may even have exec'd already, and must never
+    be handed to a second one (an error after that is the worker's death, which waitpid reports)."""
     data = _LENGTH.pack(len(payload)) + payload
-    sent = socket.send_fds(sock, [data[:1 << 16]], fds)
-    sock.sendall(data[sent:])
+    try:
+        sent = socket.send_fds(sock, [data[:1 << 16]], fds)
+    except OSError:
+        return False
+    if sent < len(data):
+        try:
+            sock.sendall(data[sent:])
+        except OSError:
+            pass
+    return True
 
 
 class _Worker:
@@ -171,9 +181,7 @@ class _Pool:
         try:
             while self.idle:
                 worker = self.idle.pop()
-                try:
-                    _send_request(worker.control, fds, payload)
-                except OSError:
+                if not _send_request(worker.control, fds, payload):
                     continue  # it died while idle: reaped below
                 worker.client = connection
                 return
