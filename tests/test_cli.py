@@ -388,7 +388,9 @@ def test_ctrl_c_reaches_the_program_once(project):
     assert process.returncode == 3, err  # the program's exit status is cprof's
     document = report_json(project)
     assert document["run"]["exit_status"] == 3 and document["run"]["complete"]
-    assert calls_of(document)["on_interrupt"] == 1
+    # the handler's one call is recorded, or counted as lost when the signal came while the runtime's own slow path
+    # was running (the spin loop's first call)
+    assert calls_of(document).get("on_interrupt", 0) + document["run"]["lost_calls"] == 1
 
 
 def test_exit_status_passes_through(project):
