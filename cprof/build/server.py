@@ -70,10 +70,10 @@ def _serve_call(fds: list[int], payload: bytes) -> tuple[int, bool]:
     status, healthy = 70, False
     saved = [os.dup(target) for target in (0, 1, 2)]  # not inheritable: the compilers never see them
     try:
-        for target, fd in enumerate(fds):
+        for target in (0, 1, 2):
+            fd = fds.pop(0)
             os.dup2(fd, target)
             os.close(fd)
-        fds = []
         fields = payload.split(b"\0")
         cwd, argc = fields[0], int(fields[1])
         args = [os.fsdecode(a) for a in fields[2:2 + argc]]
@@ -98,7 +98,7 @@ def _serve_call(fds: list[int], payload: bytes) -> tuple[int, bool]:
                 stream.flush()
             except Exception:
                 healthy = False
-        for fd in fds:
+        for fd in fds:  # what a failure above left unclaimed
             os.close(fd)
         for target, fd in enumerate(saved):
             os.dup2(fd, target)
