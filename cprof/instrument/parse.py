@@ -10,7 +10,7 @@ from typing import Protocol
 
 from pycparser import c_ast, c_parser
 
-from cprof.instrument.scan import ScannedUnit
+from cprof.instrument.scan import ScannedUnit, blank
 
 
 @dataclass
@@ -194,7 +194,6 @@ class _TypedefLines:
 
 
 _TYPEDEF_WORD = re.compile(r"\btypedef\b")
-_NOT_NEWLINE = re.compile(r"[^\n]+")
 
 
 def _without_plain_declarations(unit: ScannedUnit) -> str:
@@ -232,7 +231,7 @@ def _without_plain_declarations(unit: ScannedUnit) -> str:
         if any(word in attribute for attribute in unit.attributes_of_item(end) for word in FORBIDDING_ATTRIBUTES):
             continue
         pieces.append(text[at:start])
-        pieces.append(_NOT_NEWLINE.sub(lambda run: " " * (run.end() - run.start()), text[start:end + 1]))
+        pieces.append(blank(text[start:end + 1]))
         at = end + 1
     pieces.append(text[at:])
     return "".join(pieces)
@@ -246,7 +245,7 @@ def parse(unit: ScannedUnit, store: SegmentStore | None = None) -> list[ParsedFu
     squeezed = _Squeezed(unit, _without_plain_declarations(unit))
     segments = _header_segments(unit) if store else []
     reused = [(s, e) for s in segments if (e := store.load_segment(s.key)) is not None] if store else []
-    ast, items = None, []
+    ast, items, typedefs = None, [], []
     if reused:
         reused_lines = {s.first_line for s, _ in reused}
         try:
@@ -269,10 +268,10 @@ def parse(unit: ScannedUnit, store: SegmentStore | None = None) -> list[ParsedFu
         reused = []
         ast = _parse_text(squeezed.text)
         items = _items(ast, squeezed, set())
+        typedefs = _typedefs_by_line(ast)
     items.sort(key=lambda i: i.offset)
     if store:
         reused_keys = {s.key for s, _ in reused}
-        typedefs = _with_stubbed_typedefs(_typedefs_by_line(ast), reused)
         _store_segments(unit, store, [s for s in segments if s.key not in reused_keys], typedefs, items)
     return _functions(unit, items)
 

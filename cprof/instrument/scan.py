@@ -172,8 +172,8 @@ def _markers(text: str) -> list[LineMarker]:
 _NOT_NEWLINE = re.compile(r"[^\n]+")
 
 
-def _blank(text: str) -> str:
-    """Spaces of the same length, newlines kept."""
+def blank(text: str) -> str:
+    """Spaces of the same length, newlines kept (parse.py blanks declarations with it too)."""
     if "\n" not in text:
         return " " * len(text)
     return _NOT_NEWLINE.sub(lambda run: " " * (run.end() - run.start()), text)
@@ -194,7 +194,7 @@ class _Copy:
             self.edits.append((start, end, None))
             return
         original = self.text[start:end]
-        replacement = _blank(original)
+        replacement = blank(original)
         at, size = 0, len(word)
         while at + size <= len(original) and "\n" in original[at : at + size]:
             at = original.index("\n", at) + 1
@@ -208,7 +208,7 @@ class _Copy:
             if start < at:  # overlapping edits: the first one wins
                 continue
             pieces.append(text[at:start])
-            pieces.append(_blank(text[start:end]) if replacement is None else replacement)
+            pieces.append(blank(text[start:end]) if replacement is None else replacement)
             at = end
         pieces.append(text[at:])
         return "".join(pieces)
@@ -496,7 +496,7 @@ def scan(text: str, store=None) -> ScannedUnit:
     or None to scan it all."""
     line_starts = _line_starts(text)
     markers = _markers(text)
-    scanner = _Scanner(text, store, _includes(markers, len(text)) if store is not None else None)
+    scanner = _Scanner(text, store, _includes(markers) if store is not None else None)
     scanner.run()
     unit = ScannedUnit(text, scanner.copy.build(), scanner.bodies, markers, scanner.attributes, scanner.item_ends,
                        line_starts)
@@ -505,7 +505,7 @@ def scan(text: str, store=None) -> ScannedUnit:
     return unit
 
 
-def _includes(markers: list[LineMarker], size: int) -> dict[int, tuple[int, int]]:
+def _includes(markers: list[LineMarker]) -> dict[int, tuple[int, int]]:
     """The text each #include of a header brought in: by the offset of the marker that enters the header (flag 1),
     from the end of that marker's line to the start of the marker that returns from it (flag 2)."""
     includes, entered = {}, []
