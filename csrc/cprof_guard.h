@@ -173,4 +173,11 @@ static __inline__ __attribute__((always_inline, unused)) int __cprof_enter(struc
     return __cprof_enter_fast(site, guard, __cprof_frame_address(), __builtin_return_address(0));
 }
 
+/* The C standard the unit is compiled for, as a typedef name the instrumenter reads back from the preprocessed
+ * text (`__cprof_stdc_202000L`, or `__cprof_stdc___STDC_VERSION__` for C90): C23 makes `bool`, `true`,
+ * `nullptr`, `constexpr`... keywords, while before C23 they can only be the user's own identifiers. */
+#define __CPROF_STD_NAME2(version) __cprof_stdc_##version
+#define __CPROF_STD_NAME(version) __CPROF_STD_NAME2(version)
+typedef int __CPROF_STD_NAME(__STDC_VERSION__);
+
 #endif

@@ -25,7 +25,7 @@ TOUR = """\
     int main(int argc, char **argv) {
         long scale = argc > 1 ? atol(argv[1]) : 1;
         int t = 0;
-        for (int r = 0; r < 50; r++) { light(2000 * scale); heavy(2000 * scale); }
+        for (int r = 0; r < 50; r++) { light(20000 * scale); heavy(20000 * scale); }
         for (int i = 0; i < 1000; i++) t = tiny(t);
         printf("%d\\n", t);
         return 0;

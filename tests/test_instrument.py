@@ -228,7 +228,7 @@ def test_a_static_inline_header_function_is_one_function_across_units(project):
     assert functions["hash"]["file"].endswith("hash.h") and functions["hash"]["line"] == 1
 
 
-def test_nested_functions_fall_back_cleanly(project):
+def test_nested_functions_are_measured_without_a_new_warning(project):
     project.write("nested.c", """\
         #include <stdio.h>
         static int outer(int x) {
@@ -237,11 +237,14 @@ def test_nested_functions_fall_back_cleanly(project):
         }
         int main(void) { printf("%d\\n", outer(10)); return 0; }
     """)
-    build = project.cprof("build", "nested.c")
-    assert build.returncode == 0, build.stderr
-    warnings = [line for line in build.stderr.splitlines() if line.startswith("cprof: warning")]
-    assert len(warnings) == 1 and "nested.c:3:" in warnings[0] and "uninstrumented" in warnings[0], build.stderr
-    assert project.cprof("run", "--").stdout == "23\n" == project.run(plain_build(project, ["nested.c"])).stdout
+    plain = project.run("cc", *FLAGS, "-Wall", "-Wshadow", "-Werror", "nested.c", "-o", "plain")
+    assert plain.returncode == 0, plain.stderr
+    build = project.cprof("build", "nested.c", "--", "-Wall", "-Wshadow", "-Werror")
+    assert build.returncode == 0 and "warning" not in build.stderr, build.stderr
+    assert project.cprof("run", "--").stdout == "23\n" == project.run("./plain").stdout
+    functions = report_functions(project)
+    assert calls(functions) == {"main": 1, "outer": 1, "add": 2}
+    assert functions["add"]["line"] == 3 and functions["outer"]["total_ns"] >= functions["add"]["total_ns"]
 
 
 def test_a_unit_pycparser_cannot_parse_is_built_uninstrumented_with_one_warning(project):

@@ -194,15 +194,20 @@ def test_source_position_reads_flag_3_as_a_system_header(tmp_path):
     assert unit.source_position(user_line) == (source, 2, False)
 
 
-def test_a_nested_function_makes_the_unit_fall_back_with_its_position(tmp_path):
-    with pytest.raises(InstrumentError) as raised:
-        instrumented(tmp_path, """\
-            int outer(int x) {
-                int inner(int y) { return y + x; }
-                return inner(1);
-            }
-        """)
-    assert raised.value.file.endswith("unit.c") and raised.value.line == 2
+def test_a_nested_function_gets_a_guard_of_its_own_and_compound_literals_are_not_taken_for_one(tmp_path):
+    plan = instrumented(tmp_path, """\
+        #include <emmintrin.h>
+        int outer(int x) {
+            int inner(int y) { return y + x; }
+            __m128i v = __extension__ (__m128i){ 1, 2 };
+            char *text = "int fake(void) {";
+            return inner(1) + (struct { int a; }){ 2 }.a + _mm_cvtsi128_si32(v) + (text[0] == 'i');
+        }
+    """)
+    sites = [(site.name, site.line, site.nested) for site in plan.sites]
+    assert sites == [("outer", 2, False), ("inner", 3, True)]
+    assert reasons(plan)["outer"] is None and reasons(plan)["inner"] is None
+    assert not any(site.nested for site in plan.sites if site.name.startswith("_mm"))
 
 
 def test_the_spliced_guard_is_the_declaration_the_runtime_calibrates():

@@ -11,6 +11,9 @@ import os
 
 from cprof import __version__
 
+# Bumped whenever what a splice plan holds, or what the instrumenter decides for the same text, changes.
+PLAN_FORMAT = 2
+
 # Objects take room (a few MB for Lua, tens for sqlite3): past this, the least recently used go.
 DEFAULT_OBJECT_LIMIT = 1 << 30
 _TRIM_EVERY = 64  # one store in this many checks the size (a directory walk)
@@ -47,7 +50,7 @@ class UnitCache:
         self.directory = directory
         self.object_limit = object_limit
         with open(guard_header, "rb") as handle:
-            self._salt = hashlib.sha256(__version__.encode() + handle.read()).hexdigest()
+            self._salt = hashlib.sha256(f"{__version__}\0{PLAN_FORMAT}\0".encode() + handle.read()).hexdigest()
 
     def key(self, text: str, filter_key: str, path_key: tuple) -> str:
         """The splice plan depends on the text, the filters, and how line-marker paths map to the user's files."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from cprof import __version__
 from cprof.build import wrapper
-from cprof.build.cache import default_cache_dir
+from cprof.build.cache import PLAN_FORMAT, default_cache_dir
 from cprof.build.server import ENV_SERVER, BuildServer
 from cprof.build.shadow import sync_tree
 from cprof.build.toolchain import BUILD_CLIENT, GUARD_HEADER, check_installed, find_real_compiler
@@ -293,8 +293,8 @@ def _instrumentation_identity(options: BuildOptions) -> str:
     would look up to date to the user's build system, which knows nothing of either."""
     with open(GUARD_HEADER, "rb") as handle:
         guard = hashlib.sha256(handle.read()).hexdigest()
-    return json.dumps([__version__, guard, _filter_spec(options.function_filter), options.inline_guard],
-                      sort_keys=True)
+    return json.dumps([__version__, PLAN_FORMAT, guard, _filter_spec(options.function_filter),
+                       options.inline_guard], sort_keys=True)
 
 
 def _environment(log_path: str, options: BuildOptions, shadow: str, project: str, shim_dir: str,

@@ -41,6 +41,9 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
                        help="leave functions whose name contains PATTERN uninstrumented (repeatable)")
     group.add_argument("--exclude-file", action="append", default=[], metavar="PATH",
                        help="leave the functions defined in PATH uninstrumented (a path or glob; repeatable)")
+    group.add_argument("--always-inline", action="store_true",
+                       help="also instrument functions declared always_inline (left out by default: the guard's "
+                       "cost would swamp helpers the compiler must inline, and their time stays in their callers)")
     group.add_argument("--list-skipped", action="store_true", help="print each function not instrumented and why")
     group.add_argument("--no-cache", action="store_true", help="parse every unit again")
     group.add_argument("--inline-guard", action="store_true",
@@ -51,7 +54,7 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
 def build_options(args) -> BuildOptions:
     return BuildOptions(
         function_filter=FunctionFilter(tuple(args.fn), args.exact, tuple(args.file), tuple(args.exclude_fn),
-                                       tuple(args.exclude_file)),
+                                       tuple(args.exclude_file), args.always_inline),
         list_skipped=args.list_skipped,
         cache=not args.no_cache,
         inline_guard=args.inline_guard,

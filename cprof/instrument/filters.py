@@ -15,13 +15,16 @@ class FunctionFilter:
     files: tuple[str, ...] = ()
     exclude_functions: tuple[str, ...] = ()
     exclude_files: tuple[str, ...] = ()
+    # always_inline functions are left out unless asked for (see unit._skip_reason)
+    always_inline: bool = False
 
     def is_empty(self) -> bool:
         return not (self.functions or self.files or self.exclude_functions or self.exclude_files)
 
     def key(self) -> str:
         """A stable text for cache keys."""
-        return repr((self.functions, self.exact, self.files, self.exclude_functions, self.exclude_files))
+        return repr((self.functions, self.exact, self.files, self.exclude_functions, self.exclude_files,
+                     self.always_inline))
 
     def _name_matches(self, pattern: str, name: str) -> bool:
         return name == pattern if self.exact else pattern in name

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from pycparser import c_ast, c_parser
 
-from cprof.instrument.scan import ScannedUnit, blank
+from cprof.instrument.scan import IDENTIFIER, ScannedUnit, ascii_identifier, blank, identifier_text
 
 
 @dataclass
@@ -26,6 +26,10 @@ class ParsedFunction:
 
 class ParseError(Exception):
     """pycparser rejected the sanitised unit; the message names the unit line:column."""
+
+    def __init__(self, message: str, line: int = 0, column: int = 0):
+        super().__init__(f"{line}:{column}: {message}" if line else message)
+        self.message, self.line, self.column = message, line, column
 
 
 def _attribute_words(attribute_lists: list[str]) -> list[str]:
@@ -154,11 +158,26 @@ def _with_stubbed_typedefs(typedefs: list[tuple[int, str]], reused: list[tuple[_
     return sorted(merged)
 
 
+_ERROR_AT = re.compile(r"<unit>:(\d+):(\d+):\s*(.*)", re.DOTALL)
+
+
 def _parse_text(text: str):
+    parser = c_parser.CParser()
     try:
-        return c_parser.CParser().parse(text, "<unit>")
+        return parser.parse(text, "<unit>")
     except c_parser.ParseError as error:
-        raise ParseError(str(error).replace("<unit>:", "", 1)) from None
+        message = str(error)
+        located = _ERROR_AT.match(message)
+        if located:
+            raise ParseError(located.group(3), int(located.group(1)), int(located.group(2))) from None
+        message = message.replace("<unit>:", "", 1).strip()
+        # Some of pycparser's messages ("Invalid expression") carry no position: the token it stopped at does.
+        try:
+            token = parser._peek()
+            line, column = (token.lineno, token.column) if token is not None else (0, 0)
+        except AttributeError:  # pycparser's internals changed: the unit then fails without a position
+            line, column = 0, 0
+        raise ParseError(message, line, column) from None
 
 
 def _typedefs_by_line(ast) -> list[tuple[int, str]]:
@@ -173,10 +192,21 @@ def _items(ast, squeezed: _Squeezed, reused_lines: set[int]) -> list[_Item]:
                 items.append(_Item(squeezed.offset(item.coord.line, item.coord.column), item.name))
         elif isinstance(item, c_ast.FuncDef):
             decl = item.decl
-            items.append(_Item(squeezed.offset(decl.coord.line, decl.coord.column), decl.name,
+            offset = squeezed.offset(decl.coord.line, decl.coord.column)
+            items.append(_Item(offset, _original_name(squeezed.unit.text, offset, decl.name),
                                squeezed.offset(item.body.coord.line, item.body.coord.column),
                                list(decl.storage), list(decl.funcspec)))
     return items
+
+
+def _original_name(text: str, offset: int, parsed_name: str) -> str:
+    """The name's characters: pycparser read a copy in which extended characters were made ASCII."""
+    if "_" not in parsed_name:
+        return parsed_name
+    written = IDENTIFIER.match(text, offset)
+    if written and written.group() != parsed_name and ascii_identifier(written.group()) == parsed_name:
+        return identifier_text(written.group())
+    return parsed_name
 
 
 class _TypedefLines:
@@ -237,7 +267,97 @@ def _without_plain_declarations(unit: ScannedUnit) -> str:
     return "".join(pieces)
 
 
-def parse(unit: ScannedUnit, store: SegmentStore | None = None) -> list[ParsedFunction]:
+@dataclass
+class Repair:
+    """A file-scope item pycparser could not read, left out of the parse so that the rest of the unit is still
+    instrumented: what was there and what became of it."""
+
+    offset: int  # where the item starts in the unit
+    message: str  # pycparser's
+    function: str = ""  # a definition: the name read from its declarator ("" when none could be)
+    unnamed_definition: bool = False  # a definition whose name could not be read: that function is lost
+    typedefs: list[str] = field(default_factory=list)  # a typedef: the names declared in its stead
+
+
+# Repairs tried per unit before giving up on it (each one parses the unit again).
+_MAX_REPAIRS = 20
+# The name a definition's declarator gives, when it is the plain `name (parameters)` form (attributes are blanks
+# by now); K&R parameter declarations may follow.
+_PLAIN_DECLARATOR = re.compile(
+    r"([A-Za-z_$][\w$]*)\s*\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\)\s*(?:[^;{}()]*;\s*)*$")
+_TYPEDEF_NAME = re.compile(r"\(\s*\*+\s*(?:const\s+|volatile\s+|restrict\s+)*([A-Za-z_$][\w$]*)\s*\)"
+                           r"|([A-Za-z_$][\w$]*)\s*(?:\[[^\]]*\]\s*)*(?=[,;])")
+
+
+def _repair(unit: ScannedUnit, text: str, error: ParseError, squeezed: _Squeezed, repairs: list[Repair],
+            recovered: list[_Item]) -> str:
+    """`text` with the item pycparser stopped in left out: blanked, a definition kept as a recovered item when its
+    name can be read, a typedef's names declared in its place. Raises the error when nothing can be done."""
+    if not error.line:
+        raise error
+    offset = squeezed.offset(error.line, error.column)
+    index = bisect.bisect_left(unit.item_ends, offset)
+    if index >= len(unit.item_ends):  # not inside an item the scanner saw: nothing to leave out
+        raise error
+    start, end = (unit.item_ends[index - 1] + 1 if index > 0 else 0), unit.item_ends[index]
+    item = text[start:end + 1]
+    lead = len(item) - len(item.lstrip())  # where its first token is: the copy blanks comments and markers
+    if repairs and repairs[-1].offset == start + lead:  # the same item again: stop, this is not converging
+        raise error
+    repair = Repair(start + lead, error.message)
+    body = next((b for b in unit.bodies.values() if b.close_offset == end), None)
+    replacement = blank(item)
+    if body is not None:
+        head = text[start:body.open_offset]
+        declarator = _PLAIN_DECLARATOR.search(head)
+        if declarator:
+            words = set(_IDENTIFIER.findall(head[:declarator.start()]))
+            repair.function = declarator.group(1)
+            recovered.append(_Item(start + declarator.start(1), declarator.group(1), body.open_offset,
+                                   [w for w in ("static", "extern") if w in words],
+                                   ["inline"] if "inline" in words else []))
+        else:
+            repair.unnamed_definition = True
+    elif _TYPEDEF_WORD.search(item):
+        names = [a or b for a, b in _TYPEDEF_NAME.findall(item[_TYPEDEF_WORD.search(item).end():])]
+        stub = f"typedef int {', '.join(names)};" if names else ""
+        if len(stub) > len(item[lead:].split("\n", 1)[0]):
+            raise error  # no room on its line to declare them without moving anything
+        replacement = replacement[:lead] + stub + replacement[lead + len(stub):]
+        repair.typedefs = names
+    repairs.append(repair)
+    return text[:start] + replacement + text[end + 1:]
+
+
+def _parse_repairing(unit: ScannedUnit, text: str) -> tuple:
+    """(ast, its _Squeezed, repairs, recovered definitions): pycparser on the text, leaving out item after item it
+    cannot read, so that one declaration it does not know never costs the unit's other functions."""
+    repairs: list[Repair] = []
+    recovered: list[_Item] = []
+    first_error = None
+    while True:
+        squeezed = _Squeezed(unit, text)
+        try:
+            return _parse_text(squeezed.text), squeezed, repairs, recovered
+        except ParseError as error:
+            first_error = first_error or error  # what the user is shown if the unit cannot be saved
+            if len(repairs) >= _MAX_REPAIRS:
+                raise first_error from None
+            try:
+                text = _repair(unit, text, error, squeezed, repairs, recovered)
+            except ParseError:
+                raise first_error from None
+
+
+class ParsedUnit(list):
+    """The unit's function definitions (ParsedFunction, in unit order), and the items left out of the parse."""
+
+    def __init__(self, functions: list[ParsedFunction], repairs: list[Repair]):
+        super().__init__(functions)
+        self.repairs = repairs
+
+
+def parse(unit: ScannedUnit, store: SegmentStore | None = None) -> ParsedUnit:
     """The unit's function definitions. With a store, header segments seen in an earlier unit are not parsed
     again: their typedef names stand in for them (the only thing C's grammar needs from a declaration above), and
     their function declarations and definitions come from the store. A reuse is checked against what the
@@ -245,7 +365,7 @@ def parse(unit: ScannedUnit, store: SegmentStore | None = None) -> list[ParsedFu
     squeezed = _Squeezed(unit, _without_plain_declarations(unit))
     segments = _header_segments(unit) if store else []
     reused = [(s, e) for s in segments if (e := store.load_segment(s.key)) is not None] if store else []
-    ast, items, typedefs = None, [], []
+    ast, items, typedefs, repairs = None, [], [], []
     if reused:
         reused_lines = {s.first_line for s, _ in reused}
         try:
@@ -266,14 +386,17 @@ def parse(unit: ScannedUnit, store: SegmentStore | None = None) -> list[ParsedFu
                 ast = None
     if ast is None:
         reused = []
-        ast = _parse_text(squeezed.text)
-        items = _items(ast, squeezed, set())
+        ast, squeezed, repairs, recovered = _parse_repairing(unit, squeezed.sanitized)
+        items = _items(ast, squeezed, set()) + recovered
         typedefs = _typedefs_by_line(ast)
     items.sort(key=lambda i: i.offset)
     if store:
+        # a segment with an item left out is not kept: the next unit parses it again and says so again
         reused_keys = {s.key for s, _ in reused}
-        _store_segments(unit, store, [s for s in segments if s.key not in reused_keys], typedefs, items)
-    return _functions(unit, items)
+        fresh = [s for s in segments if s.key not in reused_keys
+                 and not any(s.start <= r.offset < s.end for r in repairs)]
+        _store_segments(unit, store, fresh, typedefs, items)
+    return ParsedUnit(_functions(unit, items), repairs)
 
 
 def _store_segments(unit: ScannedUnit, store: SegmentStore, parsed: list[_Segment], typedefs: list[tuple[int, str]],

@@ -30,8 +30,8 @@ _TOKEN = re.compile(
   | (?P<comment>/\*[\s\S]*?\*/|//[^\n]*)
   | (?P<string>(?:L|u8|u|U)?"(?:\\.|[^"\\\n])*")
   | (?P<char>(?:L|u8|u|U)?'(?:\\.|[^'\\\n])*')
-  | (?P<number>\.?[0-9](?:[eEpP][+-]|[\w.])*)
-  | (?P<ident>[A-Za-z_$][\w$]*)
+  | (?P<number>\.?[0-9](?:[eEpP][+-]|[\w.]|'(?=\w))*)
+  | (?P<ident>(?:[A-Za-z_$]|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8})(?:[\w$]|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8})*)
   | (?P<punct>\.\.\.|&&|\|\||->|[{}()\[\];,=?:])
   | (?P<other>\S)
     """,
@@ -42,18 +42,27 @@ _TOKEN = re.compile(
 _BODY_TOKEN = re.compile(
     # Every alternative starts with one of a few characters, which lets the regex engine skip the rest fast; a `#`
     # outside a literal or comment can only start a directive (line marker, #pragma) in preprocessed text.
-    r"""[{}]|/\*[\s\S]*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'|\#[^\n]*"""
+    # A `'` right after a digit is a C23 digit separator (1'000'000), never the start of a character constant.
+    r"""[{}]|/\*[\s\S]*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|(?<![0-9])'(?:\\.|[^'\\\n])*'|\#[^\n]*"""
 )
 
-# `name (...) {` inside a body can only be a GCC nested function: the unit is then parsed in full, fails, and
-# falls back cleanly instead of instrumenting around a construct we do not model.
+# `name (...) {` inside a body: a candidate for a GCC nested function (a cheap first look at every body; most
+# matches are compound literals such as the intrinsic headers' `__extension__ (__m128){...}`, which
+# _nested_functions then tells apart by what precedes the name).
 _NESTED_FUNCTION = re.compile(r"\b([A-Za-z_]\w*)\s*\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\)\s*\{")
 _NOT_A_FUNCTION_NAME = frozenset(
-    "if while for switch return sizeof _Alignof __alignof__ __typeof__ typeof __attribute__ do else case".split()
+    "if while for switch return sizeof _Alignof __alignof__ __typeof__ typeof __attribute__ do else case "
+    "__extension__ __typeof _Generic typeof_unqual __typeof_unqual__ __builtin_choose_expr alignof".split()
 )
+# A nested function's name follows its return type (a word that is not one of these) or a `*`.
+_NOT_A_TYPE_WORD = frozenset(
+    "return case goto sizeof else do __extension__ _Alignof alignof __alignof__ defined".split()
+)
+_LITERAL_OR_COMMENT = re.compile(r"""/\*[\s\S]*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|(?<![0-9])'(?:\\.|[^'\\\n])*'""")
+_WORD_BEFORE = re.compile(r"([A-Za-z_$][\w$]*|\*)\s*$")
 
 # Bumped whenever what a scanned include's entry holds, or how the scanner reads, changes.
-_SCAN_INCLUDE_FORMAT = "scan-include-1"
+_SCAN_INCLUDE_FORMAT = "scan-include-2"
 
 # A marker is found after its line's newline: a pattern that starts with a literal is searched for fast (sqlite3's
 # 8.6 MB: 4x faster than a `^` anchor). The unit's first line gets a newline in front of it (see _markers).
@@ -75,17 +84,26 @@ _AS_TYPE = {
     "_Float128": "double", "_Float64": "double", "_Float32": "double", "_Float16": "double",
     "_Float128x": "double", "_Float64x": "double", "_Float32x": "double", "__float128": "double",
     "__float80": "double", "__ibm128": "double", "_Decimal32": "double", "_Decimal64": "double",
-    "_Decimal128": "double", "__builtin_va_list": "int", "__fp16": "double",
+    "_Decimal128": "double", "__builtin_va_list": "int", "__fp16": "double", "__bf16": "double",
 }
+# C23 keywords. Before C23 these words are macros (stdbool.h, stdalign.h, assert.h...) that preprocessing has
+# already replaced, so what is left of them can only be the user's own identifiers: they are read as keywords only
+# in units compiled as C23 (the guard header names the unit's __STDC_VERSION__, see _is_c23).
+_C23_RESPELL = {"bool": "int", "true": "1", "false": "0", "nullptr": "0", "alignof": "sizeof"}
+_C23_BLANK_WORD = frozenset(("constexpr", "thread_local"))
+_C23_BLANK_WITH_PARENS = frozenset(("alignas", "static_assert"))
+_C23_TYPEOF = frozenset(("typeof_unqual",))
+_STD_VERSION = re.compile(r"\b__cprof_stdc_(\d+)L\b")
 _BLANK_WORD = frozenset("__extension__ __thread _Thread_local __real__ __imag__ __seg_fs __seg_gs".split())
-_BLANK_WITH_PARENS = frozenset("__attribute__ __attribute _Alignas __declspec".split())
+_BLANK_WITH_PARENS = frozenset("__attribute__ __attribute _Alignas __declspec _Static_assert".split())
 _ASM = frozenset("__asm__ __asm asm".split())
 _ASM_QUALIFIERS = frozenset("volatile __volatile__ __volatile goto inline __inline__ __inline".split())
 _EXPRESSION_WITH_TYPES = frozenset(
     "__builtin_va_arg __builtin_offsetof __builtin_types_compatible_p __builtin_convertvector "
-    "__builtin_shufflevector __builtin_has_attribute".split()
+    "__builtin_shufflevector __builtin_has_attribute _Generic".split()
 )
-_TYPEOF = frozenset("typeof __typeof__ __typeof".split())
+# Type specifiers with a parenthesised operand: each becomes `int`.
+_TYPEOF = frozenset("typeof __typeof__ __typeof __typeof_unqual__ __typeof_unqual _BitInt".split())
 _ENDS_OPERAND = frozenset(("ident", "number", "string", "char", ")", "]"))
 
 
@@ -102,10 +120,20 @@ class LineMarker:
 
 
 @dataclass
+class NestedFunction:
+    """A GCC nested function: a definition inside another function's body."""
+
+    name: str
+    name_offset: int
+    open_offset: int
+    close_offset: int
+
+
+@dataclass
 class Body:
     open_offset: int  # the `{`
     close_offset: int  # the matching `}`
-    nested_function: bool = False
+    nested: list[NestedFunction] = field(default_factory=list)
 
 
 @dataclass
@@ -170,6 +198,23 @@ def _markers(text: str) -> list[LineMarker]:
 
 
 _NOT_NEWLINE = re.compile(r"[^\n]+")
+_NOT_ASCII = re.compile(r"[^\x00-\x7f]|\\")
+_UNIVERSAL_CHARACTER = re.compile(r"\\u([0-9A-Fa-f]{4})|\\U([0-9A-Fa-f]{8})")
+# An identifier as the preprocessed text may spell it: extended characters as UTF-8 or as \u/\U escapes.
+IDENTIFIER = re.compile(r"(?:[A-Za-z_$]|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8})(?:[\w$]|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8})*")
+
+
+def ascii_identifier(name: str) -> str:
+    """The identifier as pycparser can read it: each non-ASCII letter and escape backslash made `_` (same length,
+    so no column moves)."""
+    return _NOT_ASCII.sub("_", name)
+
+
+def identifier_text(name: str) -> str:
+    """The identifier's characters, universal character names decoded (`caf\\u00e9` is `café`)."""
+    if "\\" not in name:
+        return name
+    return _UNIVERSAL_CHARACTER.sub(lambda m: chr(int(m.group(1) or m.group(2), 16)), name)
 
 
 def blank(text: str) -> str:
@@ -227,9 +272,24 @@ def _match_body(text: str, open_offset: int) -> int:
     raise ScanError(f"unbalanced braces from offset {open_offset}")
 
 
-def _has_nested_function(text: str, body: Body) -> bool:
+def _nested_functions(text: str, body: Body) -> list[NestedFunction]:
+    """The nested functions in a body, at any depth. pycparser never reads a body (the copy blanks it), so they
+    cost the enclosing function nothing: each gets a guard of its own."""
     inner = text[body.open_offset + 1 : body.close_offset]
-    return any(m.group(1) not in _NOT_A_FUNCTION_NAME for m in _NESTED_FUNCTION.finditer(inner))
+    if not _NESTED_FUNCTION.search(inner):
+        return []
+    base = body.open_offset + 1
+    code = _LITERAL_OR_COMMENT.sub(lambda m: blank(m.group()), inner)  # a string or comment is not code
+    found = []
+    for match in _NESTED_FUNCTION.finditer(code):
+        name = match.group(1)
+        before = _WORD_BEFORE.search(code[max(0, match.start() - 64) : match.start()])
+        if name in _NOT_A_FUNCTION_NAME or name.startswith("__builtin") or before is None \
+                or before.group(1) in _NOT_A_TYPE_WORD or before.group(1) in _NOT_A_FUNCTION_NAME:
+            continue
+        open_offset = base + match.end() - 1
+        found.append(NestedFunction(name, base + match.start(1), open_offset, _match_body(text, open_offset)))
+    return found
 
 
 class _Scanner:
@@ -237,8 +297,14 @@ class _Scanner:
     union body, initializer) is matched with the cheap `_BODY_TOKEN` pattern and jumped over: nothing inside one
     can change how file-scope declarations read, and bodies are nearly all of a unit's text."""
 
-    def __init__(self, text: str, store=None, includes: dict[int, tuple[int, int]] | None = None):
+    def __init__(self, text: str, store=None, includes: dict[int, tuple[int, int]] | None = None,
+                 c23: bool = False):
         self.text = text
+        self.c23 = c23
+        self.respell = _RESPELL | _C23_RESPELL if c23 else _RESPELL
+        self.blank_words = _BLANK_WORD | _C23_BLANK_WORD if c23 else _BLANK_WORD
+        self.blank_with_parens = _BLANK_WITH_PARENS | _C23_BLANK_WITH_PARENS if c23 else _BLANK_WITH_PARENS
+        self.typeof = _TYPEOF | _C23_TYPEOF if c23 else _TYPEOF
         self.store = store
         self.includes = includes or {}  # by the offset of the marker that enters a header: its text's span
         self.recordings: list[_Recording] = []  # includes being recorded, the innermost (first to end) last
@@ -284,6 +350,8 @@ class _Scanner:
             elif kind == "punct":
                 jump = self._punct(match, token)
             else:
+                if kind == "number" and "'" in token:  # digit separators: pycparser knows none
+                    self.copy.replace(match.start(), match.end(), "0")
                 self._note(kind, token)
                 continue
             if jump is not None:
@@ -333,7 +401,7 @@ class _Scanner:
         start, end = self.includes[marker_start]
         if not self._clean() or end <= start:
             return None
-        digest = hashlib.sha256(f"{_SCAN_INCLUDE_FORMAT}\0{self._entry_state()!r}\0".encode())
+        digest = hashlib.sha256(f"{_SCAN_INCLUDE_FORMAT}\0{self._entry_state()!r}\0{self.c23}\0".encode())
         digest.update(self.text[start:end].encode("utf-8", "surrogateescape"))
         key = digest.hexdigest()
         entry = self.store.load_segment(key)
@@ -373,14 +441,16 @@ class _Scanner:
     def _ident(self, match, token: str) -> int | None:
         start, end = match.span()
         copy = self.copy
-        if token in _RESPELL:
-            copy.replace(start, end, _RESPELL[token])
+        if not token.isascii() or "\\" in token:  # UTF-8 or \u escapes (gcc -E writes the latter): pycparser
+            copy.replace(start, end, ascii_identifier(token))  # knows neither
+        elif token in self.respell:
+            copy.replace(start, end, self.respell[token])
         elif token in _AS_TYPE:
             copy.replace(start, end, _AS_TYPE[token])
-        elif token in _BLANK_WORD:
+        elif token in self.blank_words:
             copy.replace(start, end)
             return None
-        elif token in _BLANK_WITH_PARENS or token in _ASM:
+        elif token in self.blank_with_parens or token in _ASM:
             after = self._next_token(end)
             while token in _ASM and after is not None and after.group() in _ASM_QUALIFIERS:
                 after = self._next_token(after.end())
@@ -393,11 +463,11 @@ class _Scanner:
                 self.attributes.append((start, self.text[after.start() : close]))
             copy.replace(start, close)
             return close
-        elif token in _TYPEOF or token in _EXPRESSION_WITH_TYPES:
+        elif token in self.typeof or token in _EXPRESSION_WITH_TYPES:
             after = self._next_token(end)
             if after is not None and after.group() == "(":
                 close = self._balanced_end(after.start())
-                is_type = token in _TYPEOF
+                is_type = token in self.typeof
                 copy.replace(start, close, "int" if is_type else "0")
                 self._note("ident" if is_type else "number", "int" if is_type else "0")
                 return close
@@ -427,6 +497,15 @@ class _Scanner:
             close = _range_end(text, end)
             copy.replace(start, close)
             return close
+        if token == "[":
+            after = self._next_token(end)
+            if after is not None and after.group() == "[":  # a C23 attribute: `[[...]]` (nothing else starts so)
+                close = _attribute_end(text, after.end())
+                # kept for the skip decisions as GNU spelling: [[gnu::always_inline]] -> ((always_inline))
+                words = re.sub(r"\b(?:__)?gnu(?:__)?\s*::\s*", "", text[after.end() : close - 2])
+                self.attributes.append((start, f"(({words}))"))
+                copy.replace(start, close)
+                return close
         if token == "(":
             self.paren_stack.append((start, self.previous))
         elif token == ")":
@@ -452,11 +531,10 @@ class _Scanner:
         if _opens_function_body(previous, self.before_paren):
             close = _match_body(self.text, start)
             body = Body(start, close)
-            body.nested_function = _has_nested_function(self.text, body)
+            body.nested = _nested_functions(self.text, body)
             self.bodies[start] = body
             self.item_ends.append(close)
-            if not body.nested_function:  # else pycparser reads it, fails, and the unit falls back cleanly
-                self.copy.replace(start + 1, close)
+            self.copy.replace(start + 1, close)
             return close
         if previous == "=":  # an initializer: `{0}` initializes anything as far as parsing goes
             close = _match_body(self.text, start)
@@ -483,7 +561,9 @@ class _Recording:
         edits, bodies, attributes, item_ends = self.counts
         return {
             "edits": [(a - start, b - start, r) for a, b, r in scanner.copy.edits[edits:]],
-            "bodies": [(b.open_offset - start, b.close_offset - start, b.nested_function)
+            "bodies": [(b.open_offset - start, b.close_offset - start,
+                        [(n.name, n.name_offset - start, n.open_offset - start, n.close_offset - start)
+                         for n in b.nested])
                        for b in list(scanner.bodies.values())[bodies:]],
             "attributes": [(offset - start, text) for offset, text in scanner.attributes[attributes:]],
             "item_ends": [offset - start for offset in scanner.item_ends[item_ends:]],
@@ -496,13 +576,19 @@ def scan(text: str, store=None) -> ScannedUnit:
     or None to scan it all."""
     line_starts = _line_starts(text)
     markers = _markers(text)
-    scanner = _Scanner(text, store, _includes(markers) if store is not None else None)
+    scanner = _Scanner(text, store, _includes(markers) if store is not None else None, _is_c23(text))
     scanner.run()
     unit = ScannedUnit(text, scanner.copy.build(), scanner.bodies, markers, scanner.attributes, scanner.item_ends,
                        line_starts)
     unit._marker_lines = [m.unit_line for m in markers]
     unit._attribute_offsets = [offset for offset, _ in scanner.attributes]
     return unit
+
+
+def _is_c23(text: str) -> bool:
+    """Whether the unit is compiled as C23 (gcc 12 says 202000L for -std=c2x), from the guard header's typedef."""
+    version = _STD_VERSION.search(text)
+    return version is not None and int(version.group(1)) >= 202000
 
 
 def _includes(markers: list[LineMarker]) -> dict[int, tuple[int, int]]:
@@ -526,6 +612,20 @@ def _opens_function_body(previous: str, before_paren: str) -> bool:
     if previous == ")":
         return before_paren in ("ident", ")")
     return previous in ("]", ";")
+
+
+def _attribute_end(text: str, at: int) -> int:
+    """End offset of a C23 attribute whose `[[` ends at `at`: just past its `]]`."""
+    depth = 2
+    for match in _TOKEN.finditer(text, at):
+        token = match.group()
+        if token == "[":
+            depth += 1
+        elif token == "]":
+            depth -= 1
+            if depth == 0:
+                return match.end()
+    raise ScanError(f"unbalanced [[ from offset {at}")
 
 
 def _label_length(text: str, at: int) -> int:

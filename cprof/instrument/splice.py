@@ -11,13 +11,20 @@ GUARD = (
 )
 
 
+# A nested function's guard has a name of its own: one that shadowed the enclosing function's guard would warn
+# under -Wshadow (and -Werror would then break the user's build).
+NESTED_GUARD = GUARD.replace("__cprof_guard ", "__cprof_guard_nested{index} ").replace(
+    "&__cprof_guard)", "&__cprof_guard_nested{index})")
+
+
 @dataclass
 class Site:
     name: str
     file: str
     line: int
     flags: int
-    body_offset: int  # the `{` the guard follows
+    body_offset: int  # the `{` the guard follows (or the `;` of the body's leading __label__ declarations)
+    nested: bool = False  # a GCC nested function (see NESTED_GUARD)
 
 
 def c_string(text: str) -> str:
@@ -46,7 +53,8 @@ def splice(text: str, sites: list[Site], table_offset: int) -> str:
     at = 0
     table = site_table(sites)
     inserts = [(table_offset, " " + table if text[table_offset] == "\n" else table + "\n")]
-    inserts += [(s.body_offset + 1, " " + GUARD.format(index=i)) for i, s in enumerate(sites)]
+    inserts += [(s.body_offset + 1, " " + (NESTED_GUARD if s.nested else GUARD).format(index=i))
+                for i, s in enumerate(sites)]
     for offset, insert in sorted(inserts, key=lambda pair: pair[0]):
         pieces.append(text[at:offset])
         pieces.append(insert)

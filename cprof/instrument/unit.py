@@ -12,7 +12,7 @@ from cprof.instrument.scan import ScanError, ScannedUnit, scan
 from cprof.instrument.splice import Site, splice
 
 if TYPE_CHECKING:
-    from cprof.instrument.parse import ParsedFunction, SegmentStore
+    from cprof.instrument.parse import ParsedUnit, SegmentStore
 
 # Function flags, as in csrc/runfile.h.
 FN_STATIC = 1
@@ -49,6 +49,8 @@ class InstrumentedUnit:
     matched_filters: set[str] = field(default_factory=set)
     sites: list[Site] = field(default_factory=list)
     table_offset: int = 0
+    # file-scope items pycparser could not read, left out of the parse: [file, line, what became of it]
+    repairs: list[list] = field(default_factory=list)
 
     @property
     def instrumented(self) -> list[FunctionEntry]:
@@ -76,12 +78,16 @@ class PathMap:
         return absolute
 
 
-def _skip_reason(function, system_header: bool) -> str | None:
+def _skip_reason(function, system_header: bool, function_filter: FunctionFilter) -> str | None:
     if system_header:
         return "defined in a system header"
     for word in FORBIDDING_ATTRIBUTES:
         if word in function.attributes:
             return f"attribute {word}"
+    # A helper its author forces inline is part of its callers by design (zstd's are a few instructions each, and
+    # timing them made zstd 83x slower): its time stays in them, as in the plain build.
+    if "always_inline" in function.attributes and not function_filter.always_inline:
+        return "always_inline: its time stays in its callers (--always-inline measures it)"
     if "inline" in function.funcspec and "extern" in function.storage:
         return "extern inline (an inlining hint, never emitted)"
     if "inline" in function.funcspec and "static" not in function.storage:
@@ -125,17 +131,18 @@ def instrument_unit(
 
 
 def decide(
-    unit: ScannedUnit, parsed: list[ParsedFunction], guard_header: str, paths: PathMap, function_filter: FunctionFilter
+    unit: ScannedUnit, parsed: ParsedUnit, guard_header: str, paths: PathMap, function_filter: FunctionFilter
 ) -> InstrumentedUnit:
     """Which of the parsed functions get a guard, and where the site table goes."""
     result = InstrumentedUnit()
+    _note_repairs(unit, parsed, paths, result)
     for function in parsed:
         file, line, system_header = unit.source_position(unit.line_of(function.name_offset))
         if os.path.dirname(file) == os.path.dirname(guard_header):  # cprof's own headers
             continue
         real_file = paths.real(file)
         entry = FunctionEntry(function.name, real_file, line, static="static" in function.storage)
-        entry.skipped = _skip_reason(function, system_header)
+        entry.skipped = _skip_reason(function, system_header, function_filter)
         if entry.skipped is None and function.body_offset not in unit.bodies:
             entry.skipped = "body not found by the scanner"
         if entry.skipped is None and not function_filter.selects(function.name, real_file, result.matched_filters):
@@ -143,10 +150,56 @@ def decide(
         result.functions.append(entry)
         if entry.skipped is None:
             flags = (FN_STATIC if entry.static else 0) | (FN_INLINE if "inline" in function.funcspec else 0)
-            result.sites.append(Site(function.name, real_file, line, flags, function.body_offset))
+            result.sites.append(Site(function.name, real_file, line, flags, _guard_after(unit.text, function.body_offset)))
+            _nested_sites(unit, unit.bodies[function.body_offset], paths, function_filter, result)
     if result.sites:
         result.table_offset = _guard_header_end(unit, guard_header)
     return result
+
+
+def _note_repairs(unit: ScannedUnit, parsed: ParsedUnit, paths: PathMap, result: InstrumentedUnit) -> None:
+    """What the parse left out, said in the user's terms. Only a definition of the user's own whose name could not
+    be read costs a function; any other item left out costs nothing but its attributes."""
+    for repair in getattr(parsed, "repairs", ()):
+        file, line, system_header = unit.source_position(unit.line_of(repair.offset))
+        real_file = paths.real(file)
+        if repair.function:
+            outcome = f"the definition of {repair.function} was read from its declarator"
+        elif repair.typedefs:
+            outcome = f"only the names of its typedef {', '.join(repair.typedefs)} were kept"
+        else:
+            outcome = "it was left out"
+        result.repairs.append([real_file, line, f"pycparser: {repair.message}; {outcome}"])
+        if repair.unnamed_definition and not system_header:
+            result.functions.append(FunctionEntry("(unreadable)", real_file, line, static=False,
+                                                  skipped=f"declaration not understood (pycparser: {repair.message})"))
+
+
+_LOCAL_LABELS = re.compile(r"(?:\s|/\*[\s\S]*?\*/|//[^\n]*)*__label__\b[^;]*;")
+
+
+def _guard_after(text: str, open_offset: int) -> int:
+    """Where the guard goes: right after the body's `{`, unless the block opens with GNU `__label__` declarations,
+    which must come before any other declaration: then after the last of them."""
+    at = open_offset
+    while match := _LOCAL_LABELS.match(text, at + 1):
+        at = match.end() - 1
+    return at
+
+
+def _nested_sites(unit: ScannedUnit, body, paths: PathMap, function_filter: FunctionFilter,
+                  result: InstrumentedUnit) -> None:
+    """GCC nested functions inside an instrumented body: static by nature, each measured like any function."""
+    for nested in body.nested:
+        file, line, _ = unit.source_position(unit.line_of(nested.name_offset))
+        real_file = paths.real(file)
+        entry = FunctionEntry(nested.name, real_file, line, static=True)
+        if not function_filter.selects(nested.name, real_file, result.matched_filters):
+            entry.skipped = "not selected by the filters"
+        result.functions.append(entry)
+        if entry.skipped is None:
+            result.sites.append(Site(nested.name, real_file, line, FN_STATIC, _guard_after(unit.text, nested.open_offset),
+                                     nested=True))
 
 
 def _located(unit: ScannedUnit, error: Exception) -> InstrumentError:
