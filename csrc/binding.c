@@ -45,7 +45,8 @@ static PyObject *header_dict(const struct cprof_run_header *h)
         start = i + 1;
     }
     result = Py_BuildValue(
-        "{s:I,s:K,s:K,s:K,s:I,s:d,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:i,s:I,s:K,s:d,s:d,s:d,s:d,s:I,s:K,s:I,s:N}", "version",
+        "{s:I,s:K,s:K,s:K,s:I,s:d,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:i,s:I,s:K,s:d,s:d,s:d,s:d,s:I,s:K,s:I,s:K,s:N}",
+        "version",
         h->version, "features", h->features, "base_address", h->base_address, "used_bytes", h->used_bytes,
         "timer_kind", h->timer_kind, "ticks_per_second", h->ticks_per_second, "start_ticks", h->start_ticks,
         "start_mono_ns", h->start_mono_ns, "start_unix_ns", h->start_unix_ns, "end_ticks", h->end_ticks,
@@ -53,7 +54,7 @@ static PyObject *header_dict(const struct cprof_run_header *h)
         "flags", h->flags, "fork_ticks", h->fork_ticks, "guard_inner_ticks", h->guard_inner_ticks,
         "guard_outer_ticks", h->guard_outer_ticks, "guard_inner_spread", h->guard_inner_spread,
         "guard_outer_spread", h->guard_outer_spread, "calibration_rounds", h->calibration_rounds, "lost_frames",
-        h->lost_frames, "timer_ordered", h->timer_ordered, "cmdline", cmdline);
+        h->lost_frames, "timer_ordered", h->timer_ordered, "runtime_ns", h->runtime_ns, "cmdline", cmdline);
     return result;
 }
 
@@ -76,9 +77,9 @@ static PyObject *to_python(const struct cprof_read_result *r)
     }
     for (i = 0; i < r->node_count; i++) {
         const struct cprof_read_node *n = &r->nodes[i];
-        PyObject *item = Py_BuildValue("(KLIKKKKKKK)", n->offset, (long long)n->parent, n->function_id, n->calls,
+        PyObject *item = Py_BuildValue("(KLIKKKKKKKK)", n->offset, (long long)n->parent, n->function_id, n->calls,
                                        n->total_ticks, n->cpu_ns, n->alloc_count, n->alloc_bytes, n->free_count,
-                                       n->free_bytes);
+                                       n->free_bytes, n->wait_ticks);
         if (!item)
             goto fail;
         PyList_SET_ITEM(nodes, (Py_ssize_t)i, item);

@@ -90,6 +90,7 @@ static int collect(const struct cprof_record_head *record, size_t offset, void *
         out->alloc_bytes = node.alloc_bytes;
         out->free_count = node.free_count;
         out->free_bytes = node.free_bytes;
+        out->wait_ticks = node.wait_ticks;
     } else if (record->kind == CPROF_REC_THREAD && record->size >= sizeof(struct cprof_thread_record)) {
         struct cprof_thread_record thread;
         struct cprof_read_thread *out;

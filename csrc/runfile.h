@@ -35,6 +35,8 @@ __extension__ typedef unsigned long long cprof_u64; /* the same type as the guar
 #define CPROF_FEAT_CPU_TIME (1ull << 1)   /* node.cpu_ns holds thread CPU time (--cpu-time) */
 #define CPROF_FEAT_ALLOCS (1ull << 2)     /* node allocation counters are filled (reserved) */
 #define CPROF_FEAT_TRACE (1ull << 3)      /* bounded event-trace records follow (reserved) */
+#define CPROF_FEAT_THREAD_CPU (1ull << 4) /* a thread root's cpu_ns holds the thread's whole CPU time at its end */
+#define CPROF_FEAT_WAIT_TIME (1ull << 5)  /* node.wait_ticks holds time spent blocked (csrc/waits.c) */
 
 /* Header flags. */
 #define CPROF_RUN_COMPLETE (1u << 0)    /* the process finished normally and wrote its trailer */
@@ -95,7 +97,9 @@ struct cprof_run_header {
     cprof_u64 lost_frames;     /* calls not recorded (arena full, re-entered from a signal handler) */
     cprof_u32 timer_ordered;   /* 1: timer reads waited for earlier instructions (rdtscp) */
     cprof_u32 reserved_u32;
-    cprof_u64 reserved[15];
+    cprof_u64 runtime_ns;      /* the runtime's own start-up and exit work (timer and guard calibration): not the
+                                  program's time, which coverage figures are a share of */
+    cprof_u64 reserved[14];
     char cmdline[CPROF_CMDLINE_MAX];
 };
 
@@ -140,13 +144,15 @@ struct cprof_node {
     cprof_u64 next_sibling;
     cprof_u64 calls;          /* incremented on entry, so open and crashed frames are counted */
     cprof_u64 total_ticks;    /* sum over this node's finished activations of (exit - entry) */
-    cprof_u64 cpu_ns;         /* CPROF_FEAT_CPU_TIME: thread CPU time inside, callees included */
+    cprof_u64 cpu_ns;         /* CPROF_FEAT_CPU_TIME: thread CPU time inside, callees included; a thread root:
+                                 CPROF_FEAT_THREAD_CPU, the thread's CPU time when it ended (0: unknown) */
     /* second cache line: counters that later features fill (feature bits say which are valid) */
     cprof_u64 alloc_count;
     cprof_u64 alloc_bytes;
     cprof_u64 free_count;
     cprof_u64 free_bytes;
-    cprof_u64 reserved[4];
+    cprof_u64 wait_ticks;     /* CPROF_FEAT_WAIT_TIME: blocked in a waiting call made right here (not in callees) */
+    cprof_u64 reserved[3];
 };
 
 /* One open activation on a thread's shadow stack. */

@@ -8,6 +8,7 @@
 #include "runfile.h"
 #include "records.h"
 #include "timer.h"
+#include "waits.h"
 #include "cprof_guard.h"
 
 #include <errno.h>
@@ -382,11 +383,24 @@ static void read_thread_name(pid_t tid, char name[16])
     name[got] = 0;
 }
 
+/* The thread's whole CPU time, read once at its end: two clock reads per thread tell a thread that worked from
+ * one that mostly waited, where a read per call (--cpu-time) costs hundreds of ns each. */
+static void record_thread_cpu(struct cprof_thread_record *thread, int current)
+{
+    struct cprof_node *root = as_pointer(thread->root);
+    struct timespec now;
+    /* Linux's clock id for another thread of this process, as glibc's pthread_getcpuclockid builds it */
+    clockid_t clock = current ? CLOCK_THREAD_CPUTIME_ID : (clockid_t)((~(unsigned)thread->tid << 3) | 6u);
+    if (root && clock_gettime(clock, &now) == 0)
+        root->cpu_ns = (cprof_u64)now.tv_sec * 1000000000ull + (cprof_u64)now.tv_nsec;
+}
+
 static void thread_finish(void *state)
 {
     struct cprof_thread_record *thread = state;
     /* Open frames stay on the stack: readers close them at end_ticks, like a crashed run's at last_ticks. */
     read_thread_name((pid_t)thread->tid, thread->name);
+    record_thread_cpu(thread, 1);
     thread->end_ticks = now_ticks();
     if (child_index.slots)
         munmap(child_index.slots, child_index.capacity * sizeof *child_index.slots);
@@ -530,6 +544,28 @@ void __cprof_leave_slow(void *guard, cprof_u64 now)
     thread->last_ticks = now;
     __asm__ __volatile__("" ::: "memory");
     thread->top = as_u64(own - 1);
+}
+
+/* ---- waiting (csrc/waits.c) ----------------------------------------------------------------------------- */
+
+cprof_u64 cprof_wait_begin(void)
+{
+    struct cprof_thread_record *thread = (struct cprof_thread_record *)__cprof_tls;
+    /* busy: the runtime's own locks, taken in its slow paths, are not the program's waiting */
+    if (!thread || __cprof_mode == 1 || thread->busy)
+        return 0;
+    return now_ticks() | 1; /* never 0, which means "not recording" */
+}
+
+void cprof_wait_end(cprof_u64 start)
+{
+    struct cprof_thread_record *thread = (struct cprof_thread_record *)__cprof_tls;
+    struct cprof_frame *frame;
+    cprof_u64 now = now_ticks();
+    if (!thread || now <= start)
+        return;
+    frame = as_pointer(thread->top);
+    ((struct cprof_node *)as_pointer(frame->node))->wait_ticks += now - start;
 }
 
 /* ---- guard calibration ---------------------------------------------------------------------------------- */
@@ -767,7 +803,7 @@ static int reset_record(const struct cprof_record_head *record, size_t offset, v
     (void)offset;
     if (record->kind == CPROF_REC_NODE) {
         struct cprof_node *node = (struct cprof_node *)record;
-        node->calls = node->total_ticks = node->cpu_ns = 0;
+        node->calls = node->total_ticks = node->cpu_ns = node->wait_ticks = 0;
         node->alloc_count = node->alloc_bytes = node->free_count = node->free_bytes = 0;
     } else if (record->kind == CPROF_REC_THREAD && (const void *)record != (void *)reset->survivor) {
         struct cprof_thread_record *gone = (struct cprof_thread_record *)record;
@@ -832,6 +868,7 @@ static void on_fork_child(void)
     timer_pair(&header->start_ticks, &header->start_mono_ns);
     header->start_unix_ns = cprof_realtime_ns();
     header->lost_frames = 0;
+    header->runtime_ns = 0;
 }
 
 static void before_fork(void)
@@ -849,7 +886,7 @@ static void after_fork_in_parent(void)
 static void process_start_once(void)
 {
     struct cprof_run_header *header;
-    cprof_u64 unix_ns = cprof_realtime_ns();
+    cprof_u64 unix_ns = cprof_realtime_ns(), began = cprof_monotonic_ns();
     int fd;
     if (env_flag("CPROF_DISABLE")) {
         __cprof_mode = 1;
@@ -878,7 +915,8 @@ static void process_start_once(void)
     memcpy(header->magic, CPROF_RUN_MAGIC, 8);
     header->version = CPROF_RUN_VERSION;
     header->header_size = CPROF_HEADER_SIZE;
-    header->features = CPROF_FEAT_WALL_TIME | (rt.cpu_time ? CPROF_FEAT_CPU_TIME : 0);
+    header->features = CPROF_FEAT_WALL_TIME | CPROF_FEAT_THREAD_CPU | (rt.cpu_time ? CPROF_FEAT_CPU_TIME : 0) |
+                       (&cprof_waits_tracked && cprof_waits_tracked ? CPROF_FEAT_WAIT_TIME : 0);
     header->base_address = as_u64(rt.base);
     header->used_bytes = CPROF_CHUNK_SIZE; /* the first chunk holds the header and the trailer */
     header->chunk_size = CPROF_CHUNK_SIZE;
@@ -899,6 +937,7 @@ static void process_start_once(void)
     rt.ready = 1;
     if (__cprof_mode == 0 && !(getenv("CPROF_CALIBRATE") && strcmp(getenv("CPROF_CALIBRATE"), "0") == 0))
         calibrate_guard();
+    header->runtime_ns = cprof_monotonic_ns() - began;
 }
 
 static int process_start(void)
@@ -924,12 +963,17 @@ __attribute__((destructor)) static void process_finish(void)
         header->ticks_per_second =
             (double)(end_ticks - header->start_ticks) * 1e9 / (double)(end_mono - header->start_mono_ns);
     for (thread = as_pointer(header->threads_head); thread; thread = as_pointer(thread->next))
-        if (!thread->end_ticks)
+        if (!thread->end_ticks) {
             read_thread_name((pid_t)thread->tid, thread->name);
+            record_thread_cpu(thread, thread == (struct cprof_thread_record *)__cprof_tls);
+        }
     /* the guard's cost in ticks depends on the core's clock, which is often still low at start-up after idle:
      * once the run has kept the core busy for a while, measure again and use that */
-    if (__cprof_mode == 0 && end_mono - header->start_mono_ns > 50000000ull)
+    if (__cprof_mode == 0 && end_mono - header->start_mono_ns > 50000000ull) {
+        cprof_u64 began = cprof_monotonic_ns();
         calibrate_guard();
+        header->runtime_ns += cprof_monotonic_ns() - began;
+    }
     header->end_ticks = end_ticks;
     header->end_mono_ns = end_mono;
     trailer = (struct cprof_trailer_record *)(rt.base + CPROF_HEADER_SIZE);

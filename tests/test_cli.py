@@ -115,7 +115,7 @@ def report_json(project: Project, *args: str) -> dict:
     result = project.cprof("report", "--json", *args)
     assert result.returncode == 0, result.stderr
     document = result.json()
-    validate(document, "report-1.json")
+    validate(document, "report-2.json")
     return document
 
 
@@ -170,7 +170,8 @@ def test_profile_prints_the_report_with_exact_calls(tour):
     assert {row[0]: int(row[4].replace(",", "")) for row in rows} == TOUR_CALLS
     assert rows[0][0] == "heavy" and names(result.stdout).index("heavy") < names(result.stdout).index("light")
     assert re.match(r"run \S+: wall [\d.]+ [mµ]?s, 1 thread, complete$", footer[0])
-    assert footer[1].startswith("times corrected for the guard's cost")
+    assert re.match(r"instrumented functions ran [\d.]+% of this run's [\d.]+ [mµ]?s \(main thread", footer[1])
+    assert footer[2].startswith("times corrected for the guard's cost")
     document = report_json(tour)
     functions = by_name(document)
     assert calls_of(document) == TOUR_CALLS
@@ -215,11 +216,11 @@ def test_threads(project):
     project.write("threads.c", THREADS)
     assert project.cprof("profile", "threads.c", "--", "-pthread").returncode == 0
     text = project.cprof("report", "--threads").stdout
-    rows = table(text)[1]
+    header, rows, _ = table(text)
     work_at = names(text).index("work")
     parts = rows[work_at + 1: work_at + 4]
     assert [row[0].split(" (")[0] for row in parts] == ["thread 0", "thread 1", "thread 2"]
-    assert [row[4] for row in parts] == ["1", "30", "30"]
+    assert [row[header.index("Calls")] for row in parts] == ["1", "30", "30"]
     assert "3 threads" in text
     functions = by_name(report_json(project, "--threads"))
     assert functions["work"]["calls"] == 61

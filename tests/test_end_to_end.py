@@ -23,7 +23,7 @@ def test_profile_counts_every_call_exactly(project):
     result = project.cprof("profile", "fib.c", "--args", "20", "--json")
     assert result.returncode == 0, result.stderr
     report = result.json()
-    validate(report, "report-1.json")
+    validate(report, "report-2.json")
     functions = by_name(report)
     assert functions["fib"]["calls"] == 21891  # 2 * fib(21) - 1
     assert functions["main"]["calls"] == 1

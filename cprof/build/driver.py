@@ -19,11 +19,12 @@ from cprof import __version__
 from cprof.build import wrapper
 from cprof.build.cache import PLAN_FORMAT, default_cache_dir
 from cprof.build.server import ENV_SERVER, BuildServer
-from cprof.build.shadow import sync_tree
+from cprof.build.shadow import project_root, sync_tree
 from cprof.build.toolchain import BUILD_CLIENT, GUARD_HEADER, check_installed, find_real_compiler
 from cprof.errors import EXIT_BUILD_FAILED, EXIT_NOT_FOUND, EXIT_USAGE, CprofError
 from cprof.instrument.filters import FunctionFilter, unmatched_filters
-from cprof.instrument.unit import PathMap
+from cprof.instrument.unit import UNREADABLE, PathMap
+from cprof.paths import display_path
 from cprof.run.store import Store, read_json, write_json_atomic
 
 _COMPILER_NAMES = ("cc", "gcc", "c89", "c99", "clang")
@@ -85,11 +86,35 @@ class BuildSummary:
             progress = ""
         cached = f", {self.units_cached} from cache" if self.units_cached else ""
         programs = ", ".join(os.path.basename(l["output"]) for l in self.links) or "nothing linked"
-        return (
+        lines = [
             f"cprof: built {programs}: {self.units_instrumented} units instrumented{progress}{cached}, "
             f"{self.units_fallen_back} fell back; {self.functions_instrumented} functions instrumented, "
             f"{len(self.skipped)} skipped ({self.seconds:.1f}s)"
-        )
+        ]
+        unreadable = sum(1 for name, *_ in self.skipped if name == UNREADABLE)
+        if unreadable:
+            lines.append(f"cprof: {unreadable} function definitions could not be read and are not measured "
+                         "(--list-skipped says where)")
+        if self.fallbacks:
+            lines.append(f"cprof: {self.units_fallen_back} units fell back to plain compiles; their functions are not "
+                         "measured:")
+            lines += [f"  {fallback_line(source, reason)}" for source, reason in self.fallbacks[:_FALLBACKS_SHOWN]]
+            if len(self.fallbacks) > _FALLBACKS_SHOWN:
+                lines.append(f"  ... and {len(self.fallbacks) - _FALLBACKS_SHOWN} more (cprof build --list-fallbacks)")
+        return "\n".join(lines)
+
+
+# The build summary lists this many fallbacks; `cprof build --list-fallbacks` lists them all.
+_FALLBACKS_SHOWN = 10
+
+
+def fallback_line(source: str, reason: str | None) -> str:
+    """`src/x.c: why`: the reason usually starts with the file:line it is about, which then says it all."""
+    reason = reason or "preprocessing failed"
+    for path in (source, display_path(source)):
+        if reason.startswith(path + ":"):
+            return display_path(source) + reason[len(path):]
+    return f"{display_path(source)}: {reason}"
 
 
 # Where CMake builds its own probes (compiler identification, try_compile), which it keeps after configuring.
@@ -318,7 +343,10 @@ def build_with_command(command: list[str], options: BuildOptions, store: Store |
     rebuilds only what changed; the build state remembers what earlier builds compiled and linked there."""
     check_installed()
     store = store or Store()
-    project = os.path.realpath(os.getcwd())
+    here = os.path.realpath(os.getcwd())
+    project = project_root(here)
+    if project != here:
+        sys.stderr.write(f"cprof: building in a shadow copy of {project}, the project around this folder\n")
     shadow = os.path.realpath(os.path.join(store.build_dir, "tree"))
     shim_dir = os.path.join(store.build_dir, "shims")
     log_path = os.path.join(store.build_dir, "log.jsonl")
@@ -343,8 +371,10 @@ def build_with_command(command: list[str], options: BuildOptions, store: Store |
         env = _environment(log_path, options, shadow, project, shim_dir, cache_dir)
         env[ENV_SERVER] = server.path
         try:
+            workdir = os.path.join(shadow, os.path.relpath(here, project))
+            os.makedirs(workdir, exist_ok=True)
             with _Progress(log_path):
-                status = subprocess.run(command, cwd=shadow, env=env).returncode
+                status = subprocess.run(command, cwd=workdir, env=env).returncode
         except FileNotFoundError:
             raise CprofError(f"build command not found: {command[0]}", EXIT_NOT_FOUND) from None
         except PermissionError:
@@ -406,7 +436,9 @@ def _finish(store: Store, summary: BuildSummary, options: BuildOptions, command:
     write_json_atomic(
         os.path.join(store.build_dir, "last.json"),
         {"command": command, "links": summary.links, "time": time.time(),
-         "functions_instrumented": summary.functions_instrumented},
+         "functions_instrumented": summary.functions_instrumented,
+         "units": summary.units_instrumented + summary.units_fallen_back,
+         "fallbacks": [list(fallback) for fallback in summary.fallbacks]},
     )
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 # Outputs of the user's own normal build must not be copied: make would find them up to date and never
 # build (so never instrument) them in the shadow.
 _BUILD_OUTPUT_SUFFIXES = (".o", ".a", ".so", ".lo", ".la", ".obj", ".gcda", ".gcno", ".pyc")
-_SKIPPED_DIRS = frozenset((".git", ".hg", ".svn", "CMakeFiles", "__pycache__"))
+_SKIPPED_DIRS = frozenset((".git", ".hg", ".svn", "CMakeFiles", "__pycache__", ".cprof"))  # .cprof: a run store
 _SKIPPED_FILES = frozenset(("CMakeCache.txt",))
 # What CMake writes into each directory of its build tree (the one with a CMakeFiles/ beside it). Copied into the
 # shadow they would point the shadow build at the user's own tree (they hold absolute paths), so an in-source
@@ -21,6 +21,34 @@ _CMAKE_GENERATED = frozenset(
     compile_commands.json CPackConfig.cmake CPackSourceConfig.cmake install_manifest.txt
     DartConfiguration.tcl""".split()
 )
+
+
+# What marks the top of a project: its version control, or else the files a top-level build starts from.
+_VERSION_CONTROL = (".git", ".hg", ".svn", ".bzr", "_darcs", ".fossil")
+_BUILD_FILES = ("Makefile", "makefile", "GNUmakefile", "CMakeLists.txt", "configure", "configure.ac", "meson.build",
+                "Makefile.am", "Makefile.in", "build.ninja", "SConstruct")
+
+
+def project_root(folder: str) -> str:
+    """The project a build started in `folder` belongs to: a subfolder's build usually reaches up into the rest of
+    the project (zstd's programs/Makefile includes ../lib/libzstd.mk), so the whole project is shadowed. That is
+    the version-control root above `folder`, else the highest folder of the unbroken line of parents that hold
+    build files; never the file system's root or the home folder itself."""
+    folder = os.path.realpath(folder)
+    stop = {os.path.sep, os.path.realpath(os.path.expanduser("~"))}
+    path = folder
+    while path not in stop:
+        if any(os.path.exists(os.path.join(path, marker)) for marker in _VERSION_CONTROL):
+            return path
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    root = folder
+    while (parent := os.path.dirname(root)) not in stop and parent != root and \
+            any(os.path.isfile(os.path.join(parent, name)) for name in _BUILD_FILES):
+        root = parent
+    return root
 
 
 @dataclass

@@ -29,6 +29,37 @@ ENV_CXX_DRIVER = "CPROF_CXX_DRIVER"  # set by the c++/g++ shims: link the runtim
 
 EXIT_COMPILER_NOT_FOUND = 127
 
+# Seconds one unit may take to scan and parse before it is compiled plain instead (sqlite3.c, 8.6 MB preprocessed,
+# takes about 2 s): a unit that hits it has met a bug of cprof's, and the user's build must go on.
+UNIT_TIME_LIMIT = float(os.environ.get("CPROF_UNIT_TIME_LIMIT", "60"))
+
+
+class UnitTimeout(Exception):
+    pass
+
+
+class _TimeLimit:
+    """SIGALRM after `seconds`, raised as UnitTimeout in the instrumenter (this process, or a build worker, runs
+    one unit at a time in its main thread)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def _expired(self, *_):
+        raise UnitTimeout(f"instrumenting it took over {self.seconds:g} s")
+
+    def __enter__(self):
+        import signal
+
+        self.previous = signal.signal(signal.SIGALRM, self._expired)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *exc):
+        import signal
+
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self.previous)
+
 # True in a fork of the build server (cprof/build/server.py) rather than a process of its own; the log says so.
 served_by_build_server = False  # what a shell answers for a missing command, which is what a build expects
 
@@ -291,6 +322,8 @@ class UnitCompiler:
         compile_status, compile_messages = _run(
             self.config, [self.config.real_compiler] + options + [instrumented, "-o", object_path]
         )
+        if compile_messages and plan["sites"]:
+            compile_messages = self.restore_columns(compile_messages, plan, text)
         if compile_status != 0:
             first_error = next(
                 (line for line in compile_messages.decode(errors="replace").splitlines() if "error" in line),
@@ -302,6 +335,14 @@ class UnitCompiler:
         _forward(messages + compile_messages)
         self.log_unit(source, product, "instrumented", plan, cached, None, started)
         return 0
+
+    def restore_columns(self, messages: bytes, plan: dict, text: str) -> bytes:
+        """The compiler's messages with columns on guarded lines pointing where they do without cprof."""
+        from cprof.build.diagnostics import guard_shifts, restore_columns
+        from cprof.instrument.splice import Site
+
+        real = self.paths.real
+        return restore_columns(messages, guard_shifts(text, [Site(*site) for site in plan["sites"]], real), real)
 
     @staticmethod
     def apply(plan: dict, text: str) -> str:
@@ -321,14 +362,33 @@ class UnitCompiler:
         from cprof.instrument.unit import InstrumentError
 
         try:
-            unit, _ = self.instrument(text)
+            with _TimeLimit(UNIT_TIME_LIMIT):
+                unit, _ = self.instrument(text)
         except InstrumentError as error:
             location = f"{self.paths.real(error.file) or source}:{error.line}: " if error.line else f"{source}: "
             return None, key, False, location + str(error)
+        except Exception as error:  # a bug of cprof's must never break the user's build
+            return None, key, False, f"{source}: {self.internal_error(error, source)}"
         plan = _plan_of(unit)
         if self.cache:
             self.cache.store_plan(key, plan)
         return plan, key, False, None
+
+    def internal_error(self, error: Exception, source: str) -> str:
+        """What the warning says about a failure of cprof's own, whose details go to a log for a bug report."""
+        import traceback
+
+        what = str(error) if isinstance(error, UnitTimeout) else f"internal error {type(error).__name__}: {error}"
+        if not self.config.log_path:
+            return f"cprof failed on it ({what})"
+        log = os.path.join(os.path.dirname(self.config.log_path), "internal-errors.log")
+        try:
+            with open(log, "a", encoding="utf-8") as handle:
+                handle.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {os.path.abspath(source)} "
+                             f"(cwd {os.getcwd()})\n{''.join(traceback.format_exception(error))}\n")
+        except OSError:
+            return f"cprof failed on it ({what})"
+        return f"cprof failed on it ({what}; details for a bug report in {self.config.to_user_paths(log.encode()).decode()})"
 
     def instrument(self, text: str):
         """Scans and parses the unit (no cache): (InstrumentedUnit, False). `cprof instrument` prints its result."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from cprof.build.driver import build_sources, build_with_command
+from cprof.build.driver import build_sources, build_with_command, fallback_line, last_build
 from cprof.cli.options import add_build_options, build_options
 from cprof.errors import EXIT_USAGE, CprofError
-from cprof.render.table import display_path
+from cprof.run.store import Store
+from cprof.paths import display_path
 
 USAGE = """cprof build [options] SOURCE.c... [-o NAME] [-- COMPILER AND LINKER ARGS]
        cprof build [options] -- BUILD COMMAND..."""
@@ -21,6 +22,9 @@ def register(subparsers) -> None:
     parser.add_argument("sources", nargs="*", metavar="SOURCE.c",
                         help="C sources to compile and link into one program (or a build command after --)")
     parser.add_argument("-o", dest="output", metavar="NAME", help="program name (direct builds)")
+    parser.add_argument("--list-fallbacks", action="store_true",
+                        help="list every unit compiled without instrumentation, and why (alone: those of the last "
+                        "build, without building)")
     add_build_options(parser)
     parser.set_defaults(run=run)
 
@@ -43,6 +47,18 @@ def perform_build(args):
     return summary
 
 
+def print_fallbacks(fallbacks: list) -> None:
+    for source, reason in fallbacks:
+        sys.stdout.write(fallback_line(source, reason) + "\n")
+
+
 def run(args) -> int:
-    perform_build(args)
+    if args.list_fallbacks and not args.sources and not args.rest:
+        fallbacks = last_build(Store()).get("fallbacks", [])
+        print_fallbacks(fallbacks)
+        sys.stderr.write(f"cprof: the last build had {len(fallbacks)} units compiled without instrumentation\n")
+        return 0
+    summary = perform_build(args)
+    if args.list_fallbacks:
+        print_fallbacks(summary.fallbacks)
     return 0

@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 
-from cprof.build.driver import last_build
+from cprof.build.driver import fallback_line, last_build
 from cprof.cli.options import add_run_options
 from cprof.errors import EXIT_NOT_FOUND, EXIT_USAGE, CprofError
 from cprof.run.launcher import LaunchResult, launch
@@ -63,6 +63,36 @@ def built_library_dirs(store: Store) -> list[str]:
     return sorted({os.path.dirname(link["built"]) for link in links if link["kind"] == "shared"})
 
 
+def build_coverage(store: Store, program: str) -> dict | None:
+    """What the run should know of the build that linked its program: how many units it had, which fell back."""
+    try:
+        record = last_build(store)
+    except CprofError:
+        return None
+    if not any(link["built"] == program for link in record.get("links", [])):
+        return None  # a program given by path: not known to come from that build
+    return {"units": record.get("units"), "fallbacks": record.get("fallbacks", []),
+            "functions_instrumented": record.get("functions_instrumented")}
+
+
+def why_nothing(build: dict | None) -> str:
+    """The likeliest reason a program wrote no run file, from what its build did."""
+    if build is None:
+        return ("it was not linked by the last 'cprof build' and may not be instrumented, or it ended before its "
+                "first instrumented call")
+    fallbacks = build.get("fallbacks") or []
+    if not build.get("functions_instrumented"):
+        if fallbacks:
+            source, reason = fallbacks[0]
+            return (f"none of its build's functions were instrumented: {len(fallbacks)} of {build.get('units')} "
+                    f"units fell back to plain compiles (first: {fallback_line(source, reason)}; cprof build "
+                    "--list-fallbacks lists them)")
+        return "none of its build's functions were instrumented (the filters, or only system-header functions)"
+    note = (f"; {len(fallbacks)} units of its build fell back to plain compiles, and what ran may be there "
+            "(cprof build --list-fallbacks)") if fallbacks else ""
+    return f"it ended before its first instrumented call, or CPROF_DISABLE was set{note}"
+
+
 def recorded(result: LaunchResult) -> bool:
     """Did the program write a run file (it does from its first instrumented call, or at start)?"""
     path = result.run.path
@@ -79,10 +109,12 @@ def perform_runs(args, store: Store) -> tuple[list[LaunchResult], str | None]:
     if args.tag is not None:
         validate_tag(args.tag)  # before running, not after a long run
     program = find_program(store, args.bin)
+    build = build_coverage(store, program)
     group = new_run_id() if args.repeat > 1 else None
     results = []
     for index in range(args.repeat):
-        meta = dict({"group": group, "repeat_index": index} if group else {}, program=os.path.basename(program))
+        meta = dict({"group": group, "repeat_index": index} if group else {}, program=os.path.basename(program),
+                    build=build)
         result = launch([program] + args.rest, store, duration=args.duration, kill_timeout=args.kill_timeout,
                         cpu_time=args.cpu_time, meta=meta, stdout_to_stderr=getattr(args, "json", False),
                         library_dirs=built_library_dirs(store))
@@ -93,8 +125,7 @@ def perform_runs(args, store: Store) -> tuple[list[LaunchResult], str | None]:
             break
     recorded_runs = [result for result in results if recorded(result)]
     if not recorded_runs:  # said once, not once per repetition
-        sys.stderr.write(f"cprof: warning: {program} recorded nothing: it is not instrumented (build it with "
-                         "'cprof build'), or it ended before its first instrumented call\n")
+        sys.stderr.write(f"cprof: warning: {program} recorded nothing: {why_nothing(build)}\n")
         return results, None
     target = group or recorded_runs[-1].run.id
     if args.tag is not None:

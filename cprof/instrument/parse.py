@@ -284,7 +284,7 @@ _MAX_REPAIRS = 20
 # The name a definition's declarator gives, when it is the plain `name (parameters)` form (attributes are blanks
 # by now); K&R parameter declarations may follow.
 _PLAIN_DECLARATOR = re.compile(
-    r"([A-Za-z_$][\w$]*)\s*\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\)\s*(?:[^;{}()]*;\s*)*$")
+    r"([A-Za-z_$][\w$]*)\s*\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\)(?:[^;{}()]*;)*\s*$")
 _TYPEDEF_NAME = re.compile(r"\(\s*\*+\s*(?:const\s+|volatile\s+|restrict\s+)*([A-Za-z_$][\w$]*)\s*\)"
                            r"|([A-Za-z_$][\w$]*)\s*(?:\[[^\]]*\]\s*)*(?=[,;])")
 

@@ -151,6 +151,10 @@ class ScannedUnit:
     def line_of(self, offset: int) -> int:
         return bisect.bisect_right(self.line_starts, offset)
 
+    def source_position(self, unit_line: int) -> tuple[str, int, bool]:
+        """(file, line, from a system header) that a line of the unit came from, per the line markers."""
+        return _source_position(self.markers, self._marker_lines, unit_line)
+
     def attributes_of_item(self, offset: int) -> list[str]:
         """The attribute lists written in the file-scope declaration that contains `offset`."""
         index = bisect.bisect_left(self.item_ends, offset)
@@ -160,13 +164,28 @@ class ScannedUnit:
         last = bisect.bisect_left(self._attribute_offsets, end)
         return [text for _, text in self.attributes[first:last]]
 
-    def source_position(self, unit_line: int) -> tuple[str, int, bool]:
-        """(file, line, from a system header) that a line of the unit came from, per the line markers."""
-        index = bisect.bisect_right(self._marker_lines, unit_line) - 1
-        if index < 0:
-            return ("", unit_line, False)
-        marker = self.markers[index]
-        return (marker.file, marker.source_line + unit_line - marker.unit_line, marker.system_header)
+
+
+class LineMap:
+    """Where each line of a preprocessed text came from, without scanning it (the wrapper's diagnostics need
+    only this)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.line_starts = _line_starts(text)
+        self.markers = _markers(text)
+        self._marker_lines = [m.unit_line for m in self.markers]
+
+    line_of = ScannedUnit.line_of
+    source_position = ScannedUnit.source_position
+
+
+def _source_position(markers: list[LineMarker], marker_lines: list[int], unit_line: int) -> tuple[str, int, bool]:
+    index = bisect.bisect_right(marker_lines, unit_line) - 1
+    if index < 0:
+        return ("", unit_line, False)
+    marker = markers[index]
+    return (marker.file, marker.source_line + unit_line - marker.unit_line, marker.system_header)
 
 
 class ScanError(Exception):

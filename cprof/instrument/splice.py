@@ -46,6 +46,11 @@ def site_table(sites: list[Site]) -> str:
     return f"static struct __cprof_site __cprof_sites[{len(sites)}] = {{{entries}}};"
 
 
+def guard_text(site: Site, index: int) -> str:
+    """What is inserted after the site's body_offset (a space, then the declaration)."""
+    return " " + (NESTED_GUARD if site.nested else GUARD).format(index=index)
+
+
 def splice(text: str, sites: list[Site], table_offset: int) -> str:
     """Inserts the table at `table_offset` and each guard right after its body's `{`, on the same line. At a
     line's end (its newline) the table joins that line; at a line's start it is a line of its own."""
@@ -53,8 +58,7 @@ def splice(text: str, sites: list[Site], table_offset: int) -> str:
     at = 0
     table = site_table(sites)
     inserts = [(table_offset, " " + table if text[table_offset] == "\n" else table + "\n")]
-    inserts += [(s.body_offset + 1, " " + (NESTED_GUARD if s.nested else GUARD).format(index=i))
-                for i, s in enumerate(sites)]
+    inserts += [(s.body_offset + 1, guard_text(s, i)) for i, s in enumerate(sites)]
     for offset, insert in sorted(inserts, key=lambda pair: pair[0]):
         pieces.append(text[at:offset])
         pieces.append(insert)

@@ -21,6 +21,8 @@ FN_INLINE = 4
 # Bodies the guard must not enter: no stack frame to hold it, or code that runs before relocation/at resolve
 # time, or a body that is only an inlining hint and never emitted.
 FORBIDDING_ATTRIBUTES = ("naked", "ifunc", "no_instrument_function", "gnu_inline", "interrupt")
+# The name listed for a definition whose declarator could not be read (see _note_repairs).
+UNREADABLE = "(unreadable)"
 
 
 class InstrumentError(Exception):
@@ -171,20 +173,24 @@ def _note_repairs(unit: ScannedUnit, parsed: ParsedUnit, paths: PathMap, result:
             outcome = "it was left out"
         result.repairs.append([real_file, line, f"pycparser: {repair.message}; {outcome}"])
         if repair.unnamed_definition and not system_header:
-            result.functions.append(FunctionEntry("(unreadable)", real_file, line, static=False,
+            result.functions.append(FunctionEntry(UNREADABLE, real_file, line, static=False,
                                                   skipped=f"declaration not understood (pycparser: {repair.message})"))
 
 
-_LOCAL_LABELS = re.compile(r"(?:\s|/\*[\s\S]*?\*/|//[^\n]*)*__label__\b[^;]*;")
+# Blanks and comments (each comment matched once: no backtracking across several of them).
+_BLANKS = re.compile(r"(?:\s+|/\*(?:[^*]|\*(?!/))*\*/|//[^\n]*)*")
+_LOCAL_LABEL = re.compile(r"__label__\b[^;]*;")
 
 
 def _guard_after(text: str, open_offset: int) -> int:
     """Where the guard goes: right after the body's `{`, unless the block opens with GNU `__label__` declarations,
     which must come before any other declaration: then after the last of them."""
     at = open_offset
-    while match := _LOCAL_LABELS.match(text, at + 1):
-        at = match.end() - 1
-    return at
+    while True:
+        label = _LOCAL_LABEL.match(text, _BLANKS.match(text, at + 1).end())
+        if not label:
+            return at
+        at = label.end() - 1
 
 
 def _nested_sites(unit: ScannedUnit, body, paths: PathMap, function_filter: FunctionFilter,

@@ -13,7 +13,8 @@ from cprof.model.run import FunctionKey, FunctionStats, ProcessData, Run, load_p
 from cprof.run.store import RunEntry, Store
 
 # the FunctionStats fields a group reports the median of; counts stay whole numbers
-_TIME_FIELDS = ("self_ns", "total_ns", "self_err_ns", "total_err_ns", "raw_self_ns", "raw_total_ns", "cpu_ns")
+_TIME_FIELDS = ("self_ns", "total_ns", "self_err_ns", "total_err_ns", "raw_self_ns", "raw_total_ns", "cpu_ns",
+                "wait_ns")
 _COUNT_FIELDS = ("calls", "alloc_count", "alloc_bytes", "free_count", "free_bytes")
 
 

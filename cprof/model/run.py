@@ -16,7 +16,7 @@ from cprof.model import runfile
 from cprof.model.correction import Calibration, correct_tree
 
 FN_STATIC, FN_SECTION, FN_INLINE = 1, 2, 4
-FEAT_CPU_TIME, FEAT_ALLOCS = 1 << 1, 1 << 2
+FEAT_CPU_TIME, FEAT_ALLOCS, FEAT_THREAD_CPU, FEAT_WAIT_TIME = 1 << 1, 1 << 2, 1 << 4, 1 << 5
 
 
 def read_run_file(path: str) -> dict:
@@ -63,6 +63,7 @@ class CallNode:
     alloc_bytes: int = 0
     free_count: int = 0
     free_bytes: int = 0
+    wait_ns: float = 0.0  # blocked in a waiting call (a lock, a condition variable, a join, a sleep...) made here
     # corrected for the guard's own cost (see correction.py), with the uncertainty of that correction
     corrected_total_ns: float = 0.0
     corrected_self_ns: float = 0.0
@@ -101,6 +102,22 @@ class ThreadData:
     end_ns: float
     lost_frames: int
     pid: int = 0
+    cpu_ns: float | None = None  # the thread's whole CPU time (None: not known, e.g. the process was killed)
+
+    @property
+    def lifetime_ns(self) -> float:
+        return max(0.0, self.end_ns - self.start_ns)
+
+    @property
+    def instrumented_ns(self) -> float:
+        """Wall time inside instrumented functions (outermost activations, raw: the guard's cost included, as
+        in the lifetime it is compared with)."""
+        return sum(child.total_ns for child in self.root.children.values())
+
+    @property
+    def wait_ns(self) -> float:
+        """Time blocked in waiting calls, inside instrumented functions or not."""
+        return sum(node.wait_ns for node in self.root.walk())
 
 
 @dataclass
@@ -138,6 +155,7 @@ class FunctionStats:
     raw_self_ns: float = 0.0
     raw_total_ns: float = 0.0
     cpu_ns: float = 0.0
+    wait_ns: float = 0.0  # of the self time, how much was spent blocked in waiting calls
     alloc_count: int = 0
     alloc_bytes: int = 0
     free_count: int = 0
@@ -166,11 +184,12 @@ def load_process(path: str) -> ProcessData:
     # nodes by offset; attach each to its parent (offsets of roots are known from the thread records)
     nodes: dict[int, CallNode] = {}
     pending = []
-    for offset, parent, function_id, calls, total, cpu, ac, ab, fc, fb in raw["nodes"]:
+    for offset, parent, function_id, calls, total, cpu, ac, ab, fc, fb, wait in raw["nodes"]:
         entry = functions.get(function_id)
         node = CallNode(entry[0] if entry else None)
         node.calls, node.total_ns, node.cpu_total_ns = calls, total * scale, float(cpu)
         node.alloc_count, node.alloc_bytes, node.free_count, node.free_bytes = ac, ab, fc, fb
+        node.wait_ns = wait * scale
         nodes[offset] = node
         pending.append((node, parent))
     for node, parent in pending:
@@ -196,9 +215,12 @@ def load_process(path: str) -> ProcessData:
             node = nodes.get(node_offset)
             if node is not None and close_at > frame_start:
                 node.total_ns += (close_at - frame_start) * scale
+        # a root's cpu_ns is its thread's whole CPU time (not a sum over calls): taken out before derived figures
+        thread_cpu = root.cpu_total_ns if header["features"] & FEAT_THREAD_CPU and root.cpu_total_ns else None
+        root.cpu_total_ns = 0.0
         threads.append(
             ThreadData(index, tid, name, root, (t_start - start_ticks) * scale,
-                       ((t_end or close_at) - start_ticks) * scale, lost, header["pid"])
+                       ((t_end or close_at) - start_ticks) * scale, lost, header["pid"], thread_cpu)
         )
     threads.sort(key=lambda t: t.index)
     calibration = Calibration.from_header(header)
@@ -212,6 +234,7 @@ def _merge_into(target: CallNode, source: CallNode) -> None:
     target.calls += source.calls
     target.total_ns += source.total_ns
     target.cpu_total_ns += source.cpu_total_ns
+    target.wait_ns += source.wait_ns
     for key, child in source.children.items():
         if key in target.children:
             _merge_into(target.children[key], child)
@@ -322,6 +345,7 @@ def _accumulate(root: CallNode, out: dict[FunctionKey, FunctionStats], corrected
             item.self_ns += node.corrected_self_ns if corrected else node.self_ns
             item.self_err_ns += node.self_err_ns if corrected else 0.0
             item.cpu_ns += node.cpu_ns
+            item.wait_ns += node.wait_ns
             item.alloc_count += node.alloc_count
             item.alloc_bytes += node.alloc_bytes
             item.free_count += node.free_count
@@ -337,5 +361,5 @@ def _accumulate(root: CallNode, out: dict[FunctionKey, FunctionStats], corrected
 
 def _add(total: FunctionStats, item: FunctionStats) -> None:
     for name in ("calls", "self_ns", "total_ns", "self_err_ns", "total_err_ns", "raw_self_ns", "raw_total_ns",
-                 "cpu_ns", "alloc_count", "alloc_bytes", "free_count", "free_bytes"):
+                 "cpu_ns", "wait_ns", "alloc_count", "alloc_bytes", "free_count", "free_bytes"):
         setattr(total, name, getattr(total, name) + getattr(item, name))

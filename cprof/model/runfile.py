@@ -4,7 +4,7 @@ Both return the same plain structure, which tests compare on the same files:
     {"header": {...}, "complete": bool,
      "functions": [(id, name, file, line, flags)],
      "nodes": [(offset, parent_offset | -1, function_id, calls, total_ticks, cpu_ns,
-                alloc_count, alloc_bytes, free_count, free_bytes)],
+                alloc_count, alloc_bytes, free_count, free_bytes, wait_ticks)],
      "threads": [(index, tid, name, root_offset, start_ticks, end_ticks, last_ticks, lost_frames,
                   [(open_node_offset, start_ticks), ...])]}
 Every size and pointer is checked before use: a truncated or corrupt file yields what can be trusted.
@@ -26,12 +26,12 @@ CMDLINE_MAX = 2048
 REC_FUNCTION, REC_THREAD, REC_NODE, REC_STACK, REC_TRAILER, REC_PAD = 1, 2, 3, 4, 5, 6
 
 # struct cprof_run_header, field by field
-_HEADER = struct.Struct("<8sIIQQQIIdQQQQQiiiIQQQddddIIQII15Q")
+_HEADER = struct.Struct("<8sIIQQQIIdQQQQQiiiIQQQddddIIQIIQ14Q")
 _HEADER_FIELDS = (
     "magic version header_size features base_address used_bytes chunk_size timer_kind ticks_per_second "
     "start_ticks start_mono_ns start_unix_ns end_ticks end_mono_ns pid parent_pid exit_status flags "
     "threads_head functions_head fork_ticks guard_inner_ticks guard_outer_ticks guard_inner_spread "
-    "guard_outer_spread calibration_rounds cmdline_len lost_frames timer_ordered reserved_u32"
+    "guard_outer_spread calibration_rounds cmdline_len lost_frames timer_ordered reserved_u32 runtime_ns"
 ).split()
 _PUBLIC_HEADER_FIELDS = [
     f for f in _HEADER_FIELDS
@@ -39,7 +39,7 @@ _PUBLIC_HEADER_FIELDS = [
 ]
 _HEAD = struct.Struct("<II")
 _FUNCTION = struct.Struct("<IIQIIIHH")  # head, next, id, line, flags, name_len, file_len
-_NODE = struct.Struct("<II15Q")  # head, parent, func, first_child, next_sibling, calls, total, cpu, allocs...
+_NODE = struct.Struct("<II15Q")  # head, parent, func, first_child, next_sibling, calls, total, cpu, allocs, wait...
 _THREAD = struct.Struct("<II9QIIQ16sQQ")  # head, top .. end_ticks, index, busy, lost_frames, name, cursor
 _STACK = struct.Struct("<IIQQ5Q")
 _FRAME = struct.Struct("<8Q")
@@ -129,9 +129,10 @@ def read_run(data: bytes) -> dict:
                 func_offset = to_offset(func_pointer, _FUNCTION.size)
                 if func_offset < 0:
                     continue
-            calls, total, cpu, alloc_count, alloc_bytes, free_count, free_bytes = values[6:13]
+            calls, total, cpu, alloc_count, alloc_bytes, free_count, free_bytes, wait = values[6:14]
             raw_nodes.append(
-                (offset, parent, func_offset, calls, total, cpu, alloc_count, alloc_bytes, free_count, free_bytes)
+                (offset, parent, func_offset, calls, total, cpu, alloc_count, alloc_bytes, free_count, free_bytes,
+                 wait)
             )
         elif kind == REC_THREAD and size >= THREAD_SIZE:
             thread = _read_thread(data, offset, to_offset)

@@ -1,25 +1,31 @@
-"""`--json` output of report and profile: schema cprof-report/1 (cprof/schemas/report-1.json)."""
+"""`--json` output of report and profile: schema cprof-report/2 (cprof/schemas/report-2.json)."""
 
 from __future__ import annotations
 
 import json
 
+from cprof.model.coverage import Coverage, coverage_of
 from cprof.model.load import GroupRun
-from cprof.model.run import FEAT_ALLOCS, FEAT_CPU_TIME, FN_SECTION, FN_STATIC, Run
+from cprof.model.run import FEAT_ALLOCS, FEAT_CPU_TIME, FEAT_THREAD_CPU, FEAT_WAIT_TIME, FN_SECTION, FN_STATIC, Run
 from cprof.render.table import ReportOptions, has_feature, selected_functions
 
-REPORT_SCHEMA = "cprof-report/1"
+REPORT_SCHEMA = "cprof-report/2"
 _TIMERS = {1: "tsc", 2: "clock_gettime", 3: "cntvct"}
+
+
+def _optional_ns(value: float | None) -> int | None:
+    return None if value is None else round(value)
 
 
 def run_metadata(run: Run) -> dict:
     main = run.main
     calibration = main.calibration
+    coverage = coverage_of(run)
     features = ["wall_time"]
-    if has_feature(run, FEAT_CPU_TIME):
-        features.append("cpu_time")
-    if has_feature(run, FEAT_ALLOCS):
-        features.append("allocations")
+    for bit, name in ((FEAT_CPU_TIME, "cpu_time"), (FEAT_ALLOCS, "allocations"), (FEAT_THREAD_CPU, "thread_cpu"),
+                      (FEAT_WAIT_TIME, "wait_time")):
+        if has_feature(run, bit):
+            features.append(name)
     return {
         "id": run.id,
         "command": run.command,
@@ -31,7 +37,10 @@ def run_metadata(run: Run) -> dict:
         "features": features,
         "processes": [{"pid": p.pid, "parent_pid": p.parent_pid, "complete": p.complete, "fork_child": p.fork_child}
                       for p in run.processes],
-        "threads": [{"pid": t.pid, "index": t.index, "tid": t.tid, "name": t.name} for t in run.threads],
+        "threads": [{"pid": t.thread.pid, "index": t.thread.index, "tid": t.thread.tid, "name": t.thread.name,
+                     "lifetime_ns": round(t.lifetime_ns), "instrumented_ns": round(t.instrumented_ns),
+                     "cpu_ns": _optional_ns(t.cpu_ns), "wait_ns": round(t.wait_ns),
+                     "mostly_waiting": t.mostly_waiting} for t in coverage.threads],
         "timer": {
             "kind": _TIMERS.get(main.header["timer_kind"], "unknown"),
             "ticks_per_second": main.header["ticks_per_second"],
@@ -60,6 +69,7 @@ def function_record(item, with_threads: bool) -> dict:
         "raw_total_ns": round(item.raw_total_ns),
         "mostly_correction": item.mostly_correction,
         "cpu_ns": round(item.cpu_ns),
+        "wait_ns": round(item.wait_ns),
         "alloc_count": item.alloc_count,
         "alloc_bytes": item.alloc_bytes,
         "free_count": item.free_count,
@@ -74,11 +84,30 @@ def function_record(item, with_threads: bool) -> dict:
     return record
 
 
+def coverage_record(coverage: Coverage) -> dict:
+    return {
+        "wall_ns": round(coverage.wall_ns),
+        "runtime_ns": round(coverage.runtime_ns),
+        "main_thread_ns": round(coverage.main_ns),
+        "share": round(coverage.share, 4),
+        "low": coverage.low,
+        "cpu_ns": _optional_ns(coverage.cpu_ns),
+        "instrumented_cpu_ns": _optional_ns(coverage.instrumented_cpu_ns),
+        "cpu_share": None if coverage.cpu_share is None else round(coverage.cpu_share, 4),
+        "waits_tracked": coverage.waits_tracked,
+        "units": coverage.units,
+        "units_fallen_back": len(coverage.fallbacks),
+        "fallbacks": [{"source": source, "reason": reason} for source, reason in coverage.fallbacks],
+        "threads_mostly_waiting": len(coverage.waiting_threads),
+    }
+
+
 def report_document(run: Run | GroupRun, options: ReportOptions) -> dict:
     """For a group, `run` describes the group's median run and every function figure is a median over the group."""
     shown, matching = selected_functions(run, options)
     document = {
         "schema": REPORT_SCHEMA,
+        "coverage": coverage_record(coverage_of(run)),
         "run": run_metadata(run.representative if isinstance(run, GroupRun) else run),
         "corrected": options.corrected,
         "sort": options.sort,

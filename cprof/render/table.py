@@ -3,11 +3,13 @@ how far the times can be trusted."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
+from cprof.model.coverage import coverage_of
 from cprof.model.load import GroupRun
 from cprof.model.run import FEAT_ALLOCS, FEAT_CPU_TIME, FN_SECTION, FunctionStats, Run
+from cprof.paths import display_path
+from cprof.render.coverage_note import coverage_lines
 from cprof.render.style import Style, render_rows
 from cprof.render.units import format_bytes, format_count, format_ns, format_percent, plural, signal_name
 
@@ -28,16 +30,6 @@ class ReportOptions:
     corrected: bool = True
     function_pattern: str | None = None
     locations: bool = False
-
-
-def display_path(path: str) -> str:
-    if not path:
-        return "?"
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:
-        return path
-    return relative if not relative.startswith("../../") else path
 
 
 def has_feature(run: Run, bit: int) -> bool:
@@ -74,7 +66,11 @@ class FunctionTable:
         total_self = sum(f.self_ns for f in everything) or 1.0
         allocs = has_feature(run, FEAT_ALLOCS)
         cpu = has_feature(run, FEAT_CPU_TIME)
-        headers = ["Function", "Self", "Self %", "Total", "Calls", "Self/call"]
+        # shown when waiting is a visible part of the time: a blocked worker's self time is not work
+        waiting = sum(f.wait_ns for f in everything) >= 0.01 * total_self
+        headers = ["Function", "Self", "Self %", "Waiting", "Total", "Calls", "Self/call"]
+        if not waiting:
+            headers.remove("Waiting")
         if cpu:
             headers.append("CPU")
         if allocs:
@@ -90,6 +86,8 @@ class FunctionTable:
                 format_count(item.calls),
                 format_ns(item.self_ns / item.calls) if item.calls else "-",
             ]
+            if waiting:
+                row.insert(3, format_ns(item.wait_ns) if item.wait_ns else "-")
             if cpu:
                 row.append(format_ns(item.cpu_ns))
             if allocs:
@@ -100,16 +98,17 @@ class FunctionTable:
             if options.threads and len(run.threads) > 1:  # which thread, even when only one called it
                 for (pid, index), part in sorted(item.threads.items()):
                     thread = next(t for t in run.threads if t.pid == pid and t.index == index)
-                    rows.append(["  " + _thread_label(run, thread), format_ns(part.self_ns),
-                                 format_percent(part.self_ns, total_self), format_ns(part.total_ns),
-                                 format_count(part.calls),
-                                 format_ns(part.self_ns / part.calls) if part.calls else "-"]
-                                + [""] * (len(headers) - 6))
+                    part_row = ["  " + _thread_label(run, thread), format_ns(part.self_ns),
+                                format_percent(part.self_ns, total_self), format_ns(part.total_ns),
+                                format_count(part.calls), format_ns(part.self_ns / part.calls) if part.calls else "-"]
+                    if waiting:
+                        part_row.insert(3, format_ns(part.wait_ns) if part.wait_ns else "-")
+                    rows.append(part_row + [""] * (len(headers) - len(part_row)))
                     colours.append(style.dim)
         right = set(range(1, len(headers)))
         for line in render_rows(headers, rows, right, style, colours):
             out.write(line + "\n")
-        out.write(self.footer(shown, matching, everything, total_self) + "\n")
+        out.write(self.footer(shown, matching, everything, total_self, style) + "\n")
 
     def _run_lines(self) -> list[str]:
         """Which run (or group) this is, how long it took, and how it ended."""
@@ -127,7 +126,7 @@ class FunctionTable:
                 f"wall {format_ns(run.wall_ns)} (runs {format_ns(low)} to {format_ns(high)}), {threads}{processes}, "
                 f"{status}"]
 
-    def footer(self, shown, matching, everything, total_self) -> str:
+    def footer(self, shown, matching, everything, total_self, style: Style) -> str:
         run, options = self.run, self.options
         parts = []
         hidden = len(matching) - len(shown)
@@ -140,6 +139,7 @@ class FunctionTable:
         if not everything:
             parts.append("no instrumented function was called (or the run file lost what it measured)")
         parts.extend(self._run_lines())
+        parts.extend(coverage_lines(coverage_of(run), style))
         if options.corrected:
             calibration = run.main.calibration
             error = sum(f.self_err_ns for f in everything)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from cprof.model.coverage import coverage_of
 from cprof.model.run import CallNode, Run
+from cprof.render.coverage_note import coverage_lines, thread_note
 from cprof.render.style import Style
 from cprof.render.units import format_count, format_ns, format_percent
 
@@ -19,13 +21,14 @@ class CallTree:
 
     def render(self, out) -> None:
         style = Style.for_stream(out)
-        for thread in self.run.threads:
+        coverage = coverage_of(self.run)
+        for thread, thread_coverage in zip(self.run.threads, coverage.threads):
             whole = sum(self._total(c) for c in thread.root.children.values())
             if not whole:
                 continue
             pid = f"pid {thread.pid}, " if len(self.run.processes) > 1 else ""
             out.write(style.bold(f"thread {thread.index} ({pid}{thread.name or '?'}, tid {thread.tid}): "
-                                 f"{format_ns(whole)}") + "\n")
+                                 f"{format_ns(whole)}") + style.dim(thread_note(thread_coverage)) + "\n")
             pruned = 0
 
             def shown_children(node):
@@ -45,8 +48,9 @@ class CallTree:
                 name = node.key.name
                 if self.function_pattern and self.function_pattern in name:
                     name = style.yellow(name)
+                waited = f", waiting {format_ns(node.wait_ns)}" if node.wait_ns >= 0.01 * whole else ""
                 out.write(f"{prefix}{branch}{format_percent(total, whole):>6} {format_ns(total):>9}  {name}"
-                          + style.dim(f"  ×{format_count(node.calls)}") + "\n")
+                          + style.dim(f"  ×{format_count(node.calls)}{waited}") + "\n")
                 children = shown_children(node)
                 extension = "   " if last else "│  "
                 for i, child in reversed(list(enumerate(children))):
@@ -54,6 +58,8 @@ class CallTree:
             if pruned:
                 out.write(style.dim(f"({pruned} call paths under {self.min_percent:g}% not shown; --min-percent 0 "
                                     "shows all)") + "\n")
+        for line in coverage_lines(coverage, style):
+            out.write(line + "\n")
 
     def _ordered(self, node: CallNode) -> list[CallNode]:
         return sorted(node.children.values(), key=lambda c: -self._total(c))

@@ -23,6 +23,7 @@ class LaunchResult:
     exit_status: int  # as a shell reports it: the exit code, or 128 + signal
     wall_ns: int
     stopped_after_duration: bool
+    cpu_ns: int = 0  # user + system CPU time of the program (and the children it waited for)
 
 
 def _exit_status(wait_status: int) -> int:
@@ -58,7 +59,7 @@ def launch(argv: list[str], store: Store, *, duration: float | None = None, kill
         raise CprofError(f"cannot start {argv[0]}: {error.strerror}", EXIT_START_FAILED) from None
     stopped = False
     try:
-        wait_status, stopped = _supervise(process, duration, kill_timeout)
+        wait_status, stopped, usage = _supervise(process, duration, kill_timeout)
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
     wall_ns = time.monotonic_ns() - started
@@ -66,23 +67,25 @@ def launch(argv: list[str], store: Store, *, duration: float | None = None, kill
     main_file = os.path.join(entry.path, f"{process.pid}.cprof")
     if os.path.exists(main_file):
         finish_run_file(main_file, wait_status)
+    cpu_ns = round((usage.ru_utime + usage.ru_stime) * 1e9)
     entry.meta.update(
-        status="finished", exit_status=status, wall_ns=wall_ns, pid=process.pid, stopped_after_duration=stopped,
-        signal=os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else None,
+        status="finished", exit_status=status, wall_ns=wall_ns, cpu_ns=cpu_ns, pid=process.pid,
+        stopped_after_duration=stopped, signal=os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else None,
     )
     store.save_meta(entry)
-    return LaunchResult(entry, status, wall_ns, stopped)
+    return LaunchResult(entry, status, wall_ns, stopped, cpu_ns)
 
 
-def _supervise(process: subprocess.Popen, duration: float | None, kill_timeout: float) -> tuple[int, bool]:
+def _supervise(process: subprocess.Popen, duration: float | None, kill_timeout: float) -> tuple[int, bool, object]:
+    """(wait status, whether --duration stopped it, its resource usage: wait4 tells the program's CPU time)."""
     deadline = time.monotonic() + duration if duration else None
     kill_at = None
     stopped = False
     while True:
-        pid, wait_status = os.waitpid(process.pid, os.WNOHANG)
+        pid, wait_status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
             process.returncode = _exit_status(wait_status)
-            return wait_status, stopped
+            return wait_status, stopped, usage
         now = time.monotonic()
         if deadline is not None and now >= deadline and not stopped:
             stopped = True
