@@ -294,7 +294,7 @@ def test_tag_rerun_and_diff(project):
     assert by_function["tiny"][6:8] == ["1,000", "1,000"]
     assert any(line.startswith("total self time: ") for line in footer)
     document = project.cprof("diff", "a", "--json").json()
-    validate(document, "diff-1.json")
+    validate(document, "diff-2.json")
     changes = {f["name"]: f for f in document["functions"]}
     assert changes["heavy"]["delta_ns"] > 0 and changes["heavy"]["delta_percent"] > 100
     assert changes["heavy"]["a"]["calls"] == changes["heavy"]["b"]["calls"] == 50

@@ -94,7 +94,7 @@ def test_diff_of_groups_reports_medians_and_spread(groups):
     result = groups.cprof("diff", "base", "slower", "--json")
     assert result.returncode == 0
     document = result.json()
-    validate(document, "diff-1.json")
+    validate(document, "diff-2.json")
     assert document["a"]["runs"] == document["b"]["runs"] == RUNS
     varies = {f["name"]: f for f in document["functions"]}["varies"]
     base = report_json(groups, "base")["group"]

@@ -43,7 +43,7 @@ def register(subparsers) -> None:
                         help="exit 1 when a function (of at least 1%% of A's time) or the total got more than PCT "
                         "percent slower, beyond the noise")
     parser.add_argument("--uncorrected", action="store_true", help="compare raw times, the guard's cost included")
-    add_output_options(parser, "cprof-diff/1")
+    add_output_options(parser, "cprof-diff/2")
     parser.set_defaults(run=run)
 
 

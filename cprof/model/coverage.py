@@ -69,6 +69,12 @@ class Coverage:
         return [t for t in self.threads if t.mostly_waiting]
 
 
+def median_coverage(runs: list[Run]) -> Coverage:
+    """One side of a diff: the coverage of its median run by share."""
+    coverages = sorted((coverage_of(run) for run in runs), key=lambda c: c.share)
+    return coverages[(len(coverages) - 1) // 2]
+
+
 def coverage_of(run: Run) -> Coverage:
     """A group's coverage is that of its median run."""
     run = getattr(run, "representative", run)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cprof.model.coverage import Coverage, median_coverage
 from cprof.model.load import function_samples, median_of
 from cprof.model.run import FunctionKey, FunctionStats, Run
 
@@ -52,6 +53,8 @@ class RunDiff:
     total_b: Side
     total_significant: bool
     changes: list[FunctionChange] = field(default_factory=list)
+    a_coverage: Coverage | None = None
+    b_coverage: Coverage | None = None
 
     @property
     def has_spread(self) -> bool:
@@ -121,7 +124,8 @@ def _clears_noise(a: Side, b: Side) -> bool:
 def diff_runs(a_runs: list[Run], b_runs: list[Run], a_label: str, b_label: str, corrected: bool = True) -> RunDiff:
     total_a = _side([_run_total(run, corrected) for run in a_runs])
     total_b = _side([_run_total(run, corrected) for run in b_runs])
-    result = RunDiff(a_label, b_label, len(a_runs), len(b_runs), total_a, total_b, _clears_noise(total_a, total_b))
+    result = RunDiff(a_label, b_label, len(a_runs), len(b_runs), total_a, total_b, _clears_noise(total_a, total_b),
+                     a_coverage=median_coverage(a_runs), b_coverage=median_coverage(b_runs))
     a_table, b_table = function_samples(a_runs, corrected), function_samples(b_runs, corrected)
     for key in set(a_table) | set(b_table):
         a = _side(a_table.get(key, [None] * len(a_runs)))

@@ -4,6 +4,7 @@ that clear it are coloured (red slower, green faster), the others dimmed."""
 from __future__ import annotations
 
 from cprof.model.diff import RunDiff, Side
+from cprof.render.coverage_note import coverage_lines
 from cprof.render.style import Style, render_rows
 from cprof.render.units import format_bytes, format_count, format_ns, format_signed_percent, plural
 
@@ -55,6 +56,9 @@ class DiffTable:
         for line in render_rows(headers, rows, set(range(1, len(headers))), style, colours):
             out.write(line + "\n")
         out.write(self.footer(len(changes) - len(shown)) + "\n")
+        for side, coverage in (("A", diff.a_coverage), ("B", diff.b_coverage)):
+            if coverage is not None and coverage.low:  # a diff of what cprof did not see would mislead
+                out.write(f"{side}: " + coverage_lines(coverage, style)[0] + "\n")
 
     def footer(self, hidden: int) -> str:
         diff = self.diff

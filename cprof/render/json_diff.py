@@ -1,12 +1,13 @@
-"""`cprof diff --json`: schema cprof-diff/1 (cprof/schemas/diff-1.json)."""
+"""`cprof diff --json`: schema cprof-diff/2 (cprof/schemas/diff-2.json)."""
 
 from __future__ import annotations
 
 import json
 
 from cprof.model.diff import RunDiff, Side
+from cprof.render.json_report import coverage_record
 
-DIFF_SCHEMA = "cprof-diff/1"
+DIFF_SCHEMA = "cprof-diff/2"
 
 
 def _side(side: Side) -> dict | None:
@@ -24,6 +25,7 @@ def diff_document(diff: RunDiff, fail_over: float | None = None) -> dict:
         "total_delta_percent": diff.total_delta_percent,
         "total_significant": diff.total_significant,
         "total_noise_ns": round(diff.total_noise_ns),
+        "coverage": {"a": coverage_record(diff.a_coverage), "b": coverage_record(diff.b_coverage)},
         "functions": [
             {"name": c.key.name, "file": c.key.file, "line": c.key.line, "a": _side(c.a), "b": _side(c.b),
              "delta_ns": round(c.delta_ns), "delta_percent": c.delta_percent, "noise_ns": round(c.noise_ns),
