@@ -5,7 +5,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES_TEST := csmith libcsmith-dev cmake
 APT_PACKAGES_BENCH := uftrace libffi-dev
 
-.PHONY: install demo test test-slow deps-test deps-bench corpus bench bench-build bench-instrument bench-overhead bench-accuracy csmith-300 clean
+.PHONY: install demo test test-slow deps-test deps-bench corpus bench bench-build bench-instrument bench-overhead bench-accuracy bench-projects readme-tables csmith-300 clean
 
 install:
 	$(PIP) install --quiet -e '.[test]'
@@ -32,12 +32,12 @@ test-slow: install deps-test
 	$(PYTHON) -m pytest -q -m slow
 
 corpus:
-	scripts/fetch_corpus.sh lua5.4 zlib sqlite3
+	scripts/fetch_corpus.sh lua5.4 zlib sqlite3 libzstd gzip brotli xz-utils
 
 csmith-300: install deps-test
 	$(PYTHON) scripts/csmith_equivalence.py --programs 300
 
-bench: bench-build bench-instrument bench-overhead bench-accuracy
+bench: bench-build bench-instrument bench-overhead bench-accuracy bench-projects readme-tables
 
 bench-build: install corpus
 	$(PYTHON) scripts/bench_build.py
@@ -52,6 +52,14 @@ bench-overhead: install deps-bench
 
 bench-accuracy: install corpus
 	$(PYTHON) scripts/bench_accuracy.py
+
+# zstd, gzip, brotli and xz-utils built plain and instrumented: fallbacks, identical output, slowdown, coverage
+bench-projects: install deps-test corpus
+	$(PYTHON) scripts/bench_projects.py
+
+# The README's result tables, printed from benchmarks/results/
+readme-tables:
+	$(PYTHON) scripts/readme_tables.py
 
 clean:
 	rm -rf build dist *.egg-info cprof/_runtime cprof/*.so .cprof tests/native/build

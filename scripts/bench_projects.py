@@ -16,9 +16,11 @@ differs, an expected function missing, coverage under 90% of a run of 100 ms or 
 from __future__ import annotations
 
 import argparse
+import datetime
 import glob
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -40,6 +42,7 @@ CMAKE_POLICY = "-DCMAKE_POLICY_VERSION_MINIMUM=3.5"  # cmake 4 refuses brotli's 
 class Workload:
     name: str
     args: list[str]  # {input} is the input file, {packed} the input compressed by the plain program
+    expected: list[str]  # function names (a trailing _: any name starting so) its report must show
 
 
 @dataclass
@@ -48,32 +51,44 @@ class Project:
     package: str  # Debian source package
     build: list[str]  # the build command, as a user types it
     program: str  # the program the workloads run, relative to the tree
-    expected: list[str]  # function names (a trailing _ means "any name starting so") the report must show
     subfolder: str = ""  # where the build is started
+    cprof_options: list[str] = field(default_factory=list)  # for `cprof build`
     packed_with: list[str] = field(default_factory=list)  # how the plain program compresses the input
     workloads: list[Workload] = field(default_factory=list)
 
 
-def _codec(compress: list[str], decompress: list[str]) -> list[Workload]:
-    return [Workload("compress", compress + ["{input}"]), Workload("decompress", decompress + ["{packed}"])]
+def _codec(compress: list[str], compress_expected: list[str], decompress: list[str],
+           decompress_expected: list[str]) -> list[Workload]:
+    return [Workload("compress", compress + ["{input}"], ["main"] + compress_expected),
+            Workload("decompress", decompress + ["{packed}"], ["main"] + decompress_expected)]
 
 
+ZSTD = _codec(["-3", "-q", "-c"], ["ZSTD_compressBlock_", "HUF_", "FSE_"],
+              ["-d", "-q", "-c"], ["ZSTD_decompressStream", "HUF_", "FSE_"])
+BROTLI_BUILD = ["sh", "-c", f"cmake -B out -DCMAKE_BUILD_TYPE=Release {CMAKE_POLICY} && cmake --build out -j2"]
+BROTLI = _codec(["-q", "9", "-c"], ["BrotliEncoderCompressStream"],
+                ["-d", "-c"], ["BrotliDecoderDecompressStream"])
 PROJECTS = [
-    Project("zstd", "libzstd", ["make", "-j2"], "programs/zstd", ["main", "ZSTD_compressBlock_", "HUF_", "FSE_"],
-            packed_with=["-3", "-q", "-c"], workloads=_codec(["-3", "-q", "-c"], ["-d", "-q", "-c"])),
-    Project("zstd (from programs/)", "libzstd", ["make", "-j2", "zstd"], "programs/zstd",
-            ["main", "ZSTD_compressBlock_", "HUF_", "FSE_"], subfolder="programs",
-            packed_with=["-3", "-q", "-c"], workloads=_codec(["-3", "-q", "-c"], ["-d", "-q", "-c"])),
-    Project("gzip", "gzip", ["sh", "-c", "./configure && make -j2"], "gzip", ["main", "deflate", "longest_match"],
-            packed_with=["-c"], workloads=_codec(["-c"], ["-d", "-c"])),
-    Project("brotli", "brotli",
-            ["sh", "-c", f"cmake -B out -DCMAKE_BUILD_TYPE=Release {CMAKE_POLICY} && cmake --build out -j2"],
-            "out/brotli", ["main", "BrotliEncoderCompressStream", "BrotliDecoderDecompressStream"],
-            packed_with=["-q", "9", "-c"], workloads=_codec(["-q", "9", "-c"], ["-d", "-c"])),
+    Project("zstd", "libzstd", ["make", "-j2"], "programs/zstd", packed_with=["-3", "-q", "-c"], workloads=ZSTD),
+    Project("zstd (from programs/)", "libzstd", ["make", "-j2", "zstd"], "programs/zstd", subfolder="programs",
+            packed_with=["-3", "-q", "-c"], workloads=ZSTD),
+    Project("gzip", "gzip", ["sh", "-c", "./configure && make -j2"], "gzip", packed_with=["-c"],
+            workloads=_codec(["-c"], ["deflate", "longest_match"], ["-d", "-c"], ["inflate"])),
+    Project("brotli", "brotli", BROTLI_BUILD, "out/brotli", packed_with=["-q", "9", "-c"], workloads=BROTLI),
+    # the same, with its force-inlined helpers (BROTLI_INLINE) instrumented too: what leaving them out saves
+    Project("brotli (--always-inline)", "brotli", BROTLI_BUILD, "out/brotli", cprof_options=["--always-inline"],
+            packed_with=["-q", "9", "-c"], workloads=BROTLI),
     Project("xz-utils", "xz-utils", ["sh", "-c", "./configure --disable-shared --disable-doc && make -j2"],
-            "src/xz/xz", ["main", "lzma_code", "lzma_lzma_encoder"],
-            packed_with=["-3", "-c"], workloads=_codec(["-3", "-c"], ["-d", "-c"])),
+            "src/xz/xz", packed_with=["-3", "-c"],
+            workloads=_codec(["-3", "-c"], ["lzma_code", "lzma_lzma_encode", "lz_encode"],
+                             ["-d", "-c"], ["lzma_code", "lzma_decode"])),
 ]
+
+
+def _version(source: str) -> str:
+    """The upstream version, from the tarball fetch_corpus.sh extracted (NAME_VERSION.orig.tar.*)."""
+    tarballs = glob.glob(os.path.join(os.path.dirname(source.rstrip("/")), "download", "*.orig.tar.*"))
+    return os.path.basename(tarballs[0]).split("_")[1].split(".orig")[0] if tarballs else "?"
 
 
 def fetch(package: str) -> str:
@@ -123,22 +138,27 @@ def measure(project: Project, source: str, work: str, input_path: str, repeat: i
                CPROF_CACHE_DIR=os.path.join(work, "cache"))
     run(project.build, os.path.join(plain_tree, project.subfolder), what=f"plain build of {project.name}")
     started = time.perf_counter()
-    built = cprof(["build", "--", *project.build], os.path.join(cprof_tree, project.subfolder), env)
+    built = cprof(["build", *project.cprof_options, "--", *project.build], os.path.join(cprof_tree, project.subfolder),
+                  env)
     build_seconds = time.perf_counter() - started
     with open(os.path.join(env["CPROF_HOME"], "build", "last.json")) as handle:
         last = json.load(handle)
     plain_program = os.path.join(plain_tree, project.program)
-    link = next(l for l in last["links"] if l["output"].endswith("/" + project.program))
-    program = link["built"]
+    # the program as its build linked it (zstd links obj/conf_*/zstd, then copies it to programs/zstd)
+    name = os.path.basename(project.program)
+    program = next(l["built"] for l in last["links"] if l["kind"] == "executable"
+                   and os.path.basename(l["output"]) == name)
     packed = os.path.join(work, "packed")
     with open(packed, "wb") as handle:
         handle.write(run([plain_program, *project.packed_with, input_path], work).stdout)
-    result = {"name": project.name, "package": project.package, "version": os.path.basename(source.rstrip("/")),
-              "build": " ".join(project.build), "subfolder": project.subfolder,
+    result = {"name": project.name, "package": project.package, "version": _version(source),
+              "build": shlex.join(["cprof", "build", *project.cprof_options, "--", *project.build]),
+              "subfolder": project.subfolder,
               "units": last["units"], "fell_back": len(last["fallbacks"]), "fallbacks": last["fallbacks"],
               "functions_instrumented": last["functions_instrumented"],
               "build_summary": built.stderr.decode(errors="replace").strip().splitlines()[-1],
-              "build_seconds": round(build_seconds, 1), "workloads": []}
+              "build_seconds": round(build_seconds, 1), "workloads": [],
+              "measured": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     runs_dir = os.path.join(work, "runs")
     for workload in project.workloads:
         args = [a.format(input=input_path, packed=packed) for a in workload.args]
@@ -169,7 +189,7 @@ def measure(project: Project, source: str, work: str, input_path: str, repeat: i
             "coverage_share": report["coverage"]["share"], "coverage_low": report["coverage"]["low"],
             "covered_run_ms": round((report["coverage"]["wall_ns"] - report["coverage"]["runtime_ns"]) / 1e6, 1),
             "functions_called": len(names),
-            "expected": {name: found(name, names) for name in project.expected},
+            "expected": {name: found(name, names) for name in workload.expected},
             "top_self": [f["name"] for f in top],
         })
     return result
@@ -183,7 +203,7 @@ def shortfalls(result: dict) -> list[str]:
         if not workload["identical"]:
             problems.append(f"{workload['name']}: output differs from the plain build's")
         missing = [name for name, seen in workload["expected"].items() if not seen]
-        if missing and workload["name"] == "compress":
+        if missing:
             problems.append(f"{workload['name']}: no {', '.join(missing)} in the report")
         # start-up (exec, the dynamic loader) is outside any function: only a run long enough to dwarf it must
         # come near 100%
@@ -195,7 +215,8 @@ def shortfalls(result: dict) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", help="comma-separated project names (zstd, gzip, brotli, xz-utils)")
+    parser.add_argument("--only", help="comma-separated project names (zstd, gzip, brotli, xz-utils); their "
+                        "results replace theirs in the results file, the others' are kept")
     parser.add_argument("--keep", action="store_true", help="keep the build trees (their path is printed)")
     parser.add_argument("--output", default=os.path.join(REPO, "benchmarks", "results", "projects.json"))
     args = parser.parse_args()
@@ -219,6 +240,11 @@ def main() -> int:
                   f"instrumented ({workload['slowdown']}x), identical={workload['identical']}, coverage "
                   f"{workload['coverage_share']:.1%}, expected {workload['expected']}", flush=True)
         print(f"   {result['build_summary']}" + (f"\n   PROBLEMS: {'; '.join(problems)}" if problems else ""))
+    if args.only and os.path.exists(args.output):  # measured again: the other projects keep their results
+        with open(args.output) as handle:
+            kept = json.load(handle)["projects"]
+        fresh = {r["name"]: r for r in results}
+        results = [fresh.pop(r["name"], r) for r in kept] + list(fresh.values())
     write_results(args.output, {"input_bytes": size, "repeat": args.repeat, "projects": results},
                   " ".join(sys.argv[1:]) or "(defaults)")
     if not args.keep:

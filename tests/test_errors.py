@@ -249,3 +249,35 @@ def test_tags_file_stays_valid_json(project):
     assert project.cprof("tag", "-d", "b").returncode == 0
     with open(os.path.join(project.root, ".cprof", "tags.json")) as handle:
         assert sorted(json.load(handle)) == ["a", "c"]
+
+
+def test_a_damaged_store_file_stops_the_command_and_is_never_overwritten(project):
+    """Read as empty, a damaged tags.json would be rewritten by the next `cprof tag` with that tag alone: every
+    other tag lost. Each store file, cut short, stops every command that reads it with exit 5 naming it, and
+    keeps its bytes."""
+    profiled(project, "100", "200")
+    for name in ("a", "b"):
+        assert project.cprof("tag", name).returncode == 0
+    store = os.path.join(project.root, ".cprof")
+    latest = sorted(os.listdir(os.path.join(store, "runs")))[-1]
+    files = {
+        "tags.json": [["tag", "c"], ["tag", "-d", "a"], ["report", "a"], ["runs", "rm", "latest"]],
+        os.path.join("runs", latest, "meta.json"): [["report"], ["runs"], ["tag", "d"], ["diff"]],
+        os.path.join("build", "last.json"): [["run", "--"]],
+    }
+    for relative, commands in files.items():
+        path = os.path.join(store, relative)
+        with open(path, "rb") as handle:
+            whole = handle.read()
+        damaged = whole[: len(whole) // 2]
+        with open(path, "wb") as handle:
+            handle.write(damaged)
+        for command in commands:
+            assert_error(project.cprof(*command), EXIT_CORRUPT, "damaged store file", relative)
+            with open(path, "rb") as handle:
+                assert handle.read() == damaged, (relative, command)
+        with open(path, "wb") as handle:
+            handle.write(whole)
+    with open(os.path.join(store, "tags.json")) as handle:
+        assert sorted(json.load(handle)) == ["a", "b"]  # restored, nothing else was written
+    assert len(os.listdir(os.path.join(store, "runs"))) == 2  # `runs rm` deleted nothing before it stopped

@@ -226,7 +226,7 @@ def _gcc_target(gcc: str, memo_path: str) -> tuple[str, str]:
     a sixth of its time)."""
     stat = os.stat(gcc)
     identity = f"{os.path.realpath(gcc)}:{stat.st_size}:{stat.st_mtime_ns}"
-    memo = read_json(memo_path, {})
+    memo = read_json(memo_path, {}, tolerate_damage=True)  # a memo: asked again when damaged
     if memo.get("gcc") != identity:
         machine = subprocess.run([gcc, "-dumpmachine"], capture_output=True, text=True).stdout.strip()
         major = subprocess.run([gcc, "-dumpversion"], capture_output=True, text=True).stdout.strip().split(".")[0]

@@ -10,6 +10,7 @@ from cprof.build import compiler_args as ca
 from cprof.build.toolchain import check_installed
 from cprof.build.wrapper import UnitCompiler, WrapperConfig
 from cprof.cli.options import add_build_options, build_options
+from cprof.paths import display_path
 from cprof.errors import EXIT_BUILD_FAILED, EXIT_NOT_FOUND, CprofError
 from cprof.instrument.unit import InstrumentError
 
@@ -45,4 +46,6 @@ def run(args) -> int:
     sys.stdout.write(unit.apply(text))
     sys.stderr.write(f"cprof: {len(unit.instrumented)} functions instrumented, "
                      f"{len(unit.functions) - len(unit.instrumented)} skipped\n")
+    for file, line, what in unit.repairs:  # declarations pycparser could not read, left out of the parse
+        sys.stderr.write(f"cprof: {display_path(file)}:{line}: {what}\n")
     return 0

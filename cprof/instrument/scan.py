@@ -278,17 +278,22 @@ class _Copy:
         return "".join(pieces)
 
 
-def _match_body(text: str, open_offset: int) -> int:
-    depth = 0
-    for match in _BODY_TOKEN.finditer(text, open_offset):
+def _closing(tokens: re.Pattern, text: str, at: int, opener: str, closer: str, depth: int = 0) -> re.Match:
+    """The token that closes the group `depth` openers deep at `at` (0: the group opening at `at` itself), reading
+    with `tokens` so that literals and comments are stepped over."""
+    for match in tokens.finditer(text, at):
         token = match.group()
-        if token == "{":
+        if token == opener:
             depth += 1
-        elif token == "}":
+        elif token == closer:
             depth -= 1
             if depth == 0:
-                return match.start()
-    raise ScanError(f"unbalanced braces from offset {open_offset}")
+                return match
+    raise ScanError(f"no {closer} closes the {opener} at offset {at}")
+
+
+def _match_body(text: str, open_offset: int) -> int:
+    return _closing(_BODY_TOKEN, text, open_offset, "{", "}").start()
 
 
 def _nested_functions(text: str, body: Body) -> list[NestedFunction]:
@@ -444,18 +449,7 @@ class _Scanner:
 
     def _balanced_end(self, start: int) -> int:
         """End offset of the parenthesised group starting at the first "(" at or after `start`."""
-        depth = 0
-        for match in _TOKEN.finditer(self.text, start):
-            if match.lastgroup != "punct":
-                continue
-            token = match.group()
-            if token == "(":
-                depth += 1
-            elif token == ")":
-                depth -= 1
-                if depth == 0:
-                    return match.end()
-        raise ScanError(f"unbalanced parentheses from offset {start}")
+        return _closing(_TOKEN, self.text, start, "(", ")").end()
 
     def _ident(self, match, token: str) -> int | None:
         start, end = match.span()
@@ -635,16 +629,7 @@ def _opens_function_body(previous: str, before_paren: str) -> bool:
 
 def _attribute_end(text: str, at: int) -> int:
     """End offset of a C23 attribute whose `[[` ends at `at`: just past its `]]`."""
-    depth = 2
-    for match in _TOKEN.finditer(text, at):
-        token = match.group()
-        if token == "[":
-            depth += 1
-        elif token == "]":
-            depth -= 1
-            if depth == 0:
-                return match.end()
-    raise ScanError(f"unbalanced [[ from offset {at}")
+    return _closing(_TOKEN, text, at, "[", "]", depth=2).end()
 
 
 def _label_length(text: str, at: int) -> int:

@@ -13,7 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from cprof.errors import EXIT_NOT_FOUND, EXIT_USAGE, CprofError
+from cprof.errors import EXIT_CORRUPT, EXIT_NOT_FOUND, EXIT_USAGE, CprofError
 
 ENV_HOME = "CPROF_HOME"
 _TAG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -40,12 +40,24 @@ def write_json_atomic(path: str, value) -> None:
     os.replace(temporary, path)
 
 
-def read_json(path: str, default=None):
+def read_json(path: str, default=None, tolerate_damage: bool = False):
+    """A store file's content, or `default` when there is none. A file that is there but cannot be read or is not
+    a JSON object is an error (exit 5) naming it: read as empty, the next write would replace everything it held
+    (every other tag, say). Only files that are a cache of something else pass tolerate_damage."""
     try:
         with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
+            value = json.load(handle)
+        if isinstance(value, dict):
+            return value
+        reason = f"holds a JSON {type(value).__name__}, not an object"
+    except FileNotFoundError:
         return default
+    except (OSError, ValueError) as error:
+        reason = error.strerror if isinstance(error, OSError) else f"not valid JSON ({error})"
+    if tolerate_damage:
+        return default
+    raise CprofError(f"damaged store file {path}: {reason}; it was left as it is (repair or remove it)",
+                     EXIT_CORRUPT)
 
 
 @dataclass
@@ -114,7 +126,7 @@ class Store:
                     continue
             except (FileNotFoundError, NotADirectoryError):  # removed by a concurrent `cprof runs rm`
                 continue
-            entries.append(RunEntry(name, path, read_json(os.path.join(path, "meta.json"), {}) or {}))
+            entries.append(RunEntry(name, path, read_json(os.path.join(path, "meta.json"), {})))
         return entries
 
     # ---- tags ----
@@ -130,7 +142,11 @@ class Store:
             write_json_atomic(self._tags_path(), tags)
 
     def tags(self) -> dict[str, str]:
-        return read_json(self._tags_path(), {}) or {}
+        tags = read_json(self._tags_path(), {})
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+            raise CprofError(f"damaged store file {self._tags_path()}: tags must map names to run ids; it was left "
+                             "as it is (repair or remove it)", EXIT_CORRUPT)
+        return tags
 
     def tag(self, name: str, target: str) -> str | None:
         """Points tag `name` at a run or group id; returns what it pointed at before, if anything."""
@@ -191,7 +207,7 @@ class Store:
         if not os.path.exists(path):
             raise CprofError(f"no such run directory or file: {reference}", EXIT_NOT_FOUND)
         directory = path if os.path.isdir(path) else os.path.dirname(path)
-        meta = read_json(os.path.join(directory, "meta.json"), {}) or {}
+        meta = read_json(os.path.join(directory, "meta.json"), {})
         if directory != path:
             meta = dict(meta, only_file=os.path.basename(path))
         return RunEntry(os.path.basename(directory), directory, meta)
@@ -208,12 +224,13 @@ class Store:
         return [_whole_group(unit) for unit in out]
 
     def remove(self, entries: list[RunEntry]) -> None:
-        for entry in entries:
-            shutil.rmtree(entry.path, ignore_errors=True)
-        gone = {e.id for e in entries}
-        remaining_groups = {r.group for r in self.runs() if r.group}
-        removed = gone | {e.group for e in entries if e.group and e.group not in remaining_groups}
+        # the tags are read (and a damaged tags file refused) before anything is deleted
         with self._tags_locked() as tags:
+            for entry in entries:
+                shutil.rmtree(entry.path, ignore_errors=True)
+            gone = {e.id for e in entries}
+            remaining_groups = {r.group for r in self.runs() if r.group}
+            removed = gone | {e.group for e in entries if e.group and e.group not in remaining_groups}
             for name in [name for name, target in tags.items() if target in removed]:
                 del tags[name]
 

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Prints the README's result tables from the stored results (benchmarks/results/*.json), between the README's
+`<!-- results:NAME -->` and `<!-- /results:NAME -->` markers, so that every figure there comes from a stored run
+of a script in scripts/.
+
+    python scripts/readme_tables.py          # rewrite the tables in README.md
+    python scripts/readme_tables.py --check  # exit 1 when README.md differs from the stored results
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+
+from scripts.results import read_results  # noqa: E402
+
+RESULTS = os.path.join(REPO, "benchmarks", "results")
+README = os.path.join(REPO, "README.md")
+_BLOCK = re.compile(r"(<!-- results:(\w+) -->\n)(.*?)(<!-- /results:\2 -->)", re.DOTALL)
+
+
+def _source(document: dict) -> str:
+    machine = document["machine"]
+    return (f"`{document['command']}`, {document['date']}, {machine['cpu'] or 'unknown CPU'} ({machine['cpus']} "
+            f"CPUs), gcc {machine['cc']}")
+
+
+def projects(document: dict) -> str:
+    lines = ["| project (Debian source) | build command | units | fell back | functions instrumented | workload "
+             "| plain | instrumented | slowdown | output identical | coverage (main thread) | expected functions |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for project in document["projects"]:
+        where = f", started in `{project['subfolder']}/`" if project["subfolder"] else ""
+        for index, workload in enumerate(project["workloads"]):
+            expected = ", ".join(f"{name}{'' if seen else ' MISSING'}" for name, seen in workload["expected"].items())
+            base, _, variant = project["name"].partition(" (")
+            title = f"{base} {project['version']}" + (f" ({variant}" if variant else "")
+            head = (f"{title} | `{project['build']}`{where} | {project['units']} | "
+                    f"{project['fell_back']} | {project['functions_instrumented']:,}") if index == 0 else " |  |  |  | "
+            lines.append(f"| {head} | {workload['name']} (`{' '.join(workload['args'])}`) | "
+                         f"{workload['plain_s']:.3f} s | {workload['cprof_s']:.3f} s | {workload['slowdown']}x | "
+                         f"{'yes' if workload['identical'] else 'NO'} | {100 * workload['coverage_share']:.1f}% "
+                         f"of {workload['covered_run_ms']:.0f} ms | {expected} |")
+    lines.append("")
+    lines.append(f"Input: every C file of the four source trees, {document['input_bytes'] / 1e6:.1f} MB; times are "
+                 f"medians of {document['repeat']} interleaved runs of each program run directly; coverage is that "
+                 f"of a `cprof run` of the same workload (a short run's start-up, exec and dynamic loading, lies "
+                 f"outside every function). Measured: "
+                 + "; ".join(f"{p['name']} {p['measured']}" for p in document["projects"])
+                 + f". Last run: {_source(document)}.")
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {"projects": ("projects.json", projects)}
+
+
+def rendered(readme: str) -> str:
+    def replace(match: re.Match) -> str:
+        name = match.group(2)
+        if name not in TABLES:
+            return match.group(0)
+        file, render = TABLES[name]
+        return match.group(1) + render(read_results(os.path.join(RESULTS, file))) + match.group(4)
+
+    return _BLOCK.sub(replace, readme)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only check that README.md matches the results")
+    args = parser.parse_args()
+    with open(README) as handle:
+        current = handle.read()
+    wanted = rendered(current)
+    if args.check:
+        if wanted != current:
+            print("README.md's result tables differ from benchmarks/results: run scripts/readme_tables.py")
+            return 1
+        return 0
+    with open(README, "w") as handle:
+        handle.write(wanted)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
