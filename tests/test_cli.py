@@ -244,13 +244,42 @@ def test_corrected_and_uncorrected(tour):
     corrected = report_json(tour)
     uncorrected = report_json(tour, "--uncorrected")
     assert corrected["corrected"] is True and uncorrected["corrected"] is False
+    assert corrected["correction"]["applied"] and corrected["correction"]["per_call_ns"] > 0
+    assert uncorrected["correction"] == {"applied": False, "reason": "raw times were asked for", "per_call_ns": None}
     for item in uncorrected["functions"]:
-        assert item["self_ns"] == item["raw_self_ns"] and item["self_err_ns"] == 0
+        assert item["self_ns"] == item["raw_self_ns"] and item["self_err_ns"] is None  # nothing measured: no zero
     raw = by_name(corrected)
     assert all(f["self_ns"] <= f["raw_self_ns"] for f in corrected["functions"])
     # a thousand calls of a function doing almost nothing: most of its measured time is the guard's
     assert raw["tiny"]["self_ns"] < raw["tiny"]["raw_self_ns"]
     assert "raw times: the guard's own cost is included" in tour.cprof("report", "--uncorrected").stdout
+
+
+@pytest.mark.parametrize("how", [("--cpu-time",), ("CPROF_TIMER=clock",)], ids=["cpu-time", "clock-timer"])
+def test_a_mode_without_calibration_says_its_times_are_raw_everywhere(project, how):
+    """--cpu-time and the clock timer send every call through the uncalibrated slow path: no report may claim a
+    correction (or a zero uncertainty) it did not make."""
+    tour = project
+    tour.write("tour.c", TOUR)
+    assert tour.cprof("profile", "tour.c").returncode == 0
+    option = [a for a in how if a.startswith("--")]
+    env = dict(a.split("=", 1) for a in how if "=" in a)
+    assert tour.cprof("run", *option, "--", env=env).returncode == 0
+    table = tour.cprof("report").stdout
+    assert "times are raw: with" in table and "times corrected" not in table and "~" not in table
+    assert "times are raw: with" in tour.cprof("report", "--tree").stdout
+    document = report_json(tour)
+    validate(document, "report-2.json")
+    assert document["corrected"] is False and not document["correction"]["applied"]
+    assert document["correction"]["reason"].startswith("times are raw: with")
+    assert all(f["self_ns"] == f["raw_self_ns"] and f["self_err_ns"] is None and f["total_err_ns"] is None
+               for f in document["functions"])
+    # a diff of a calibrated run against this one compares raw with raw, and says so
+    diff = tour.cprof("diff", "latest~1", "latest", "--json").json()
+    validate(diff, "diff-2.json")
+    assert diff["corrected"] is False and diff["raw_reason"].startswith("times are raw")
+    assert all(f["a"] is None or f["a"]["err_ns"] is None for f in diff["functions"])
+    assert "times are raw: with" in tour.cprof("diff", "latest~1", "latest").stdout
 
 
 def test_columns_are_stable_and_plain_unless_on_a_terminal(tour):

@@ -60,3 +60,20 @@ def test_plain_and_instrumented_builds_print_the_same(project):
     assert project.run("cc", "-O2", "fib.c", "-o", plain).returncode == 0
     assert project.cprof("build", "fib.c", "-o", "fibi").returncode == 0
     assert project.cprof("run", "--", "24").stdout == project.run(plain, "24").stdout == "fib(24) = 46368\n"
+
+
+def test_inline_guard_counts_exactly_and_behaves_as_plain(project):
+    """--inline-guard puts the guard's fast paths into every function instead of calling them."""
+    project.write("fib.c", FIB)
+    plain = project.run("cc", "-O2", "-g", "fib.c", "-o", "plain")
+    assert plain.returncode == 0
+    build = project.cprof("build", "--inline-guard", "fib.c")
+    assert build.returncode == 0 and "1 units instrumented, 0 fell back" in build.stderr, build.stderr
+    run = project.cprof("run", "--", "18")
+    assert run.stdout == project.run("./plain", "18").stdout == "fib(18) = 2584\n"
+    report = project.cprof("report", "--json").json()
+    validate(report, "report-2.json")
+    assert by_name(report)["fib"]["calls"] == 8361 and by_name(report)["main"]["calls"] == 1
+    # the fast paths really are inline: the program calls no out-of-line __cprof_enter_fast
+    symbols = project.run("nm", os.path.join(project.root, ".cprof", "build", "direct", "fib")).stdout
+    assert "__cprof_enter_fast" not in symbols

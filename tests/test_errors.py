@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -281,3 +282,47 @@ def test_a_damaged_store_file_stops_the_command_and_is_never_overwritten(project
     with open(os.path.join(store, "tags.json")) as handle:
         assert sorted(json.load(handle)) == ["a", "b"]  # restored, nothing else was written
     assert len(os.listdir(os.path.join(store, "runs"))) == 2  # `runs rm` deleted nothing before it stopped
+
+
+def test_merge_errors(project):
+    profiled(project, "100")
+    assert_only_error(project.cprof("merge", "latest", "latest"), EXIT_USAGE, "merge needs at least two different runs")
+    assert_only_error(project.cprof("merge", "latest", "nonesuch"), EXIT_NOT_FOUND, "no run or tag named 'nonesuch'")
+    assert_only_error(project.cprof("merge", "latest", "latest", "--tag", "latest"), EXIT_USAGE, "invalid tag name")
+    profiled(project, "200")
+    files = sorted(os.listdir(os.path.join(project.root, ".cprof", "runs")))
+    run_file = next(f for f in os.listdir(os.path.join(project.root, ".cprof", "runs", files[0]))
+                    if f.endswith(".cprof"))
+    with open(os.path.join(project.root, ".cprof", "runs", files[0], run_file), "wb") as handle:
+        handle.write(b"not a run file at all")
+    assert_only_error(project.cprof("merge", files[0], files[-1]), EXIT_CORRUPT, "cannot merge", run_file)
+    assert len(os.listdir(os.path.join(project.root, ".cprof", "runs"))) == len(files)  # nothing half made
+
+
+def test_instrument_errors(project):
+    assert_only_error(project.cprof("instrument", "missing.c"), EXIT_NOT_FOUND, "no such source file: missing.c")
+    project.write("broken.c", "int main(void) { return undeclared; }\n#include <nonexistent.h>\n")
+    result = project.cprof("instrument", "broken.c")
+    assert_error(result, 4, "preprocessing broken.c failed")
+    assert "nonexistent.h" in result.stderr  # the compiler's own message comes first
+    project.write("digraphs.c", "int main(void) <% return 0; %>\n")
+    assert_error(project.cprof("instrument", "digraphs.c"), 4, "digraphs.c:1:", "cprof would compile this unit "
+                 "uninstrumented")
+
+
+def test_doctor_says_why_the_store_is_unusable(project):
+    store = project.write("not-a-directory", "a file\n")
+    result = project.cprof("doctor", "--calls", "1000", env={"CPROF_HOME": store})
+    assert result.returncode == EXIT_SETUP
+    line = next(l for l in result.stdout.splitlines() if "run store" in l)
+    assert line.startswith("FAIL") and "Not a directory" in line and "CPROF_HOME" in line
+    healthy = project.cprof("doctor", "--calls", "1000")
+    assert healthy.returncode == 0 and "FAIL" not in healthy.stdout
+    assert re.search(r"with --cpu-time +[\d.]+ ns per call", healthy.stdout)
+
+
+def test_a_build_that_links_no_program(project):
+    project.write("lib.c", "int add(int a, int b) { return a + b; }\n")
+    project.write("Makefile", "lib.o: lib.c\n\t$(CC) -c lib.c -o lib.o\n")
+    assert project.cprof("build", "--", "make").returncode == 0
+    assert_only_error(project.cprof("run", "--"), EXIT_NOT_FOUND, "the last build linked no executable")

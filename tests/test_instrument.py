@@ -205,8 +205,18 @@ def test_setjmp_longjmp_output_and_counts_are_exact(project):
     """)
     functions = profile_like_plain(project, ["jump.c"])
     assert calls(functions) == {"main": 1, "dive": 55, "leaf": 5}
-    # the frames the longjmp abandoned were closed: leaf ran under main, not under a stale dive frame
+    # the frames the longjmp abandoned were closed: leaf ran under main, not under a stale dive frame, and each
+    # new dive started again right under main
     assert functions["leaf"]["total_ns"] <= functions["main"]["total_ns"]
+    from cprof.model.load import load_view
+    from cprof.run.store import Store
+
+    [thread] = load_view(Store(os.path.join(project.root, ".cprof")), None).threads
+    paths = {tuple(k.name for k in node.path()): node.calls for node in thread.root.walk() if node.key}
+    assert paths[("main", "leaf")] == 5 and sum(n for p, n in paths.items() if p[-1] == "leaf") == 5
+    assert paths[("main", "dive")] == 5  # five dives from main, none nested in an abandoned one
+    assert max(len(p) for p in paths) == 12 and all(p[0] == "main" and set(p[1:]) <= {"dive"}
+                                                  for p in paths if p[-1] == "dive")
 
 
 def test_a_static_inline_header_function_is_one_function_across_units(project):

@@ -22,7 +22,7 @@ from cprof.build.server import ENV_SERVER, BuildServer
 from cprof.build.shadow import project_root, sync_tree
 from cprof.build.toolchain import BUILD_CLIENT, GUARD_HEADER, check_installed, find_real_compiler
 from cprof.errors import EXIT_BUILD_FAILED, EXIT_NOT_FOUND, EXIT_USAGE, CprofError
-from cprof.instrument.filters import FunctionFilter, unmatched_filters
+from cprof.instrument.filters import FunctionFilter, patterns_no_source_mentions, unmatched_filters
 from cprof.instrument.unit import UNREADABLE, PathMap
 from cprof.paths import display_path
 from cprof.run.store import Store, read_json, write_json_atomic
@@ -347,6 +347,10 @@ def build_with_command(command: list[str], options: BuildOptions, store: Store |
     project = project_root(here)
     if project != here:
         sys.stderr.write(f"cprof: building in a shadow copy of {project}, the project around this folder\n")
+    unseen = patterns_no_source_mentions(options.function_filter, project, {store.root})
+    if unseen:  # said before a build that may take minutes; the build itself still decides
+        sys.stderr.write(f"cprof: warning: no source file mentions {', '.join(unseen)}: if that is a typo, stop now "
+                         "(Ctrl-C); names that macros paste together only show once the build has run\n")
     shadow = os.path.realpath(os.path.join(store.build_dir, "tree"))
     shim_dir = os.path.join(store.build_dir, "shims")
     log_path = os.path.join(store.build_dir, "log.jsonl")

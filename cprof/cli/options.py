@@ -70,7 +70,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                        "exits 0")
     group.add_argument("--kill-timeout", type=positive_float, default=5.0, metavar="S",
                        help="after --duration's SIGTERM, SIGKILL if still running after S seconds (default 5)")
-    group.add_argument("--cpu-time", action="store_true", help="also measure per-thread CPU time (slower guard)")
+    group.add_argument("--cpu-time", action="store_true",
+                       help="also measure CPU time per function: two thread CPU clock reads per call (often over "
+                       "1 us a call; 'cprof doctor' measures it), times then uncorrected")
     group.add_argument("--ignore-exit-code", action="store_true",
                        help="exit 0 even when the program fails (by default its exit status is cprof's)")
     group.add_argument("--repeat", type=positive_int, default=1, metavar="N",

@@ -110,6 +110,10 @@ def perform_runs(args, store: Store) -> tuple[list[LaunchResult], str | None]:
         validate_tag(args.tag)  # before running, not after a long run
     program = find_program(store, args.bin)
     build = build_coverage(store, program)
+    if args.cpu_time:  # said before a run that may take far longer than the user expects
+        sys.stderr.write("cprof: note: --cpu-time reads the thread's CPU clock twice in every instrumented call "
+                         "(on a virtual machine that can be over 1 us a call; 'cprof doctor' measures it here), and "
+                         "times measured so cannot be corrected for the guard's cost\n")
     group = new_run_id() if args.repeat > 1 else None
     results = []
     for index in range(args.repeat):

@@ -67,6 +67,34 @@ def file_matches(pattern: str, file: str) -> bool:
     return fnmatch.fnmatchcase(file, "*/" + pattern) or fnmatch.fnmatchcase(os.path.basename(file), pattern)
 
 
+_SOURCE_SUFFIXES = (".c", ".h", ".inc", ".def", ".y", ".l")
+
+
+def patterns_no_source_mentions(function_filter: FunctionFilter, root: str, skip: set[str]) -> list[str]:
+    """--fn and --file patterns that no C source or header under `root` mentions at all: before a long build,
+    the likeliest typos. (Not proof: macros can paste a name together, and generated sources appear later.)"""
+    wanted = {p: False for p in function_filter.functions}
+    files = {p: False for p in function_filter.files}
+    for directory, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and os.path.join(directory, d) not in skip]
+        for name in names:
+            if not name.endswith(_SOURCE_SUFFIXES):
+                continue
+            path = os.path.join(directory, name)
+            for pattern in files:
+                files[pattern] = files[pattern] or file_matches(pattern, path)
+            if not all(wanted.values()):
+                try:
+                    with open(path, encoding="utf-8", errors="replace") as handle:
+                        text = handle.read()
+                except OSError:
+                    continue
+                for pattern in wanted:
+                    wanted[pattern] = wanted[pattern] or pattern in text
+    return [f"--fn {p}" for p, seen in wanted.items() if not seen] + \
+        [f"--file {p}" for p, seen in files.items() if not seen]
+
+
 @dataclass
 class UnmatchedFilter:
     pattern: str

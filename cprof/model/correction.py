@@ -27,6 +27,10 @@ class Calibration:
     outer_ns: float = 0.0
     inner_spread_ns: float = 0.0
     outer_spread_ns: float = 0.0
+    # False when the runtime measured no guard cost: the clock timer (CPROF_TIMER=clock, or no invariant TSC) and
+    # --cpu-time send every call through the slow path, which is not calibrated. Nothing is then corrected, and
+    # no report may claim it was.
+    measured: bool = False
 
     @classmethod
     def from_header(cls, header: dict) -> "Calibration":
@@ -38,6 +42,7 @@ class Calibration:
             header["guard_outer_ticks"] * scale,
             header["guard_inner_spread"] * scale,
             header["guard_outer_spread"] * scale,
+            measured=True,
         )
 
     @property

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from cprof.model.coverage import Coverage, median_coverage
 from cprof.model.load import function_samples, median_of
-from cprof.model.run import FunctionKey, FunctionStats, Run
+from cprof.model.run import FunctionKey, FunctionStats, Run, raw_reason
 
 
 @dataclass
@@ -55,6 +55,8 @@ class RunDiff:
     changes: list[FunctionChange] = field(default_factory=list)
     a_coverage: Coverage | None = None
     b_coverage: Coverage | None = None
+    corrected: bool = True  # both sides corrected for the guard's cost (else both are raw)
+    raw_reason: str | None = None  # why they are raw, when the user did not ask for it
 
     @property
     def has_spread(self) -> bool:
@@ -122,10 +124,15 @@ def _clears_noise(a: Side, b: Side) -> bool:
 
 
 def diff_runs(a_runs: list[Run], b_runs: list[Run], a_label: str, b_label: str, corrected: bool = True) -> RunDiff:
+    """Corrected times only when every run of both sides could be corrected: corrected against raw would show the
+    guard's cost as a change."""
+    reason = raw_reason([p for run in a_runs + b_runs for p in run.processes]) if corrected else None
+    corrected = corrected and reason is None
     total_a = _side([_run_total(run, corrected) for run in a_runs])
     total_b = _side([_run_total(run, corrected) for run in b_runs])
     result = RunDiff(a_label, b_label, len(a_runs), len(b_runs), total_a, total_b, _clears_noise(total_a, total_b),
-                     a_coverage=median_coverage(a_runs), b_coverage=median_coverage(b_runs))
+                     a_coverage=median_coverage(a_runs), b_coverage=median_coverage(b_runs), corrected=corrected,
+                     raw_reason=reason)
     a_table, b_table = function_samples(a_runs, corrected), function_samples(b_runs, corrected)
     for key in set(a_table) | set(b_table):
         a = _side(a_table.get(key, [None] * len(a_runs)))

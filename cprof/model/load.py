@@ -9,7 +9,7 @@ import statistics
 import sys
 
 from cprof.errors import EXIT_CORRUPT, EXIT_NOT_FOUND, CprofError
-from cprof.model.run import FunctionKey, FunctionStats, ProcessData, Run, load_process
+from cprof.model.run import FunctionKey, FunctionStats, ProcessData, Run, load_process, raw_reason
 from cprof.run.store import RunEntry, Store
 
 # the FunctionStats fields a group reports the median of; counts stay whole numbers
@@ -150,7 +150,16 @@ class GroupRun:
         walls = [run.wall_ns for run in self.runs]
         return min(walls), max(walls)
 
+    @property
+    def calibrated(self) -> bool:
+        return all(run.calibrated for run in self.runs)
+
+    @property
+    def raw_reason(self) -> str | None:
+        return raw_reason([p for run in self.runs for p in run.processes])
+
     def functions(self, corrected: bool = True) -> list[FunctionStats]:
+        corrected = corrected and self.calibrated
         if corrected not in self._functions:
             self._functions[corrected] = [self._median(key, items)
                                           for key, items in function_samples(self.runs, corrected).items()]

@@ -306,9 +306,21 @@ class Run:
     def command(self) -> list[str]:
         return self.meta.get("command") or self.main.header["cmdline"]
 
+    @property
+    def calibrated(self) -> bool:
+        """Whether the guard's cost was measured in every process, so that times can be corrected for it."""
+        return all(p.calibration.measured for p in self.processes)
+
+    @property
+    def raw_reason(self) -> str | None:
+        """Why this run's times cannot be corrected (None when they can)."""
+        return raw_reason(self.processes)
+
     def functions(self, corrected: bool = True) -> list[FunctionStats]:
         """Per-function totals over all processes and threads. A function's total counts only its outermost
-        activations on each path, so recursion does not count time twice."""
+        activations on each path, so recursion does not count time twice. `corrected` is honoured only where the
+        guard's cost was measured (see `calibrated`): otherwise the figures are raw."""
+        corrected = corrected and self.calibrated
         if corrected in self._functions:
             return self._functions[corrected]
         stats: dict[FunctionKey, FunctionStats] = {}
@@ -325,6 +337,24 @@ class Run:
         result = [s for s in stats.values() if s.calls or s.total_ns]
         self._functions[corrected] = result
         return result
+
+
+TIMER_MONOTONIC = 2  # csrc/runfile.h CPROF_TIMER_MONOTONIC
+
+
+def raw_reason(processes: list[ProcessData]) -> str | None:
+    uncalibrated = [p for p in processes if not p.calibration.measured]
+    if not uncalibrated:
+        return None
+    header = uncalibrated[0].header
+    if header["features"] & FEAT_CPU_TIME:
+        mode = "--cpu-time"
+    elif header["timer_kind"] == TIMER_MONOTONIC:
+        mode = "the clock_gettime timer (CPROF_TIMER=clock, or a CPU without an invariant TSC)"
+    else:
+        mode = "this run's timer mode"
+    return (f"times are raw: with {mode} every call goes through the runtime's slow path, whose cost is not "
+            "calibrated, so each call's guard cost is included; compare such runs only with each other")
 
 
 def _accumulate(root: CallNode, out: dict[FunctionKey, FunctionStats], corrected: bool) -> None:

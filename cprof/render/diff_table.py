@@ -73,6 +73,8 @@ class DiffTable:
         lines.append(f"total self time: {format_ns(diff.total_a.self_ns)} -> {format_ns(diff.total_b.self_ns)} "
                      f"({format_signed_percent(total) if total is not None else 'n/a'}, "
                      f"noise ±{format_ns(diff.total_noise_ns)}{verdict})")
+        if diff.raw_reason:
+            lines.append(diff.raw_reason)
         if diff.a_runs > 1 and diff.b_runs > 1:
             lines.append("noise: the two groups' spread (half the range of each) or the correction uncertainty, "
                          "whichever is larger; dimmed changes are within it")
@@ -81,9 +83,12 @@ class DiffTable:
             lines.append(f"noise: {single} is one run, so only the other side's spread and the correction "
                          "uncertainty count (profile --repeat N gives both sides a spread); dimmed changes are "
                          "within it")
-        else:
+        elif diff.corrected:
             lines.append("noise: single runs have no spread, so only the correction uncertainty counts (profile "
                          "--repeat N gives groups); dimmed changes are within it")
+        else:
+            lines.append("noise: single runs have no spread and raw times no correction uncertainty, so no change "
+                         "can be told from noise here (profile --repeat N gives groups)")
         return "\n".join(lines)
 
 

@@ -53,7 +53,12 @@ def run_metadata(run: Run) -> dict:
     }
 
 
-def function_record(item, with_threads: bool) -> dict:
+def _uncertainty(value: float, corrected: bool) -> int | None:
+    """An uncertainty that was not measured is null, never a zero that would read as exact."""
+    return round(value) if corrected else None
+
+
+def function_record(item, with_threads: bool, corrected: bool = True) -> dict:
     record = {
         "name": item.name,
         "file": item.key.file,
@@ -63,8 +68,8 @@ def function_record(item, with_threads: bool) -> dict:
         "calls": item.calls,
         "self_ns": round(item.self_ns),
         "total_ns": round(item.total_ns),
-        "self_err_ns": round(item.self_err_ns),
-        "total_err_ns": round(item.total_err_ns),
+        "self_err_ns": _uncertainty(item.self_err_ns, corrected),
+        "total_err_ns": _uncertainty(item.total_err_ns, corrected),
         "raw_self_ns": round(item.raw_self_ns),
         "raw_total_ns": round(item.raw_total_ns),
         "mostly_correction": item.mostly_correction,
@@ -82,6 +87,12 @@ def function_record(item, with_threads: bool) -> dict:
             for (pid, index), part in sorted(item.threads.items())
         ]
     return record
+
+
+def correction_record(calibration, reason: str | None) -> dict:
+    """Whether times had the guard's cost removed, by how much per call, and if not, why."""
+    return {"applied": calibration is not None, "reason": reason,
+            "per_call_ns": round(calibration.per_call_ns, 2) if calibration is not None else None}
 
 
 def coverage_record(coverage: Coverage) -> dict:
@@ -105,13 +116,16 @@ def coverage_record(coverage: Coverage) -> dict:
 def report_document(run: Run | GroupRun, options: ReportOptions) -> dict:
     """For a group, `run` describes the group's median run and every function figure is a median over the group."""
     shown, matching = selected_functions(run, options)
+    corrected = options.corrected and run.calibrated
     document = {
         "schema": REPORT_SCHEMA,
         "coverage": coverage_record(coverage_of(run)),
         "run": run_metadata(run.representative if isinstance(run, GroupRun) else run),
-        "corrected": options.corrected,
+        "corrected": corrected,
+        "correction": correction_record(run.main.calibration if corrected else None,
+                                        None if corrected else run.raw_reason or "raw times were asked for"),
         "sort": options.sort,
-        "functions": [function_record(f, options.threads) for f in shown],
+        "functions": [function_record(f, options.threads, corrected) for f in shown],
         "hidden_functions": len(matching) - len(shown),
     }
     if isinstance(run, GroupRun):

@@ -140,11 +140,14 @@ class FunctionTable:
             parts.append("no instrumented function was called (or the run file lost what it measured)")
         parts.extend(self._run_lines())
         parts.extend(coverage_lines(coverage_of(run), style))
-        if options.corrected:
+        if options.corrected and not run.calibrated:
+            parts.append(run.raw_reason)
+        elif options.corrected:
             calibration = run.main.calibration
+            # the errors share one calibration, so they add up: the sum is the uncertainty of the table's total
             error = sum(f.self_err_ns for f in everything)
-            note = (f"times corrected for the guard's cost ({calibration.per_call_ns:.1f} ns/call, "
-                    f"±{format_ns(error)} in all)")
+            note = (f"times corrected for the guard's cost ({calibration.per_call_ns:.1f} ns/call): all self times "
+                    f"together are {format_ns(sum(f.self_ns for f in everything))} ± {format_ns(error)}")
             if any(f.mostly_correction for f in shown):
                 note += "; ~ marks functions whose time is mostly correction"
             parts.append(note + "; --uncorrected shows raw times")

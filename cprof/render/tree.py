@@ -60,6 +60,8 @@ class CallTree:
                                     "shows all)") + "\n")
         for line in coverage_lines(coverage, style):
             out.write(line + "\n")
+        if self.corrected and not self.run.calibrated:
+            out.write(self.run.raw_reason + "\n")
 
     def _ordered(self, node: CallNode) -> list[CallNode]:
         return sorted(node.children.values(), key=lambda c: -self._total(c))

@@ -91,6 +91,19 @@ class Store:
     def build_dir(self) -> str:
         return os.path.join(self.root, "build")
 
+    def problem(self) -> str | None:
+        """Why runs cannot be stored here (None when they can): the store is made if need be, and a file is
+        written and removed in it, as `cprof run` would."""
+        try:
+            os.makedirs(self.runs_dir, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.runs_dir, prefix=".probe-")
+            os.close(fd)
+            os.remove(probe)
+        except OSError as error:
+            where = f" ({error.filename})" if error.filename else ""
+            return f"{error.strerror}{where}; set {ENV_HOME} to a writable folder"
+        return None
+
     def _tags_path(self) -> str:
         return os.path.join(self.root, "tags.json")
 
