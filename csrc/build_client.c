@@ -1,5 +1,5 @@
 /* build_client.c — what cprof's compiler shims run: hands one compiler call to the build server
- * (cprof/build/server.py, which documents the protocol) and exits with its status.
+ * (cprof/building/server.py, which documents the protocol) and exits with its status.
  *
  * Usage: cprof-build-client N FALLBACK_ARGV[N] ARGS...
  * A build calls the compiler once per unit, and starting Python for each call cost a cold Lua build a sixth of its

@@ -1,4 +1,4 @@
-/* reader.c — the fast run-file reader behind cprof._native; cprof/model/runfile.py is its pure-Python twin.
+/* reader.c — the fast run-file reader behind cprof._native; cprof/runfile.py is its pure-Python twin.
  *
  * The image may be truncated, half-written (a crashed process) or corrupt, so every size and pointer is
  * checked against the image before use and anything that does not fit is dropped, never followed. */

@@ -1,4 +1,4 @@
-/* records.c — the one record walker; the pure-Python reader in cprof/model/runfile.py follows the same rules. */
+/* records.c — the one record walker; the pure-Python reader in cprof/runfile.py follows the same rules. */
 #include "records.h"
 
 #include <string.h>

@@ -725,7 +725,7 @@ static int make_dirs(char *path)
     return mkdir(path, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-/* Run ids sort by time; cprof/run/store.py makes them the same way. */
+/* Run ids sort by time; cprof/workspace.py makes them the same way. */
 static void format_run_id(char *out, size_t size, cprof_u64 unix_ns)
 {
     time_t seconds = (time_t)(unix_ns / 1000000000ull);

@@ -26,7 +26,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from cprof.build.toolchain import GUARD_HEADER, INCLUDE_DIR  # noqa: E402
+from cprof.building.toolchain import GUARD_HEADER, INCLUDE_DIR  # noqa: E402
 
 # Lua's own flags for `make linux` (src/Makefile: CFLAGS and MYCFLAGS for the linux target).
 LUA_CFLAGS = ["-std=gnu99", "-O2", "-Wall", "-Wextra", "-DLUA_COMPAT_5_3", "-DLUA_USE_LINUX"]
@@ -139,9 +139,9 @@ def shim_call_cpu(tree: str, cache: str) -> tuple[float, float]:
 
 def breakdown(work: Workspace, cache: str) -> list[list[str]]:
     """CPU seconds of each phase of a cold instrumented build, summed over Lua's units, next to the plain compile.
-    The phases are run one by one here as the build server's forks run them (see cprof/build/wrapper.py); header
+    The phases are run one by one here as the build server's forks run them (see cprof/building/wrapper.py); header
     segments come from the units parsed before, as in a build."""
-    from cprof.build.cache import UnitCache
+    from cprof.building.cache import UnitCache
     from cprof.instrument.parse import parse
     from cprof.instrument.scan import scan
     from cprof.instrument.unit import PathMap, instrument_unit

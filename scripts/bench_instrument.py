@@ -4,7 +4,7 @@
 
 The amalgamation comes from Debian's sqlite3 source package through scripts/fetch_corpus.sh (cached under
 ~/.cache/cprof/corpus/, never in the repository); --source names another sqlite3.c. It is preprocessed exactly as
-`cprof cc` does it (cprof.build.wrapper.UnitCompiler.preprocess), with the compile flags of Debian's package.
+`cprof cc` does it (cprof.building.unit_compiler.UnitCompiler.preprocess), with the compile flags of Debian's package.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import sys
 import tempfile
 import time
 
-from cprof.build import compiler_args as ca
-from cprof.build.toolchain import GUARD_HEADER
-from cprof.build.wrapper import UnitCompiler, WrapperConfig
+from cprof.building import compiler_args as ca
+from cprof.building.toolchain import GUARD_HEADER
+from cprof.building.config import WrapperConfig
+from cprof.building.unit_compiler import UnitCompiler
 from cprof.instrument.filters import FunctionFilter
 from cprof.instrument.parse import parse
 from cprof.instrument.scan import scan

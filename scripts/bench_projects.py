@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
-from scripts.results import machine_description, write_results  # noqa: E402
+from scripts.results import write_results  # noqa: E402
 
 CMAKE_POLICY = "-DCMAKE_POLICY_VERSION_MINIMUM=3.5"  # cmake 4 refuses brotli's old CMakeLists without it
 

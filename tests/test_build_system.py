@@ -338,7 +338,7 @@ def test_a_syntax_error_points_at_the_users_file(project):
     result = project.cprof("build", "--", "make")
     assert result.returncode == 4, result.stderr
     assert f"{os.path.join(project.root, 'main.c')}:3:" in result.stderr
-    assert "error:" in result.stderr and ".cprof/build/tree" not in result.stderr.replace("Entering", "")
+    assert "error:" in result.stderr and ".cprof/building/tree" not in result.stderr.replace("Entering", "")
     lines = result.stderr.splitlines()
     assert lines[-1].startswith("cprof: error: the build command failed") and "Traceback" not in result.stderr
 

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from cprof.build.toolchain import GUARD_HEADER
+from cprof.building.toolchain import GUARD_HEADER
 from cprof.instrument.parse import parse
 from cprof.instrument.scan import scan
 from cprof.instrument.unit import PathMap, instrument_unit

@@ -177,7 +177,8 @@ def test_compiler_messages_point_where_they_do_without_cprof(project):
 def test_a_failure_of_cprof_falls_back_with_one_warning_and_a_log(project, monkeypatch, capsys):
     """Any exception in the instrumenter, and a unit that takes too long, compile plain: never a traceback in the
     user's build."""
-    from cprof.build import wrapper
+    from cprof.building import unit_compiler, wrapper
+    from cprof.building.config import WrapperConfig
 
     project.write("prog.c", "int main(void) { return 3; }\n")
     log = os.path.join(project.root, "log.jsonl")
@@ -191,9 +192,9 @@ def test_a_failure_of_cprof_falls_back_with_one_warning_and_a_log(project, monke
 
     for fault, expected in ((broken, "internal error RuntimeError: injected fault"),
                             (stuck, "instrumenting it took over 0.5 s")):
-        monkeypatch.setattr(wrapper.UnitCompiler, "instrument", fault)
-        monkeypatch.setattr(wrapper, "UNIT_TIME_LIMIT", 0.5)
-        config = wrapper.WrapperConfig(real_compiler="cc", log_path=log, cache_dir=None)
+        monkeypatch.setattr(unit_compiler.UnitCompiler, "instrument", fault)
+        monkeypatch.setattr(unit_compiler, "UNIT_TIME_LIMIT", 0.5)
+        config = WrapperConfig(real_compiler="cc", log_path=log, cache_dir=None)
         program = os.path.join(project.root, "prog")
         status = wrapper.run_wrapper([os.path.join(project.root, "prog.c"), "-o", program], config=config)
         assert status == 0 and subprocess.run([program]).returncode == 3

@@ -209,7 +209,7 @@ def test_setjmp_longjmp_output_and_counts_are_exact(project):
     # new dive started again right under main
     assert functions["leaf"]["total_ns"] <= functions["main"]["total_ns"]
     from cprof.model.load import load_view
-    from cprof.run.store import Store
+    from cprof.workspace import Store
 
     [thread] = load_view(Store(os.path.join(project.root, ".cprof")), None).threads
     paths = {tuple(k.name for k in node.path()): node.calls for node in thread.root.walk() if node.key}

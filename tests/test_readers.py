@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from cprof import _native
-from cprof.model import runfile
+from cprof import runfile
 
 PROGRAM = """\
     #include <pthread.h>

@@ -10,13 +10,14 @@ import textwrap
 import pytest
 
 from conftest import REPO
-from cprof.build import compiler_args as ca
-from cprof.build.toolchain import GUARD_HEADER
-from cprof.build.wrapper import UnitCompiler, WrapperConfig
+from cprof.building import compiler_args as ca
+from cprof.building.toolchain import GUARD_HEADER
+from cprof.building.config import WrapperConfig
+from cprof.building.unit_compiler import UnitCompiler
 from cprof.instrument.parse import parse
 from cprof.instrument.scan import scan
 from cprof.instrument.splice import GUARD
-from cprof.instrument.unit import InstrumentError, PathMap, instrument_unit
+from cprof.instrument.unit import PathMap, instrument_unit
 
 
 def preprocess(tmp_path, code: str, name: str = "unit.c", flags: tuple[str, ...] = (), headers: dict | None = None):

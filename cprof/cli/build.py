@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from cprof.build.driver import build_sources, build_with_command, fallback_line, last_build
+from cprof.building.driver import build_sources, build_with_command, last_build
+from cprof.building.summary import fallback_line
 from cprof.cli.options import add_build_options, build_options
 from cprof.errors import EXIT_USAGE, CprofError
-from cprof.run.store import Store
+from cprof.workspace import Store
 from cprof.paths import display_path
 
 USAGE = """cprof build [options] SOURCE.c... [-o NAME] [-- COMPILER AND LINKER ARGS]

@@ -12,7 +12,7 @@ from cprof.model.diff import diff_runs
 from cprof.model.load import load_runs
 from cprof.render.diff_table import DiffTable
 from cprof.render.json_diff import JsonDiff
-from cprof.run.store import Store
+from cprof.workspace import Store
 
 DESCRIPTION = """\
 Compare A (default: the run or group before the latest) with B (default: the latest), function by function, by

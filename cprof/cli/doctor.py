@@ -9,9 +9,9 @@ import tempfile
 import textwrap
 
 from cprof import __version__
-from cprof.build.toolchain import GUARD_HEADER, RUNTIME_DIR, SHARED_RUNTIME, find_real_compiler
+from cprof.building.toolchain import GUARD_HEADER, RUNTIME_DIR, SHARED_RUNTIME, find_real_compiler
 from cprof.errors import EXIT_SETUP
-from cprof.run.store import Store
+from cprof.workspace import Store
 
 _LOOP = textwrap.dedent("""\
     #include <stdio.h>
@@ -43,7 +43,8 @@ def _line(label: str, value: str, ok: bool = True) -> bool:
 def _measure(compiler: str, calls: int) -> tuple[float, float, float] | None:
     """ns per call of a loop calling an empty function, plain, instrumented, and instrumented with --cpu-time
     (on a tenth of the calls: it costs far more), best of three each."""
-    from cprof.build.wrapper import WrapperConfig, run_wrapper
+    from cprof.building.config import WrapperConfig
+    from cprof.building.wrapper import run_wrapper
 
     with tempfile.TemporaryDirectory(prefix="cprof-doctor-") as work:
         source = os.path.join(work, "loop.c")

@@ -6,9 +6,10 @@ import os
 import sys
 import tempfile
 
-from cprof.build import compiler_args as ca
-from cprof.build.toolchain import check_installed
-from cprof.build.wrapper import UnitCompiler, WrapperConfig
+from cprof.building import compiler_args as ca
+from cprof.building.toolchain import check_installed
+from cprof.building.config import WrapperConfig
+from cprof.building.unit_compiler import UnitCompiler
 from cprof.cli.options import add_build_options, build_options
 from cprof.paths import display_path
 from cprof.errors import EXIT_BUILD_FAILED, EXIT_NOT_FOUND, CprofError

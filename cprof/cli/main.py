@@ -10,7 +10,7 @@ import traceback
 
 from cprof import __version__
 from cprof.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_SETUP, EXIT_USAGE, CprofError
-from cprof.run.store import ENV_HOME
+from cprof.workspace import ENV_HOME
 
 # One module per subcommand, each with `register(subparsers)` that sets the parser's `run(args) -> int`.
 SUBCOMMANDS = ("build", "run", "report", "profile", "tag", "diff", "runs", "merge", "instrument", "doctor", "cc")
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["CPROF_DISABLE"] = "1"
     try:
         if argv and argv[0] == "cc":  # the compiler wrapper: its arguments are the compiler's, not ours
-            from cprof.build.wrapper import run_wrapper
+            from cprof.building.wrapper import run_wrapper
 
             return run_wrapper(argv[1:])
         parser, args = parse(argv)

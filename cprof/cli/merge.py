@@ -8,8 +8,8 @@ import sys
 
 from cprof.errors import EXIT_CORRUPT, EXIT_USAGE, CprofError
 from cprof.model.load import run_files
-from cprof.model.runfile import RunFileError, read_header
-from cprof.run.store import Store, validate_tag
+from cprof.runfile import RunFileError, read_header
+from cprof.workspace import Store, validate_tag
 
 
 def register(subparsers) -> None:

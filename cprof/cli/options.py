@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cprof.build.driver import BuildOptions
+from cprof.building.driver import BuildOptions
 from cprof.instrument.filters import FunctionFilter
 from cprof.cli.output import add_output_options
 from cprof.render.table import SORT_KEYS, ReportOptions

@@ -12,7 +12,7 @@ from cprof.cli.report import render_report
 from cprof.cli.run import count_recorded, exit_status, perform_runs
 from cprof.errors import EXIT_NOT_FOUND, EXIT_USAGE, CprofError
 from cprof.model.load import load_view
-from cprof.run.store import Store, validate_tag
+from cprof.workspace import Store, validate_tag
 
 USAGE = """cprof profile [options] SOURCE.c... [-o NAME] [--args "PROGRAM ARGS"]
        cprof profile [options] [--bin NAME] [--args "PROGRAM ARGS"] -- BUILD COMMAND..."""

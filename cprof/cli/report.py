@@ -12,7 +12,7 @@ from cprof.model.load import GroupRun, load_view
 from cprof.render.json_report import JsonReport
 from cprof.render.table import FunctionTable
 from cprof.render.tree import CallTree
-from cprof.run.store import Store
+from cprof.workspace import Store
 
 DESCRIPTION = """\
 Show a stored run (default: the latest) as a table of functions by self time, a call tree (--tree) or JSON.

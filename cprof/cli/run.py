@@ -6,11 +6,12 @@ import os
 import signal
 import sys
 
-from cprof.build.driver import fallback_line, last_build
+from cprof.building.driver import last_build
+from cprof.building.summary import fallback_line
 from cprof.cli.options import add_run_options
 from cprof.errors import EXIT_NOT_FOUND, EXIT_USAGE, CprofError
 from cprof.run.launcher import LaunchResult, launch
-from cprof.run.store import Store, new_run_id, validate_tag
+from cprof.workspace import Store, new_run_id, validate_tag
 
 # what a program stopped by --duration dies of: our SIGTERM, or the SIGKILL after --kill-timeout
 _STOP_STATUSES = {128 + signal.SIGTERM, 128 + signal.SIGKILL}

@@ -11,7 +11,7 @@ from cprof.cli.options import non_negative_int
 from cprof.errors import EXIT_USAGE, CprofError
 from cprof.render.style import Style, render_rows
 from cprof.render.units import format_ns, plural, signal_name
-from cprof.run.store import RunEntry, Store
+from cprof.workspace import RunEntry, Store
 
 
 def register(subparsers) -> None:

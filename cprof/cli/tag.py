@@ -6,7 +6,7 @@ import sys
 
 from cprof.errors import EXIT_USAGE, CprofError
 from cprof.render.style import Style, render_rows
-from cprof.run.store import Store, target_of, validate_tag
+from cprof.workspace import Store, target_of, validate_tag
 
 
 def register(subparsers) -> None:

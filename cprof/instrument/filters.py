@@ -15,7 +15,7 @@ class FunctionFilter:
     files: tuple[str, ...] = ()
     exclude_functions: tuple[str, ...] = ()
     exclude_files: tuple[str, ...] = ()
-    # always_inline functions are left out unless asked for (see unit._skip_reason)
+    # always_inline functions are left out unless asked for (see skips.skip_reason)
     always_inline: bool = False
 
     def is_empty(self) -> bool:

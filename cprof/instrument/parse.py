@@ -10,6 +10,7 @@ from typing import Protocol
 
 from pycparser import c_ast, c_parser
 
+from cprof.instrument.skips import FORBIDDING_ATTRIBUTES
 from cprof.instrument.scan import IDENTIFIER, ScannedUnit, ascii_identifier, blank, identifier_text
 
 
@@ -68,7 +69,7 @@ class _Squeezed:
 
 
 class SegmentStore(Protocol):
-    """Where what a header segment declares is kept between units (cprof/build/cache.py keeps it on disk)."""
+    """Where what a header segment declares is kept between units (cprof/building/cache.py keeps it on disk)."""
 
     def load_segment(self, key: str) -> dict | None: ...
 
@@ -232,8 +233,6 @@ def _without_plain_declarations(unit: ScannedUnit) -> str:
     typedefs, declarations with such attributes): on Lua, the main files' own prototypes and variables were most
     of what it parsed once headers were reused. A unit with a K&R definition is left whole: its parameter
     declarations look like plain declarations."""
-    from cprof.instrument.unit import FORBIDDING_ATTRIBUTES
-
     text = unit.sanitized
     if not unit.markers:
         return text

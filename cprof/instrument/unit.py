@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from cprof.instrument.filters import FunctionFilter
 from cprof.instrument.scan import ScanError, ScannedUnit, scan
+from cprof.instrument.skips import UNREADABLE, skip_reason
 from cprof.instrument.splice import Site, splice
 
 if TYPE_CHECKING:
@@ -17,13 +18,6 @@ if TYPE_CHECKING:
 # Function flags, as in csrc/runfile.h.
 FN_STATIC = 1
 FN_INLINE = 4
-
-# Bodies the guard must not enter: no stack frame to hold it, or code that runs before relocation/at resolve
-# time, or a body that is only an inlining hint and never emitted.
-FORBIDDING_ATTRIBUTES = ("naked", "ifunc", "no_instrument_function", "gnu_inline", "interrupt")
-# The name listed for a definition whose declarator could not be read (see _note_repairs).
-UNREADABLE = "(unreadable)"
-
 
 class InstrumentError(Exception):
     """The unit cannot be instrumented; the caller compiles it uninstrumented. Carries the source position."""
@@ -80,23 +74,6 @@ class PathMap:
         return absolute
 
 
-def _skip_reason(function, system_header: bool, function_filter: FunctionFilter) -> str | None:
-    if system_header:
-        return "defined in a system header"
-    for word in FORBIDDING_ATTRIBUTES:
-        if word in function.attributes:
-            return f"attribute {word}"
-    # A helper its author forces inline is part of its callers by design (zstd's are a few instructions each, and
-    # timing them made zstd 83x slower): its time stays in them, as in the plain build.
-    if "always_inline" in function.attributes and not function_filter.always_inline:
-        return "always_inline: its time stays in its callers (--always-inline measures it)"
-    if "inline" in function.funcspec and "extern" in function.storage:
-        return "extern inline (an inlining hint, never emitted)"
-    if "inline" in function.funcspec and "static" not in function.storage:
-        return "inline with external linkage (may not use the unit's static site table)"
-    return None
-
-
 def _guard_header_end(unit: ScannedUnit, guard_header: str) -> int:
     """Where the site table goes: at the end of the guard header's last line (just before the line marker that
     leaves the header), so that no line of the unit moves at all. Should that line hold a comment the table
@@ -144,7 +121,7 @@ def decide(
             continue
         real_file = paths.real(file)
         entry = FunctionEntry(function.name, real_file, line, static="static" in function.storage)
-        entry.skipped = _skip_reason(function, system_header, function_filter)
+        entry.skipped = skip_reason(function, system_header, function_filter)
         if entry.skipped is None and function.body_offset not in unit.bodies:
             entry.skipped = "body not found by the scanner"
         if entry.skipped is None and not function_filter.selects(function.name, real_file, result.matched_filters):

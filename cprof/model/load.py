@@ -10,7 +10,7 @@ import sys
 
 from cprof.errors import EXIT_CORRUPT, EXIT_NOT_FOUND, CprofError
 from cprof.model.run import FunctionKey, FunctionStats, ProcessData, Run, load_process, raw_reason
-from cprof.run.store import RunEntry, Store
+from cprof.workspace import RunEntry, Store
 
 # the FunctionStats fields a group reports the median of; counts stay whole numbers
 _TIME_FIELDS = ("self_ns", "total_ns", "self_err_ns", "total_err_ns", "raw_self_ns", "raw_total_ns", "cpu_ns",

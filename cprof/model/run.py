@@ -12,7 +12,7 @@ import stat
 from dataclasses import dataclass, field
 
 from cprof.errors import EXIT_CORRUPT, EXIT_NOT_FOUND, CprofError
-from cprof.model import runfile
+from cprof import runfile
 from cprof.model.correction import Calibration, correct_tree
 
 FN_STATIC, FN_SECTION, FN_INLINE = 1, 2, 4

@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass
 
 from cprof.errors import EXIT_START_FAILED, CprofError
-from cprof.model.runfile import finish_run_file
-from cprof.run.store import RunEntry, Store
+from cprof.runfile import finish_run_file
+from cprof.workspace import RunEntry, Store
 
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 _WATCHED = set(_FORWARDED) | {signal.SIGCHLD}

@@ -12,7 +12,7 @@ GUARD_HEADER = os.path.join(INCLUDE_DIR, "cprof_guard.h")
 SHARED_RUNTIME = os.path.join(RUNTIME_DIR, "libcprofrt.so")
 STATIC_RUNTIME = os.path.join(RUNTIME_DIR, "libcprofrt.a")
 GUARD_ARCHIVE = os.path.join(RUNTIME_DIR, "libcprofguard.a")  # the guard's fast paths (csrc/guard_fast.c)
-BUILD_CLIENT = os.path.join(RUNTIME_DIR, "cprof-build-client")  # what the shims run (cprof/build/server.py)
+BUILD_CLIENT = os.path.join(RUNTIME_DIR, "cprof-build-client")  # what the shims run (cprof/building/server.py)
 
 
 def check_installed() -> None:

@@ -84,9 +84,9 @@ def _serve_call(fds: list[int], payload: bytes) -> tuple[int, bool]:
             name, _, value = entry.partition(b"=")
             os.environb[name] = value
         sys.argv = ["cprof-cc"] + args
-        from cprof.build import wrapper
+        from cprof.building import unit_compiler, wrapper
 
-        wrapper.served_by_build_server = True
+        unit_compiler.served_by_build_server = True
         status, healthy = wrapper.main(), True
     except SystemExit as stop:
         status, healthy = (stop.code if isinstance(stop.code, int) else 1), True
@@ -345,9 +345,9 @@ class BuildServer:
             listener.bind(self.path)
             listener.listen(128)
             listener.setblocking(False)
-            from cprof.build.driver import python_bootstrap
+            from cprof.building.bootstrap import python_bootstrap
 
-            code = python_bootstrap(None) + f"from cprof.build.server import main; main({listener.fileno()})"
+            code = python_bootstrap(None) + f"from cprof.building.server import main; main({listener.fileno()})"
             # LD_BIND_NOW: every symbol the interpreter may call is bound once here, not again in every fork (each
             # fork's first calls into libpython would otherwise resolve them anew: ~7% of the forks' CPU on Lua)
             self.process = subprocess.Popen([sys.executable, "-S", "-c", code], pass_fds=[listener.fileno()],
@@ -372,7 +372,7 @@ class BuildServer:
 def main(listener_fd: int) -> None:
     listener = socket.socket(fileno=listener_fd)
     # Loaded once here, shared by every fork: what each compiler call would otherwise import again.
-    import cprof.build.wrapper  # noqa: F401
+    import cprof.building.wrapper  # noqa: F401
     import cprof.instrument.unit  # noqa: F401
     from pycparser import c_parser
 
