@@ -4,7 +4,7 @@ Both return the same plain structure, which tests compare on the same files:
     {"header": {...}, "complete": bool,
      "functions": [(id, name, file, line, flags)],
      "nodes": [(offset, parent_offset | -1, function_id, calls, total_ticks, cpu_ns,
-                alloc_count, alloc_bytes, free_count, free_bytes, wait_ticks)],
+                alloc_count, alloc_bytes, free_count, free_bytes, wait_ticks, slow_ticks, slow_calls)],
      "threads": [(index, tid, name, root_offset, start_ticks, end_ticks, last_ticks, lost_frames,
                   [(open_node_offset, start_ticks), ...])]}
 Every size and pointer is checked before use: a truncated or corrupt file yields what can be trusted.
@@ -129,10 +129,10 @@ def read_run(data: bytes) -> dict:
                 func_offset = to_offset(func_pointer, _FUNCTION.size)
                 if func_offset < 0:
                     continue
-            calls, total, cpu, alloc_count, alloc_bytes, free_count, free_bytes, wait = values[6:14]
+            calls, total, cpu, alloc_count, alloc_bytes, free_count, free_bytes, wait, slow, slow_calls = values[6:16]
             raw_nodes.append(
                 (offset, parent, func_offset, calls, total, cpu, alloc_count, alloc_bytes, free_count, free_bytes,
-                 wait)
+                 wait, slow, slow_calls)
             )
         elif kind == REC_THREAD and size >= THREAD_SIZE:
             thread = _read_thread(data, offset, to_offset)

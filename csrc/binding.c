@@ -77,9 +77,9 @@ static PyObject *to_python(const struct cprof_read_result *r)
     }
     for (i = 0; i < r->node_count; i++) {
         const struct cprof_read_node *n = &r->nodes[i];
-        PyObject *item = Py_BuildValue("(KLIKKKKKKKK)", n->offset, (long long)n->parent, n->function_id, n->calls,
-                                       n->total_ticks, n->cpu_ns, n->alloc_count, n->alloc_bytes, n->free_count,
-                                       n->free_bytes, n->wait_ticks);
+        PyObject *item = Py_BuildValue("(KLIKKKKKKKKKK)", n->offset, (long long)n->parent, n->function_id,
+                                       n->calls, n->total_ticks, n->cpu_ns, n->alloc_count, n->alloc_bytes,
+                                       n->free_count, n->free_bytes, n->wait_ticks, n->slow_ticks, n->slow_calls);
         if (!item)
             goto fail;
         PyList_SET_ITEM(nodes, (Py_ssize_t)i, item);

@@ -91,6 +91,8 @@ static int collect(const struct cprof_record_head *record, size_t offset, void *
         out->free_count = node.free_count;
         out->free_bytes = node.free_bytes;
         out->wait_ticks = node.wait_ticks;
+        out->slow_ticks = node.slow_ticks;
+        out->slow_calls = node.slow_calls;
     } else if (record->kind == CPROF_REC_THREAD && record->size >= sizeof(struct cprof_thread_record)) {
         struct cprof_thread_record thread;
         struct cprof_read_thread *out;

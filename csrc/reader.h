@@ -18,7 +18,8 @@ struct cprof_read_node {
     int64_t parent;  /* offset of the parent node, -1 for a thread root */
     uint32_t function_id; /* 0 for a thread root */
     uint64_t function_offset; /* the function record's offset (internal to the reader) */
-    uint64_t calls, total_ticks, cpu_ns, alloc_count, alloc_bytes, free_count, free_bytes, wait_ticks;
+    uint64_t calls, total_ticks, cpu_ns, alloc_count, alloc_bytes, free_count, free_bytes, wait_ticks, slow_ticks,
+        slow_calls;
 };
 
 struct cprof_read_frame {

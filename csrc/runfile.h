@@ -37,6 +37,7 @@ __extension__ typedef unsigned long long cprof_u64; /* the same type as the guar
 #define CPROF_FEAT_TRACE (1ull << 3)      /* bounded event-trace records follow (reserved) */
 #define CPROF_FEAT_THREAD_CPU (1ull << 4) /* a thread root's cpu_ns holds the thread's whole CPU time at its end */
 #define CPROF_FEAT_WAIT_TIME (1ull << 5)  /* node.wait_ticks holds time spent blocked (csrc/waits.c) */
+#define CPROF_FEAT_SLOW_PATH (1ull << 6)  /* node.slow_ticks / slow_calls: entries through the runtime's slow path */
 
 /* Header flags. */
 #define CPROF_RUN_COMPLETE (1u << 0)    /* the process finished normally and wrote its trailer */
@@ -152,7 +153,9 @@ struct cprof_node {
     cprof_u64 free_count;
     cprof_u64 free_bytes;
     cprof_u64 wait_ticks;     /* CPROF_FEAT_WAIT_TIME: blocked in a waiting call made right here (not in callees) */
-    cprof_u64 reserved[3];
+    cprof_u64 slow_ticks;     /* CPROF_FEAT_SLOW_PATH: entries into this node that took the slow path (a new call */
+    cprof_u64 slow_calls;     /* path, a longjmp repair, stack growth): their time, which lands in the caller */
+    cprof_u64 reserved[1];
 };
 
 /* One open activation on a thread's shadow stack. */

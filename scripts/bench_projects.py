@@ -130,7 +130,21 @@ def found(expected: str, names: set[str]) -> bool:
     return any(n.startswith(expected) for n in names) if expected.endswith("_") else expected in names
 
 
-def measure(project: Project, source: str, work: str, input_path: str, repeat: int) -> dict:
+@dataclass
+class Pair:
+    """A project built both ways: the plain program, the instrumented one, and how to run cprof on the latter."""
+
+    plain: str
+    instrumented: str
+    cprof_dir: str  # where `cprof run` / `cprof report` work for it
+    env: dict
+    last_build: dict
+    build_seconds: float
+    build_summary: str
+
+
+def build_pair(project: Project, source: str, work: str) -> Pair:
+    """Copies the source tree twice under `work`, builds it plainly in one and through `cprof build` in the other."""
     plain_tree, cprof_tree = os.path.join(work, "plain"), os.path.join(work, "cprof")
     for tree in (plain_tree, cprof_tree):
         shutil.copytree(source, tree, symlinks=True)
@@ -148,6 +162,15 @@ def measure(project: Project, source: str, work: str, input_path: str, repeat: i
     name = os.path.basename(project.program)
     program = next(l["built"] for l in last["links"] if l["kind"] == "executable"
                    and os.path.basename(l["output"]) == name)
+    return Pair(plain_program, program, os.path.join(cprof_tree, project.subfolder), env, last, build_seconds,
+                next(line for line in built.stderr.decode(errors="replace").splitlines()
+                     if line.startswith("cprof: built")))
+
+
+def measure(project: Project, source: str, work: str, input_path: str, repeat: int) -> dict:
+    pair = build_pair(project, source, work)
+    plain_program, program, env, last = pair.plain, pair.instrumented, pair.env, pair.last_build
+    cprof_dir = pair.cprof_dir
     packed = os.path.join(work, "packed")
     with open(packed, "wb") as handle:
         handle.write(run([plain_program, *project.packed_with, input_path], work).stdout)
@@ -156,8 +179,8 @@ def measure(project: Project, source: str, work: str, input_path: str, repeat: i
               "subfolder": project.subfolder,
               "units": last["units"], "fell_back": len(last["fallbacks"]), "fallbacks": last["fallbacks"],
               "functions_instrumented": last["functions_instrumented"],
-              "build_summary": built.stderr.decode(errors="replace").strip().splitlines()[-1],
-              "build_seconds": round(build_seconds, 1), "workloads": [],
+              "build_summary": pair.build_summary,
+              "build_seconds": round(pair.build_seconds, 1), "workloads": [],
               "measured": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     runs_dir = os.path.join(work, "runs")
     for workload in project.workloads:
@@ -176,10 +199,8 @@ def measure(project: Project, source: str, work: str, input_path: str, repeat: i
             identical = identical and (cprof_output, cprof_status) == (expected_output, expected_status)
             shutil.rmtree(runs_dir, ignore_errors=True)
         # the run a user would make, for its report
-        cprof(["run", "--bin", os.path.basename(project.program), "--", *args], cwd=os.path.join(cprof_tree,
-              project.subfolder), env=env)
-        report = json.loads(cprof(["report", "--json", "--all"], os.path.join(cprof_tree, project.subfolder),
-                                  env).stdout)
+        cprof(["run", "--bin", os.path.basename(project.program), "--", *args], cwd=cprof_dir, env=env)
+        report = json.loads(cprof(["report", "--json", "--all"], cprof_dir, env).stdout)
         names = {f["name"] for f in report["functions"] if f["calls"]}
         plain_s, cprof_s = statistics.median(plain_times), statistics.median(cprof_times)
         top = sorted(report["functions"], key=lambda f: -f["self_ns"])[:5]

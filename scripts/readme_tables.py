@@ -57,7 +57,44 @@ def projects(document: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-TABLES = {"projects": ("projects.json", projects)}
+def _ms(ns: float) -> str:
+    return f"{ns / 1e6:,.1f} ms" if abs(ns) >= 1e5 else f"{ns / 1e3:,.0f} µs"
+
+
+def accuracy(document: dict) -> str:
+    lines = ["| program (as its user builds it) | calls | plain (same region) | cprof raw | corrected ± uncertainty "
+             "| error | within uncertainty (+ reference noise) | guard per call: calibrated / actual | model error |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for case in document["model_error"]["cases"]:
+        within = "yes" if case["within_uncertainty_alone"] else \
+            f"with noise ±{_ms(case['reference_noise_ns'])}" if case["within_uncertainty"] else "**NO**"
+        error = f"{case['model_error']:+.1%}" if case["conclusive"] else "(too few calls to tell)"
+        actual = f"{case['actual_per_call_ns']:.1f} ns" if case["conclusive"] else "-"
+        lines.append(f"| {case['name']} | {case['calls']:,} | {_ms(case['plain_ns'])} | {_ms(case['raw_ns'])} | "
+                     f"{_ms(case['corrected_ns'])} ± {_ms(case['uncertainty_ns'])} | "
+                     f"{case['corrected_error_percent']:+.1f}% | {within} | {case['calibrated_per_call_ns']:.1f} ns / "
+                     f"{actual} | {error} |")
+    model = document["model_error"]
+    lines += ["", f"Model error margin: **{model['margin']:.2f}** of the calibrated cost (the largest deviation where "
+              f"the guard's cost stands clear of the noise: {model['worst_case']}), which `cprof/model/correction.py` "
+              f"uses as `MODEL_ERROR`; the uncertainties in this table were stated with the margin in force during "
+              f"the run, {model['used']:.2f}."]
+    ratio, leaf = document.get("ratio"), document.get("leaf")
+    if ratio:
+        shares = ratio["shares_percent"]
+        lines += ["", f"6:3:1 work in three functions: {shares['six']:.2f} / {shares['three']:.2f} / "
+                  f"{shares['one']:.2f}% (target: within 1 point: **{'met' if ratio['met'] else 'not met'}**)."]
+    if leaf:
+        lines += ["", f"A ~{leaf['leaf_true_ns'] / 1e7:.1f} ns leaf called 10M times: leaf "
+                  f"{leaf['leaf_corrected_ns'] / 1e7:.1f} ± {leaf['leaf_uncertainty_ns'] / 1e7:.1f} ns vs "
+                  f"{leaf['leaf_true_ns'] / 1e7:.1f} ns per call, parent {leaf['parent_corrected_ns'] / 1e7:.1f} ± "
+                  f"{leaf['parent_uncertainty_ns'] / 1e7:.1f} ns vs {leaf['parent_true_ns'] / 1e7:.2f} ns (each within "
+                  f"its uncertainty: **{'met' if leaf['leaf_within'] and leaf['parent_within'] else 'not met'}**)."]
+    lines += ["", f"From {_source(document)}."]
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {"projects": ("projects.json", projects), "accuracy": ("accuracy.json", accuracy)}
 
 
 def rendered(readme: str) -> str:

@@ -19,3 +19,16 @@ def test_readme_tables_match_the_stored_results():
     check = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "readme_tables.py"), "--check"],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_model_error_is_the_one_measured():
+    """MODEL_ERROR widens every stated uncertainty: it must be the margin scripts/bench_accuracy.py derived, not a
+    constant fitted by hand."""
+    import json
+
+    from cprof.model.correction import MODEL_ERROR
+
+    with open(os.path.join(REPO, "benchmarks", "results", "accuracy.json")) as handle:
+        stored = json.load(handle)
+    assert MODEL_ERROR == stored["model_error"]["margin"]
+    assert all(case["within_uncertainty"] for case in stored["model_error"]["cases"])

@@ -64,6 +64,8 @@ class CallNode:
     free_count: int = 0
     free_bytes: int = 0
     wait_ns: float = 0.0  # blocked in a waiting call (a lock, a condition variable, a join, a sleep...) made here
+    slow_ns: float = 0.0  # entries into this node through the runtime's slow path: their time (in the parent's)
+    slow_calls: int = 0
     # corrected for the guard's own cost (see correction.py), with the uncertainty of that correction
     corrected_total_ns: float = 0.0
     corrected_self_ns: float = 0.0
@@ -184,12 +186,13 @@ def load_process(path: str) -> ProcessData:
     # nodes by offset; attach each to its parent (offsets of roots are known from the thread records)
     nodes: dict[int, CallNode] = {}
     pending = []
-    for offset, parent, function_id, calls, total, cpu, ac, ab, fc, fb, wait in raw["nodes"]:
+    for offset, parent, function_id, calls, total, cpu, ac, ab, fc, fb, wait, slow, slow_calls in raw["nodes"]:
         entry = functions.get(function_id)
         node = CallNode(entry[0] if entry else None)
         node.calls, node.total_ns, node.cpu_total_ns = calls, total * scale, float(cpu)
         node.alloc_count, node.alloc_bytes, node.free_count, node.free_bytes = ac, ab, fc, fb
         node.wait_ns = wait * scale
+        node.slow_ns, node.slow_calls = slow * scale, slow_calls
         nodes[offset] = node
         pending.append((node, parent))
     for node, parent in pending:
@@ -235,6 +238,8 @@ def _merge_into(target: CallNode, source: CallNode) -> None:
     target.total_ns += source.total_ns
     target.cpu_total_ns += source.cpu_total_ns
     target.wait_ns += source.wait_ns
+    target.slow_ns += source.slow_ns
+    target.slow_calls += source.slow_calls
     for key, child in source.children.items():
         if key in target.children:
             _merge_into(target.children[key], child)
