@@ -298,7 +298,7 @@ def main() -> int:
         document["model_error"] = {"margin": margin, "worst_case": worst["name"], "used": MODEL_ERROR,
                                    "cases": cases}
         print(f"model error margin: {margin} (from {worst['name']})")
-    write_results(args.output, document, " ".join(sys.argv[1:]) or "(defaults)")
+    write_results(args.output, document, " ".join(sys.argv[1:]))
     return 0
 
 

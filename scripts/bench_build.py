@@ -24,9 +24,11 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
 
 from cprof.building.toolchain import GUARD_HEADER, INCLUDE_DIR  # noqa: E402
+from scripts.results import write_results  # noqa: E402
 
 # Lua's own flags for `make linux` (src/Makefile: CFLAGS and MYCFLAGS for the linux target).
 LUA_CFLAGS = ["-std=gnu99", "-O2", "-Wall", "-Wextra", "-DLUA_COMPAT_5_3", "-DLUA_USE_LINUX"]
@@ -195,7 +197,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="make -j (default 2)")
     parser.add_argument("--skip-breakdown", action="store_true", help="only the side-by-side timings")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--output", default=os.path.join(REPO, "benchmarks", "results", "build.json"))
     args = parser.parse_args()
+    document = {"repeat": args.repeat, "make": None, "scenarios": [], "breakdown": []}
 
     source = fetch_lua()
     root = tempfile.mkdtemp(prefix="cprof-bench-build-")
@@ -208,21 +212,27 @@ def main() -> int:
                 f"{name.split(' (')[0]} {p[0]:.2f}s/{c[0]:.2f}s" for name, (p, c) in rounds[-1].items()),
                 file=sys.stderr)
         rows = []
+        document["make"] = " ".join(work.make)
         for name in rounds[0]:
-            row = [name]
-            for measure in (0, 1):  # wall, then CPU
+            row, scenario = [name], {"name": name}
+            for measure, what in ((0, "wall"), (1, "cpu")):
                 plain = statistics.median(r[name][0][measure] for r in rounds)
                 instrumented = statistics.median(r[name][1][measure] for r in rounds)
                 row += [f"{plain:.2f} s", f"{instrumented:.2f} s", f"{instrumented / plain:.2f}x"]
+                scenario |= {f"plain_{what}_s": round(plain, 3), f"cprof_{what}_s": round(instrumented, 3)}
             rows.append(row)
+            document["scenarios"].append(scenario)
         load = os.getloadavg()[0]
         print_table(f"Lua 5.4, {' '.join(work.make)}: median of {args.repeat} interleaved rounds "
                     f"({os.cpu_count()} CPUs, load average {load:.1f} at the end)",
                     ["scenario", "plain wall", "cprof wall", "ratio", "plain CPU", "cprof CPU", "ratio"], rows)
         if not args.skip_breakdown:
             cache = os.path.join(root, "phases-cache")
+            phases = breakdown(work, cache)
             print_table("Where a cold instrumented build's time goes: CPU seconds summed over the units",
-                        ["phase", "CPU s", "x plain compile"], breakdown(work, cache))
+                        ["phase", "CPU s", "x plain compile"], phases)
+            document["breakdown"] = [{"phase": p, "cpu_s": s, "of_plain": x} for p, s, x in phases]
+        write_results(args.output, document, " ".join(sys.argv[1:]))
     finally:
         if args.keep:
             print(f"\nwork directory kept: {root}", file=sys.stderr)

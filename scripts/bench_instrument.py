@@ -30,6 +30,9 @@ from cprof.instrument.scan import scan
 from cprof.instrument.unit import PathMap, decide, instrument_unit
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from scripts.results import write_results  # noqa: E402
 
 # CFLAGS of debian/rules (sqlite3 3.40.1-2) plus what its ./configure --enable-fts5 --enable-math adds.
 DEBIAN_FLAGS = """-fno-strict-aliasing -DSQLITE_SECURE_DELETE -DSQLITE_ENABLE_COLUMN_METADATA -DSQLITE_ENABLE_FTS3
@@ -98,7 +101,7 @@ def preprocess(source: str) -> str:
     return text
 
 
-def bench(text: str, repeat: int, profile: bool) -> None:
+def bench(text: str, repeat: int, profile: bool) -> dict:
     paths = PathMap(os.getcwd())
     scan_s, unit = median_times(lambda: scan(text), repeat)
     parse_s, parsed = median_times(lambda: parse(unit), repeat)
@@ -109,10 +112,15 @@ def bench(text: str, repeat: int, profile: bool) -> None:
           f"{len(plan.instrumented):,} functions instrumented, {skipped} skipped")
     print(f"medians over {repeat} runs: scan {scan_s:.2f} s, parse {parse_s:.2f} s, decide {decide_s:.2f} s, "
           f"splice {splice_s:.2f} s; total {scan_s + parse_s + decide_s + splice_s:.2f} s")
+    result = {"characters": len(text), "lines": text.count(chr(10)), "functions": len(plan.instrumented),
+              "skipped": skipped, "scan_s": round(scan_s, 2), "parse_s": round(parse_s, 2),
+              "decide_s": round(decide_s, 2), "splice_s": round(splice_s, 2),
+              "total_s": round(scan_s + parse_s + decide_s + splice_s, 2)}
     if profile:
         profiler = cProfile.Profile()
         profiler.runcall(lambda: instrument_unit(text, GUARD_HEADER, paths).apply(text))
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    return result
 
 
 def run_shell(binary: str, work: str, env: dict | None = None) -> tuple:
@@ -167,12 +175,15 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5, help="runs per phase (default 5)")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of one whole run")
     parser.add_argument("--check", action="store_true", help="also build and compare the sqlite3 shell")
+    parser.add_argument("--output", default=os.path.join(REPO, "benchmarks", "results", "instrument.json"))
     args = parser.parse_args()
     source = os.path.abspath(args.source or find_amalgamation())
     started = time.perf_counter()
     text = preprocess(source)
     print(f"preprocessed {source} in {time.perf_counter() - started:.1f} s")
-    bench(text, args.repeat, args.profile)
+    write_results(args.output, {"repeat": args.repeat, "unit": "sqlite3.c (Debian's amalgamation)",
+                                "sqlite3": bench(text, args.repeat, args.profile)},
+                  " ".join(sys.argv[1:]))
     if args.check and not check_shell(source):
         return 1
     return 0

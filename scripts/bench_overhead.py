@@ -4,7 +4,9 @@ with a minimal two-rdtsc thread-local shadow-stack runtime, scripts/bench/floor_
 (record, -pg build) and cprof. Each program times its own measured loop, so start-up and trace writing are left
 out; ns per call = (variant - plain) / calls, medians over interleaved repetitions.
 
-    python scripts/bench_overhead.py [--repeat 7] [--functions 1,100,10000] [--calls 20000000]
+    python scripts/bench_overhead.py [--repeat 7] [--functions 1,100,10000] [--calls 4000000] [--skip-large gprof]
+
+Writes benchmarks/results/overhead.json: every row of the README's table comes from one invocation.
 
 Programs: a loop calling N distinct tiny functions round-robin (cost flat in N?), and recursive fib(30). cprof
 runs as built by default and with --inline-guard, each with the default ordered timer and CPROF_TIMER=fast.
@@ -13,7 +15,6 @@ runs as built by default and with --inline-guard, each with the default ordered 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -23,7 +24,13 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
 BENCH = os.path.join(HERE, "bench")
+sys.path.insert(0, REPO)
+
+from scripts.results import write_results  # noqa: E402
+
+LARGE = 10_000  # --skip-large applies from this many functions on
 # every variant gets -fno-optimize-sibling-calls: instrumentation turns tail calls into real calls anyway, and
 # the plain reference must make the same calls as the instrumented programs
 CFLAGS = ["-O2", "-g", "-fno-optimize-sibling-calls"]
@@ -135,20 +142,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--functions", default="1,100,10000")
-    parser.add_argument("--calls", type=int, default=20_000_000)
+    parser.add_argument("--calls", type=int, default=4_000_000)
     parser.add_argument("--no-uftrace", action="store_true")
-    parser.add_argument("--skip", default="", help="variants to leave out, e.g. gprof (25 us a call at 10,000 "
-                        "functions: minutes a run)")
+    parser.add_argument("--skip", default="", help="variants to leave out everywhere")
+    parser.add_argument("--skip-large", default="gprof", help=f"variants to leave out from {LARGE:,} functions on "
+                        "(default gprof: it spends tens of us a call there, minutes a run)")
+    parser.add_argument("--output", default=os.path.join(REPO, "benchmarks", "results", "overhead.json"))
     args = parser.parse_args()
     with_uftrace = not args.no_uftrace and shutil.which("uftrace") is not None
     skip = {name for name in args.skip.split(",") if name}
+    skip_large = {name for name in args.skip_large.split(",") if name}
     rows = []
     with tempfile.TemporaryDirectory(prefix="cprof-overhead-") as root:
         for count in [int(n) for n in args.functions.split(",")]:
             source = os.path.join(root, f"calls{count}.c")
             generate_calls(source, count, args.calls)
             variants = Variants(root, source, f"calls{count}")
-            variants.build(with_uftrace, skip)
+            variants.build(with_uftrace, skip | (skip_large if count >= LARGE else set()))
             rows.append({"program": f"{count} functions, {args.calls:,} calls"} |
                         measure(variants, args.calls, [], args.repeat))
         variants = Variants(root, os.path.join(BENCH, "fib.c"), "fib")
@@ -161,7 +171,9 @@ def main() -> int:
     print(" | ".join(columns))
     for row in rows:
         print(" | ".join(str(row.get(c, "-")) for c in columns))
-    print(json.dumps(rows))
+    write_results(args.output, {"repeat": args.repeat, "calls": args.calls, "skip": sorted(skip),
+                                "skip_large": sorted(skip_large), "large": LARGE, "rows": rows},
+                  " ".join(sys.argv[1:]))
     return 0
 
 

@@ -267,7 +267,7 @@ def main() -> int:
         fresh = {r["name"]: r for r in results}
         results = [fresh.pop(r["name"], r) for r in kept] + list(fresh.values())
     write_results(args.output, {"input_bytes": size, "repeat": args.repeat, "projects": results},
-                  " ".join(sys.argv[1:]) or "(defaults)")
+                  " ".join(sys.argv[1:]))
     if not args.keep:
         shutil.rmtree(root)
     else:

@@ -21,6 +21,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from scripts.results import write_results  # noqa: E402
+
 CSMITH_INCLUDE = "/usr/include/csmith"
 PLAIN_FLAGS = ["-O2", "-w", f"-I{CSMITH_INCLUDE}"]
 
@@ -102,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds a plain program may run (default 10)")
     parser.add_argument("--failures", default=os.path.join(tempfile.gettempdir(), "cprof-csmith-failures"),
                         help="where failing programs are kept")
+    parser.add_argument("--output", help="a results file to write (make csmith-300: benchmarks/results/csmith.json)")
     args = parser.parse_args(argv)
     if not shutil.which("csmith") or not os.path.isdir(CSMITH_INCLUDE):
         print("csmith and its headers are needed: apt-get install csmith libcsmith-dev", file=sys.stderr)
@@ -130,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     rate = 100.0 * counts["pass"] / compared if compared else 0.0
     print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped "
           f"(pass rate {rate:.1f}% of {compared} compared programs)")
+    if args.output:
+        write_results(args.output, {"programs": args.programs, "seed": args.seed, "timeout_s": args.timeout,
+                                    "passed": counts["pass"], "failed": counts["fail"], "skipped": counts["skip"]},
+                      " ".join(argv if argv is not None else sys.argv[1:]))
     return 1 if counts["fail"] else 0
 
 

@@ -94,7 +94,77 @@ def accuracy(document: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-TABLES = {"projects": ("projects.json", projects), "accuracy": ("accuracy.json", accuracy)}
+_OVERHEAD_COLUMNS = [("plain_ns_per_call", "plain"), ("floor", "floor"), ("gprof", "gprof"), ("uftrace", "uftrace"),
+                     ("cprof", "cprof (rdtscp, default)"), ("cprof-fast", "cprof (`CPROF_TIMER=fast`)"),
+                     ("cprof-inline", "`--inline-guard`"), ("cprof-inline-fast", "`--inline-guard`, fast"),
+                     ("cprof-off", "cprof, `CPROF_DISABLE=1`")]
+
+
+def overhead(document: dict) -> str:
+    lines = ["| program | " + " | ".join(title for _, title in _OVERHEAD_COLUMNS) + " |",
+             "| --- |" + " --- |" * len(_OVERHEAD_COLUMNS)]
+    by_count = {}
+    for row in document["rows"]:
+        cells = [f"{row[key]:,.2f}" if key in row else "not run" for key, _ in _OVERHEAD_COLUMNS]
+        count = re.match(r"(\d+) functions", row["program"])
+        label = row["program"]
+        if count:
+            by_count[int(count.group(1))] = row
+            label = f"{int(count.group(1)):,} function{'' if count.group(1) == '1' else 's'}"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    small, large = by_count.get(1), by_count.get(document["large"])
+    lines.append("")
+    if small and large:
+        floor_met = all(r["cprof"] <= r["floor"] for r in document["rows"])
+        # flat: what cprof adds grows no more from 1 to 10,000 functions than the floor's own growth
+        growth = large["cprof"] - small["cprof"]
+        floor_growth = large["floor"] - small["floor"]
+        lines.append(f"At or below the floor: **{'met' if floor_met else 'not met'}**. Flat in the number of "
+                     f"functions: from 1 to {document['large']:,} functions cprof's cost grows {growth:+.1f} ns, the "
+                     f"floor's {floor_growth:+.1f} ns, the plain program's own {large['plain_ns_per_call'] - small['plain_ns_per_call']:+.1f} ns "
+                     f"(target: within 2 ns of the floor's growth: **{'met' if growth <= floor_growth + 2 else 'not met'}**).")
+        lines.append("")
+    lines.append(f"ns per call added to the plain program, {document['calls']:,} calls, medians of "
+                 f"{document['repeat']} interleaved runs, all rows from one run"
+                 + (f"; {', '.join(document['skip_large'])} not run from {document['large']:,} functions on"
+                    if document["skip_large"] else "") + f". From {_source(document)}.")
+    return "\n".join(lines) + "\n"
+
+
+def build(document: dict) -> str:
+    lines = ["| measure | plain | cprof | ratio (wall) | ratio (CPU) |", "| --- | --- | --- | --- | --- |"]
+    for scenario in document["scenarios"]:
+        lines.append(f"| Lua 5.4 `{document['make']}`: {scenario['name']} | {scenario['plain_wall_s']:.2f} s | "
+                     f"{scenario['cprof_wall_s']:.2f} s | {scenario['cprof_wall_s'] / scenario['plain_wall_s']:.2f}x | "
+                     f"{scenario['cprof_cpu_s'] / scenario['plain_cpu_s']:.2f}x |")
+    lines += ["", f"Medians of {document['repeat']} interleaved rounds. From {_source(document)}."]
+    if document["breakdown"]:
+        lines += ["", "Where a cold instrumented build's time goes, CPU seconds summed over Lua's units:", "",
+                  "| phase | CPU s | x the plain compile |", "| --- | --- | --- |"]
+        lines += [f"| {p['phase']} | {p['cpu_s']} | {p['of_plain']} |" for p in document["breakdown"]]
+    return "\n".join(lines) + "\n"
+
+
+def instrument(document: dict) -> str:
+    unit = document["sqlite3"]
+    return (f"Instrumenting {document['unit']}: {unit['lines']:,} preprocessed lines, {unit['functions']:,} functions, "
+            f"**{unit['total_s']:.2f} s** (scan {unit['scan_s']:.2f}, parse {unit['parse_s']:.2f}, decide "
+            f"{unit['decide_s']:.2f}, splice {unit['splice_s']:.2f}; target 10 s: "
+            f"**{'met' if unit['total_s'] <= 10 else 'not met'}**), medians of {document['repeat']}. From "
+            f"{_source(document)}.\n")
+
+
+def csmith(document: dict) -> str:
+    compared = document["passed"] + document["failed"]
+    return (f"csmith random programs, plain against instrumented output: **{document['passed']} of {compared}** "
+            f"compared programs identical ({document['failed']} failed; {document['skipped']} of "
+            f"{document['programs']} ran over {document['timeout_s']:g} s even plain and were skipped; target 100%: "
+            f"**{'met' if not document['failed'] else 'not met'}**). From {_source(document)}.\n")
+
+
+TABLES = {"projects": ("projects.json", projects), "accuracy": ("accuracy.json", accuracy),
+          "overhead": ("overhead.json", overhead), "build": ("build.json", build),
+          "instrument": ("instrument.json", instrument), "csmith": ("csmith.json", csmith)}
 
 
 def rendered(readme: str) -> str:
