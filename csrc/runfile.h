@@ -146,7 +146,8 @@ struct cprof_node {
     cprof_u64 calls;          /* incremented on entry, so open and crashed frames are counted */
     cprof_u64 total_ticks;    /* sum over this node's finished activations of (exit - entry) */
     cprof_u64 cpu_ns;         /* CPROF_FEAT_CPU_TIME: thread CPU time inside, callees included; a thread root:
-                                 CPROF_FEAT_THREAD_CPU, the thread's CPU time when it ended (0: unknown) */
+                                 CPROF_FEAT_THREAD_CPU, the thread's CPU time from its start to its end (valid
+                                 once the thread or the process ended cleanly; before, its CPU clock at start) */
     /* second cache line: counters that later features fill (feature bits say which are valid) */
     cprof_u64 alloc_count;
     cprof_u64 alloc_bytes;

@@ -391,8 +391,9 @@ static void record_thread_cpu(struct cprof_thread_record *thread, int current)
     struct timespec now;
     /* Linux's clock id for another thread of this process, as glibc's pthread_getcpuclockid builds it */
     clockid_t clock = current ? CLOCK_THREAD_CPUTIME_ID : (clockid_t)((~(unsigned)thread->tid << 3) | 6u);
+    /* it held the CPU time at the thread's start (thread_start): what is recorded is the time since */
     if (root && clock_gettime(clock, &now) == 0)
-        root->cpu_ns = (cprof_u64)now.tv_sec * 1000000000ull + (cprof_u64)now.tv_nsec;
+        root->cpu_ns = (cprof_u64)now.tv_sec * 1000000000ull + (cprof_u64)now.tv_nsec - root->cpu_ns;
 }
 
 static void thread_finish(void *state)
@@ -432,6 +433,7 @@ static struct cprof_thread_record *thread_start(void)
     thread->tid = (cprof_u64)current_tid();
     thread->index = atomic_fetch_add(&rt.next_thread_index, 1);
     thread->start_ticks = now_ticks();
+    root->cpu_ns = cprof_thread_cpu_ns(); /* the start of what record_thread_cpu records at the end */
     thread->last_ticks = thread->start_ticks;
     read_thread_name((pid_t)thread->tid, thread->name);
     frames = stack_frames(thread);

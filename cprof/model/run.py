@@ -219,7 +219,8 @@ def load_process(path: str) -> ProcessData:
             if node is not None and close_at > frame_start:
                 node.total_ns += (close_at - frame_start) * scale
         # a root's cpu_ns is its thread's whole CPU time (not a sum over calls): taken out before derived figures
-        thread_cpu = root.cpu_total_ns if header["features"] & FEAT_THREAD_CPU and root.cpu_total_ns else None
+        ended = bool(t_end) or raw["complete"]  # else the root still holds the thread's CPU clock at its start
+        thread_cpu = root.cpu_total_ns if header["features"] & FEAT_THREAD_CPU and ended else None
         root.cpu_total_ns = 0.0
         threads.append(
             ThreadData(index, tid, name, root, (t_start - start_ticks) * scale,

@@ -49,11 +49,12 @@ def coverage_lines(coverage: Coverage, style: Style) -> list[str]:
 
 
 def thread_note(thread: ThreadCoverage) -> str:
-    """`, CPU 12.1 ms, waiting 3.2 s: mostly waiting` for a thread's heading."""
+    """`; the thread ran 3.3 s: 12.1 ms on the CPU, 3.2 s waiting (mostly waiting)` for a thread's heading: the
+    whole thread, as it ran with the guard's cost, beside the corrected time of its functions."""
     parts = []
     if thread.cpu_ns is not None:
-        parts.append(f"CPU {format_ns(thread.cpu_ns)}")
+        parts.append(f"{format_ns(thread.cpu_ns)} on the CPU")
     if thread.wait_ns:
-        parts.append(f"waiting {format_ns(thread.wait_ns)}")
-    note = (", " + ", ".join(parts)) if parts else ""
-    return note + (": mostly waiting" if thread.mostly_waiting else "")
+        parts.append(f"{format_ns(thread.wait_ns)} waiting")
+    note = f"; the thread ran {format_ns(thread.lifetime_ns)}" + (": " + ", ".join(parts) if parts else "")
+    return note + (" (mostly waiting)" if thread.mostly_waiting else "")
