@@ -6,7 +6,8 @@ Both return the same plain structure, which tests compare on the same files:
      "nodes": [(offset, parent_offset | -1, function_id, calls, total_ticks, cpu_ns,
                 alloc_count, alloc_bytes, free_count, free_bytes, wait_ticks, slow_ticks, slow_calls)],
      "threads": [(index, tid, name, root_offset, start_ticks, end_ticks, last_ticks, lost_frames,
-                  [(open_node_offset, start_ticks), ...])]}
+                  [(open_node_offset, start_ticks), ...])],
+     "counts": [(thread_index, function_id, calls)]}  (count-only functions, summed, sorted, no zeros)
 Every size and pointer is checked before use: a truncated or corrupt file yields what can be trusted.
 """
 
@@ -23,7 +24,7 @@ HEADER_SIZE = 4096
 CHUNK_SIZE = 65536
 CMDLINE_MAX = 2048
 
-REC_FUNCTION, REC_THREAD, REC_NODE, REC_STACK, REC_TRAILER, REC_PAD = 1, 2, 3, 4, 5, 6
+REC_FUNCTION, REC_THREAD, REC_NODE, REC_STACK, REC_TRAILER, REC_PAD, REC_COUNTS = 1, 2, 3, 4, 5, 6, 7
 
 # struct cprof_run_header, field by field
 _HEADER = struct.Struct("<8sIIQQQIIdQQQQQiiiIQQQddddIIQIIQ14Q")
@@ -44,6 +45,7 @@ _THREAD = struct.Struct("<II9QIIQ16sQQ")  # head, top .. end_ticks, index, busy,
 _STACK = struct.Struct("<IIQQ5Q")
 _FRAME = struct.Struct("<8Q")
 _TRAILER = struct.Struct("<II8sQQ")
+_COUNTS = struct.Struct("<IIQQII")  # head, thread, table, count; then count function pointers and count values
 
 FRAME_SIZE = _FRAME.size
 NODE_SIZE = 128
@@ -108,7 +110,7 @@ def read_run(data: bytes) -> dict:
             return -1
         return offset
 
-    functions, raw_nodes, threads = [], [], []
+    functions, raw_nodes, threads, raw_counts, thread_at = [], [], [], [], {}
     for kind, offset, size in _records(data, used):
         if kind == REC_FUNCTION and size >= _FUNCTION.size:
             _, _, _, fid, line, flags, name_len, file_len = _FUNCTION.unpack_from(data, offset)
@@ -138,6 +140,15 @@ def read_run(data: bytes) -> dict:
             thread = _read_thread(data, offset, to_offset)
             if thread is not None:
                 threads.append(thread)
+                thread_at[offset] = thread[0]
+        elif kind == REC_COUNTS and size >= _COUNTS.size:
+            _, _, thread_pointer, _, count, _ = _COUNTS.unpack_from(data, offset)
+            if _COUNTS.size + 16 * count > size:
+                continue
+            pointers = struct.unpack_from(f"<{count}Q", data, offset + _COUNTS.size)
+            values = struct.unpack_from(f"<{count}Q", data, offset + _COUNTS.size + 8 * count)
+            raw_counts.append((to_offset(thread_pointer, THREAD_SIZE),
+                               [(to_offset(p, _FUNCTION.size), v) for p, v in zip(pointers, values) if v]))
 
     functions.sort()
     function_offsets = [f[0] for f in functions]
@@ -152,6 +163,17 @@ def read_run(data: bytes) -> dict:
             function_id = functions[index][1]
         nodes.append((node[0], node[1], function_id) + node[3:])
 
+    counts: dict[tuple[int, int], int] = {}
+    for thread_offset, pairs in raw_counts:
+        if thread_offset not in thread_at:
+            continue
+        for function_offset, value in pairs:
+            index = bisect.bisect_left(function_offsets, function_offset)
+            if function_offset < 0 or index == len(function_offsets) or function_offsets[index] != function_offset:
+                continue
+            key = (thread_at[thread_offset], functions[index][1])
+            counts[key] = counts.get(key, 0) + value
+
     complete = False
     if len(data) >= HEADER_SIZE + _TRAILER.size and len(data) >= header["used_bytes"]:  # not truncated
         trailer_kind, _, trailer_magic, _, _ = _TRAILER.unpack_from(data, HEADER_SIZE)
@@ -162,6 +184,7 @@ def read_run(data: bytes) -> dict:
         "functions": [f[1:] for f in functions],
         "nodes": nodes,
         "threads": threads,
+        "counts": sorted((thread, function, calls) for (thread, function), calls in counts.items()),
     }
 
 

@@ -63,6 +63,7 @@ static PyObject *to_python(const struct cprof_read_result *r)
     PyObject *functions = PyList_New((Py_ssize_t)r->function_count);
     PyObject *nodes = PyList_New((Py_ssize_t)r->node_count);
     PyObject *threads = PyList_New((Py_ssize_t)r->thread_count);
+    PyObject *counts = NULL;
     PyObject *header = header_dict(&r->header);
     size_t i, j;
     if (!functions || !nodes || !threads || !header)
@@ -104,12 +105,23 @@ static PyObject *to_python(const struct cprof_read_result *r)
             goto fail;
         PyList_SET_ITEM(threads, (Py_ssize_t)i, item);
     }
-    return Py_BuildValue("{s:N,s:O,s:N,s:N,s:N}", "header", header, "complete", r->complete ? Py_True : Py_False,
-                         "functions", functions, "nodes", nodes, "threads", threads);
+    if (!(counts = PyList_New((Py_ssize_t)r->count_count)))
+        goto fail;
+    for (i = 0; i < r->count_count; i++) {
+        const struct cprof_read_count *c = &r->counts[i];
+        PyObject *item = Py_BuildValue("(IIK)", c->thread_index, c->function_id, c->calls);
+        if (!item)
+            goto fail;
+        PyList_SET_ITEM(counts, (Py_ssize_t)i, item);
+    }
+    return Py_BuildValue("{s:N,s:O,s:N,s:N,s:N,s:N}", "header", header, "complete",
+                         r->complete ? Py_True : Py_False, "functions", functions, "nodes", nodes, "threads", threads,
+                         "counts", counts);
 fail:
     Py_XDECREF(functions);
     Py_XDECREF(nodes);
     Py_XDECREF(threads);
+    Py_XDECREF(counts);
     Py_XDECREF(header);
     return NULL;
 }

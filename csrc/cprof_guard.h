@@ -46,6 +46,29 @@ struct __cprof_site {
     struct __cprof_node_hot *cache;  /* last node entered from this site; checked against the parent */
 };
 
+/* Count-only sites (functions too cheap to time: adaptive mode). A unit's count-only functions form one table;
+ * each thread counts into a block of its own in the run file, which a per-unit thread-local pointer reaches in
+ * one load, so a counted call costs an increment and a predictable branch and leaves the function as easy to
+ * inline as the plain one. Exact in every thread, and kept in the run file like everything else. */
+struct __cprof_count_table {
+    unsigned count;
+    unsigned reserved;
+    struct __cprof_site *sites;
+};
+extern void __cprof_count_slow(__cprof_u64 **block, struct __cprof_count_table *table, unsigned index);
+
+static __inline__ __attribute__((always_inline, unused)) int __cprof_count(__cprof_u64 **block,
+                                                                           struct __cprof_count_table *table,
+                                                                           unsigned index)
+{
+    __cprof_u64 *counts = *block;
+    if (__builtin_expect(counts != 0, 1))
+        counts[index]++;
+    else
+        __cprof_count_slow(block, table, index);
+    return 0;
+}
+
 /* Initial-exec TLS: the guard may sit in a -fPIC shared library, and the default model there would turn every
  * guard into a __tls_get_addr call. The runtime keeps this TLS block small so dlopen still finds static room. */
 extern __thread struct __cprof_thread_hot *__cprof_tls __attribute__((tls_model("initial-exec")));

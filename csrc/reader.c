@@ -31,7 +31,7 @@ struct scan_state {
     const unsigned char *data;
     size_t used;
     uint64_t base;
-    struct growable functions, nodes, threads, frames;
+    struct growable functions, nodes, threads, frames, counts;
     int out_of_memory;
 };
 
@@ -47,10 +47,14 @@ static int64_t to_offset(const struct scan_state *state, uint64_t pointer, size_
     return (int64_t)offset;
 }
 
+static int collect_counts(struct scan_state *state, const struct cprof_record_head *record, const unsigned char *at);
+
 static int collect(const struct cprof_record_head *record, size_t offset, void *context)
 {
     struct scan_state *state = context;
     const unsigned char *at = state->data + offset;
+    if (record->kind == CPROF_REC_COUNTS && record->size >= sizeof(struct cprof_counts_record))
+        return collect_counts(state, record, at);
     if (record->kind == CPROF_REC_FUNCTION && record->size >= sizeof(struct cprof_function_record)) {
         struct cprof_function_record function;
         struct cprof_read_function *out;
@@ -145,10 +149,74 @@ static int collect(const struct cprof_record_head *record, size_t offset, void *
     return 0;
 }
 
+static int collect_counts(struct scan_state *state, const struct cprof_record_head *record, const unsigned char *at)
+{
+    struct cprof_counts_record counts;
+    uint64_t pointer, value;
+    uint32_t i;
+    memcpy(&counts, at, sizeof counts);
+    if (sizeof counts + 16ull * counts.count > record->size)
+        return 0;
+    for (i = 0; i < counts.count; i++) {
+        struct cprof_read_count *out;
+        memcpy(&pointer, at + sizeof counts + 8ull * i, 8);
+        memcpy(&value, at + sizeof counts + 8ull * (counts.count + i), 8);
+        if (!value)
+            continue;
+        if (!(out = push(&state->counts))) {
+            state->out_of_memory = 1;
+            return 1;
+        }
+        out->thread_offset = (uint64_t)to_offset(state, counts.thread, sizeof(struct cprof_thread_record));
+        out->function_offset = (uint64_t)to_offset(state, pointer, sizeof(struct cprof_function_record));
+        out->calls = value;
+    }
+    return 0;
+}
+
 static int by_offset(const void *a, const void *b)
 {
     uint64_t x = ((const struct cprof_read_function *)a)->offset, y = ((const struct cprof_read_function *)b)->offset;
     return (x > y) - (x < y);
+}
+
+static int by_thread_and_function(const void *a, const void *b)
+{
+    const struct cprof_read_count *x = a, *y = b;
+    if (x->thread_index != y->thread_index)
+        return (x->thread_index > y->thread_index) - (x->thread_index < y->thread_index);
+    return (x->function_id > y->function_id) - (x->function_id < y->function_id);
+}
+
+/* Counts of functions and threads that are records in the image, by thread index and function id, summed. */
+static void resolve_counts(struct scan_state *state)
+{
+    struct cprof_read_function *functions = state->functions.items;
+    struct cprof_read_thread *threads = state->threads.items;
+    struct cprof_read_count *counts = state->counts.items;
+    size_t i, j, kept = 0;
+    for (i = 0; i < state->counts.count; i++) {
+        struct cprof_read_function key, *found;
+        struct cprof_read_count count = counts[i];
+        key.offset = count.function_offset;
+        found = bsearch(&key, functions, state->functions.count, sizeof *functions, by_offset);
+        for (j = 0; j < state->threads.count && threads[j].offset != count.thread_offset; j++)
+            ;
+        if (!found || j == state->threads.count)
+            continue;
+        count.function_id = found->id;
+        count.thread_index = threads[j].index;
+        counts[kept++] = count;
+    }
+    qsort(counts, kept, sizeof *counts, by_thread_and_function);
+    for (i = 0, j = 0; i < kept; i++) {
+        if (j > 0 && counts[j - 1].thread_index == counts[i].thread_index &&
+            counts[j - 1].function_id == counts[i].function_id)
+            counts[j - 1].calls += counts[i].calls;
+        else
+            counts[j++] = counts[i];
+    }
+    state->counts.count = j;
 }
 
 /* Function pointers become ids; nodes whose function or parent is not a record in the image are dropped. */
@@ -173,6 +241,7 @@ static void resolve(struct scan_state *state)
         nodes[kept++] = node;
     }
     state->nodes.count = kept;
+    resolve_counts(state);
 }
 
 int cprof_read_run(const unsigned char *data, size_t size, struct cprof_read_result *result)
@@ -197,6 +266,7 @@ int cprof_read_run(const unsigned char *data, size_t size, struct cprof_read_res
     state.nodes.item_size = sizeof(struct cprof_read_node);
     state.threads.item_size = sizeof(struct cprof_read_thread);
     state.frames.item_size = sizeof(struct cprof_read_frame);
+    state.counts.item_size = sizeof(struct cprof_read_count);
     cprof_scan_records(data, state.used, collect, &state);
     resolve(&state);
     result->functions = state.functions.items;
@@ -207,6 +277,8 @@ int cprof_read_run(const unsigned char *data, size_t size, struct cprof_read_res
     result->thread_count = state.threads.count;
     result->frames = state.frames.items;
     result->frame_count = state.frames.count;
+    result->counts = state.counts.items;
+    result->count_count = state.counts.count;
     result->used = state.used;
     result->complete = 0;
     if (size >= CPROF_HEADER_SIZE + sizeof trailer && size >= result->header.used_bytes) { /* not truncated */
@@ -227,5 +299,6 @@ void cprof_read_free(struct cprof_read_result *result)
     free(result->nodes);
     free(result->threads);
     free(result->frames);
+    free(result->counts);
     memset(result, 0, sizeof *result);
 }

@@ -22,6 +22,12 @@ struct cprof_read_node {
         slow_calls;
 };
 
+struct cprof_read_count {
+    uint32_t thread_index, function_id; /* resolved (internal: thread and function record offsets first) */
+    uint64_t thread_offset, function_offset;
+    uint64_t calls;
+};
+
 struct cprof_read_frame {
     uint64_t node;  /* offset of the node */
     uint64_t start_ticks;
@@ -42,7 +48,8 @@ struct cprof_read_result {
     struct cprof_read_node *nodes;
     struct cprof_read_thread *threads;
     struct cprof_read_frame *frames;
-    size_t function_count, node_count, thread_count, frame_count;
+    struct cprof_read_count *counts; /* count-only functions: one per (thread, function), summed, sorted */
+    size_t function_count, node_count, thread_count, frame_count, count_count;
     char error[160];
 };
 

@@ -55,11 +55,13 @@ __extension__ typedef unsigned long long cprof_u64; /* the same type as the guar
 #define CPROF_REC_NODE 3u
 #define CPROF_REC_STACK 4u
 #define CPROF_REC_TRAILER 5u
+#define CPROF_REC_COUNTS 7u   /* one thread's counts of one unit's count-only functions */
 
 /* Function flags (also used in struct __cprof_site.flags by the guard). */
 #define CPROF_FN_STATIC (1u << 0)   /* internal linkage */
 #define CPROF_FN_SECTION (1u << 1)  /* a user-placed section from cprof.h, not a C function */
 #define CPROF_FN_INLINE (1u << 2)   /* declared inline */
+#define CPROF_FN_COUNTED (1u << 3)  /* only counted (a count-only site): no frame, its time is in its callers' */
 
 struct cprof_record_head {
     cprof_u32 kind;
@@ -176,6 +178,19 @@ struct cprof_stack_record {
     cprof_u64 capacity;             /* frames */
     cprof_u64 pad[5];               /* frames start 64 bytes in, cache-line aligned */
     /* struct cprof_frame frames[capacity] */
+};
+
+/* The calls of one unit's count-only functions made by one thread: the guard of a count-only site increments
+ * values[index] through a per-unit thread-local pointer, and nothing else (see __cprof_count in the guard).
+ * At most CPROF_COUNTS_MAX sites, so that a record never crosses a chunk. */
+#define CPROF_COUNTS_MAX 4000u
+struct cprof_counts_record {
+    struct cprof_record_head head;
+    cprof_u64 thread;         /* struct cprof_thread_record * */
+    cprof_u64 table;          /* the unit's count table (its address: the same in every thread) */
+    cprof_u32 count;
+    cprof_u32 reserved;
+    /* cprof_u64 functions[count]: struct cprof_function_record *, then cprof_u64 values[count] */
 };
 
 struct cprof_trailer_record {

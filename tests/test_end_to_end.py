@@ -77,3 +77,55 @@ def test_inline_guard_counts_exactly_and_behaves_as_plain(project):
     # the fast paths really are inline: the program calls no out-of-line __cprof_enter_fast
     symbols = project.run("nm", os.path.join(project.root, ".cprof", "build", "direct", "fib")).stdout
     assert "__cprof_enter_fast" not in symbols
+
+
+COUNTED = """\
+    #include <pthread.h>
+    #include <stdio.h>
+    #include <stdlib.h>
+    volatile unsigned long sink;
+    static int tiny(int x) { sink += x; return x + 1; }
+    static void *worker(void *arg) { for (int i = 0; i < 5000; i++) tiny(i); return arg; }
+    static void driver(long rounds) { for (long i = 0; i < rounds; i++) tiny((int)i); }
+    int main(int argc, char **argv) {
+        pthread_t thread;
+        long rounds = argc > 1 ? atol(argv[1]) : 1000;
+        pthread_create(&thread, NULL, worker, NULL);
+        driver(rounds);
+        pthread_join(thread, NULL);
+        if (rounds < 0) for (;;) driver(1000);  /* runs until it is stopped */
+        printf("%lu\\n", sink);
+        return 0;
+    }
+"""
+
+
+def test_count_only_functions_are_counted_exactly_per_thread_and_said_to_be(project):
+    project.write("counted.c", COUNTED)
+    result = project.cprof("profile", "--count-only", "tiny", "counted.c", "--args", "70000", "--json",
+                           "--threads", "--", "-pthread")
+    assert result.returncode == 0, result.stderr
+    report = result.json()
+    validate(report, "report-2.json")
+    functions = by_name(report)
+    tiny = functions["tiny"]
+    assert tiny["calls"] == 75000 and not tiny["timed"]
+    assert tiny["self_ns"] is None and tiny["total_ns"] is None and tiny["self_err_ns"] is None
+    assert {(t["index"], t["calls"]) for t in tiny["threads"]} == {(0, 70000), (1, 5000)}
+    assert functions["driver"]["timed"] and functions["driver"]["calls"] == 1
+    # tiny's time is in driver's self time: driver has no timed callee left
+    assert functions["driver"]["self_ns"] == functions["driver"]["total_ns"]
+    table = project.cprof("report").stdout
+    assert "tiny [counted]" in table and "1 function only counted, not timed" in table
+    assert "only counted, their time in their callers: tiny ×75,000" in project.cprof("report", "--tree").stdout
+
+
+def test_a_stopped_run_keeps_its_counts(project):
+    """Counts live in the run file like everything else: a run stopped by a signal keeps them."""
+    project.write("counted.c", COUNTED)
+    assert project.cprof("build", "--count-only", "tiny", "counted.c", "--", "-pthread").returncode == 0
+    result = project.cprof("run", "--duration", "0.5", "--", "-1")
+    assert result.returncode == 0, result.stderr
+    report = project.cprof("report", "--json").json()
+    assert not report["run"]["complete"]
+    assert by_name(report)["tiny"]["calls"] > 5000  # the worker's 5,000 and the main loop's, up to the stop

@@ -41,12 +41,24 @@ def run_files(tmp_path_factory):
     with open(os.path.join(root, "prog.c"), "w") as handle:
         handle.write(textwrap.dedent(PROGRAM))
     env = dict(os.environ, CPROF_HOME=os.path.join(root, ".cprof"), CPROF_CACHE_DIR="off")
-    result = subprocess.run([sys.executable, "-m", "cprof", "profile", "prog.c"], cwd=root, env=env,
-                            capture_output=True, text=True)
+    # leaf only counted: the files hold count records too (a worker thread's and a fork child's)
+    result = subprocess.run([sys.executable, "-m", "cprof", "profile", "--count-only", "leaf", "prog.c"], cwd=root,
+                            env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     files = sorted(glob.glob(os.path.join(root, ".cprof", "runs", "*", "*.cprof")))
     assert len(files) == 2  # parent and fork child
     return files
+
+
+def test_count_only_calls_are_read_per_thread_and_process(run_files):
+    calls = []
+    for path in run_files:
+        with open(path, "rb") as handle:
+            run = runfile.read_run(handle.read())
+        leaf = next(fid for fid, name, *_ in run["functions"] if name == "leaf")
+        calls.append(sorted((thread, n) for thread, function, n in run["counts"] if function == leaf))
+    # the parent: 1,000 in the worker thread (index 1); the child, counting from the fork: its one call
+    assert sorted(calls) == [[(0, 1)], [(1, 1000)]]
 
 
 def _read(path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from cprof.instrument.scan import LineMap
-from cprof.instrument.splice import Site, guard_text
+from cprof.instrument.splice import Site, guard_text, site_indexes
 
 _TAB_STOP = 8  # gcc's -ftabstop default: display columns expand tabs to it
 _ESCAPE = rb"(?:\x1b\[[0-9;]*m\x1b\[K)*"
@@ -32,7 +32,7 @@ def guard_shifts(text: str, sites: list[Site], real_path) -> dict[tuple[str, int
     """(user's file, line) -> [(display column in the original line where a guard goes, its length)]."""
     unit = LineMap(text)
     shifts: dict[tuple[str, int], list[tuple[int, int]]] = {}
-    for index, site in enumerate(sites):
+    for site, index in zip(sites, site_indexes(sites)):
         at = site.body_offset + 1
         unit_line = unit.line_of(at)
         file, line, _ = unit.source_position(unit_line)

@@ -17,6 +17,8 @@ class FunctionFilter:
     exclude_files: tuple[str, ...] = ()
     # always_inline functions are left out unless asked for (see skips.skip_reason)
     always_inline: bool = False
+    # functions only counted, not timed: names, or identities "file:line:name" (adaptive mode)
+    counted: tuple[str, ...] = ()
 
     def is_empty(self) -> bool:
         return not (self.functions or self.files or self.exclude_functions or self.exclude_files)
@@ -24,7 +26,11 @@ class FunctionFilter:
     def key(self) -> str:
         """A stable text for cache keys."""
         return repr((self.functions, self.exact, self.files, self.exclude_functions, self.exclude_files,
-                     self.always_inline))
+                     self.always_inline, self.counted))
+
+    def counts_only(self, name: str, file: str, line: int) -> bool:
+        """Whether the function gets a count-only guard."""
+        return bool(self.counted) and (name in self.counted or f"{file}:{line}:{name}" in self.counted)
 
     def _name_matches(self, pattern: str, name: str) -> bool:
         return name == pattern if self.exact else pattern in name

@@ -1,4 +1,5 @@
-"""Writes the guard into the original preprocessed text: the site table, and one declaration per body."""
+"""Writes the guard into the original preprocessed text: the site tables, and one declaration per body (a timing
+guard, or for a count-only function a counter: see __cprof_count in csrc/cprof_guard.h)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,13 @@ GUARD = (
 # under -Wshadow (and -Werror would then break the user's build).
 NESTED_GUARD = GUARD.replace("__cprof_guard ", "__cprof_guard_nested{index} ").replace(
     "&__cprof_guard)", "&__cprof_guard_nested{index})")
+# A count-only function: one increment through the unit's thread-local block pointer; no frame, no cleanup.
+COUNT_GUARD = ("int __cprof_counted __attribute__((unused)) = "
+               "__cprof_count(&__cprof_count_block, &__cprof_count_table, {index});")
+# What a unit with count-only functions declares beside its site table.
+COUNT_TABLE = ("static struct __cprof_count_table __cprof_count_table = {{{count}u, 0u, __cprof_count_sites}}; "
+               "static __thread __cprof_u64 *__cprof_count_block __attribute__((tls_model(\"initial-exec\")));")
+FN_COUNTED = 8  # as CPROF_FN_COUNTED in csrc/runfile.h
 
 
 @dataclass
@@ -25,6 +33,7 @@ class Site:
     flags: int
     body_offset: int  # the `{` the guard follows (or the `;` of the body's leading __label__ declarations)
     nested: bool = False  # a GCC nested function (see NESTED_GUARD)
+    counted: bool = False  # only counted (COUNT_GUARD): flags carry FN_COUNTED
 
 
 def c_string(text: str) -> str:
@@ -41,14 +50,37 @@ def c_string(text: str) -> str:
     return "".join(out)
 
 
+def _entries(sites: list[Site]) -> str:
+    return ", ".join(f"{{{c_string(s.name)}, {c_string(s.file)}, {s.line}u, {s.flags}u, 0, 0}}" for s in sites)
+
+
 def site_table(sites: list[Site]) -> str:
-    entries = ", ".join(f"{{{c_string(s.name)}, {c_string(s.file)}, {s.line}u, {s.flags}u, 0, 0}}" for s in sites)
-    return f"static struct __cprof_site __cprof_sites[{len(sites)}] = {{{entries}}};"
+    """The timed sites' table, and the count-only sites' table with what counting needs, for those there are."""
+    timed = [s for s in sites if not s.counted]
+    counted = [s for s in sites if s.counted]
+    parts = []
+    if timed:
+        parts.append(f"static struct __cprof_site __cprof_sites[{len(timed)}] = {{{_entries(timed)}}};")
+    if counted:
+        parts.append(f"static struct __cprof_site __cprof_count_sites[{len(counted)}] = {{{_entries(counted)}}}; "
+                     + COUNT_TABLE.format(count=len(counted)))
+    return " ".join(parts)
+
+
+def site_indexes(sites: list[Site]) -> list[int]:
+    """Each site's index in its own table (timed or counted)."""
+    next_index = {False: 0, True: 0}
+    indexes = []
+    for site in sites:
+        indexes.append(next_index[site.counted])
+        next_index[site.counted] += 1
+    return indexes
 
 
 def guard_text(site: Site, index: int) -> str:
-    """What is inserted after the site's body_offset (a space, then the declaration)."""
-    return " " + (NESTED_GUARD if site.nested else GUARD).format(index=index)
+    """What is inserted after the site's body_offset (a space, then the declaration); `index` in its table."""
+    template = COUNT_GUARD if site.counted else NESTED_GUARD if site.nested else GUARD
+    return " " + template.format(index=index)
 
 
 def splice(text: str, sites: list[Site], table_offset: int) -> str:
@@ -58,7 +90,7 @@ def splice(text: str, sites: list[Site], table_offset: int) -> str:
     at = 0
     table = site_table(sites)
     inserts = [(table_offset, " " + table if text[table_offset] == "\n" else table + "\n")]
-    inserts += [(s.body_offset + 1, guard_text(s, i)) for i, s in enumerate(sites)]
+    inserts += [(s.body_offset + 1, guard_text(s, i)) for s, i in zip(sites, site_indexes(sites))]
     for offset, insert in sorted(inserts, key=lambda pair: pair[0]):
         pieces.append(text[at:offset])
         pieces.append(insert)

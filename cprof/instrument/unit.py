@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 from cprof.instrument.filters import FunctionFilter
 from cprof.instrument.scan import ScanError, ScannedUnit, scan
 from cprof.instrument.skips import UNREADABLE, skip_reason
-from cprof.instrument.splice import Site, splice
+from cprof.instrument.splice import FN_COUNTED, Site, splice
+
+COUNTS_MAX = 4000  # count-only sites per unit, as CPROF_COUNTS_MAX in csrc/runfile.h
 
 if TYPE_CHECKING:
     from cprof.instrument.parse import ParsedUnit, SegmentStore
@@ -129,8 +131,13 @@ def decide(
         result.functions.append(entry)
         if entry.skipped is None:
             flags = (FN_STATIC if entry.static else 0) | (FN_INLINE if "inline" in function.funcspec else 0)
-            result.sites.append(Site(function.name, real_file, line, flags, _guard_after(unit.text, function.body_offset)))
+            counted = function_filter.counts_only(function.name, real_file, line)
+            result.sites.append(Site(function.name, real_file, line, flags | (FN_COUNTED if counted else 0),
+                                     _guard_after(unit.text, function.body_offset), counted=counted))
             _nested_sites(unit, unit.bodies[function.body_offset], paths, function_filter, result)
+    counted = [s for s in result.sites if s.counted]
+    for site in counted[COUNTS_MAX:]:  # a count record must fit one run-file chunk: the rest are timed
+        site.counted, site.flags = False, site.flags & ~FN_COUNTED
     if result.sites:
         result.table_offset = _guard_header_end(unit, guard_header)
     return result

@@ -15,7 +15,7 @@ from cprof.errors import EXIT_CORRUPT, EXIT_NOT_FOUND, CprofError
 from cprof import runfile
 from cprof.model.correction import Calibration, correct_tree
 
-FN_STATIC, FN_SECTION, FN_INLINE = 1, 2, 4
+FN_STATIC, FN_SECTION, FN_INLINE, FN_COUNTED = 1, 2, 4, 8
 FEAT_CPU_TIME, FEAT_ALLOCS, FEAT_THREAD_CPU, FEAT_WAIT_TIME = 1 << 1, 1 << 2, 1 << 4, 1 << 5
 
 
@@ -105,6 +105,7 @@ class ThreadData:
     lost_frames: int
     pid: int = 0
     cpu_ns: float | None = None  # the thread's whole CPU time (None: not known, e.g. the process was killed)
+    counted: dict = field(default_factory=dict)  # FunctionKey -> calls of the count-only functions (no frames)
 
     @property
     def lifetime_ns(self) -> float:
@@ -173,6 +174,11 @@ class FunctionStats:
         """More than half of the raw time was the guard's own cost: the corrected figure is an estimate."""
         return self.raw_self_ns > 0 and (self.raw_self_ns - self.self_ns) > 0.5 * self.raw_self_ns
 
+    @property
+    def counted_only(self) -> bool:
+        """Only counted, never timed: its time is in its callers' self time."""
+        return bool(self.flags & FN_COUNTED)
+
 
 def load_process(path: str) -> ProcessData:
     raw = read_run_file(path)
@@ -227,6 +233,12 @@ def load_process(path: str) -> ProcessData:
                        ((t_end or close_at) - start_ticks) * scale, lost, header["pid"], thread_cpu)
         )
     threads.sort(key=lambda t: t.index)
+    by_index = {t.index: t for t in threads}
+    for thread_index, function_id, calls in raw.get("counts", ()):
+        entry = functions.get(function_id)
+        if entry is not None and thread_index in by_index:
+            counted = by_index[thread_index].counted
+            counted[entry[0]] = counted.get(entry[0], 0) + calls
     calibration = Calibration.from_header(header)
     for thread in threads:
         _derive(thread.root)
@@ -336,8 +348,12 @@ class Run:
         for thread in self.threads:
             per_thread: dict[FunctionKey, FunctionStats] = {}
             _accumulate(thread.root, per_thread, corrected)
+            for key, calls in thread.counted.items():  # count-only functions: calls and nothing else
+                part = per_thread.setdefault(key, FunctionStats(key, flags.get(key, 0)))
+                part.calls += calls
             for key, item in per_thread.items():
                 total = stats.setdefault(key, FunctionStats(key, flags.get(key, 0)))
+                item.flags = total.flags
                 _add(total, item)
                 total.threads[(thread.pid, thread.index)] = item
         result = [s for s in stats.values() if s.calls or s.total_ns]

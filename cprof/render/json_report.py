@@ -59,6 +59,7 @@ def _uncertainty(value: float, corrected: bool) -> int | None:
 
 
 def function_record(item, with_threads: bool, corrected: bool = True) -> dict:
+    timed = not item.counted_only
     record = {
         "name": item.name,
         "file": item.key.file,
@@ -66,12 +67,13 @@ def function_record(item, with_threads: bool, corrected: bool = True) -> dict:
         "static": bool(item.flags & FN_STATIC),
         "section": bool(item.flags & FN_SECTION),
         "calls": item.calls,
-        "self_ns": round(item.self_ns),
-        "total_ns": round(item.total_ns),
-        "self_err_ns": _uncertainty(item.self_err_ns, corrected),
-        "total_err_ns": _uncertainty(item.total_err_ns, corrected),
-        "raw_self_ns": round(item.raw_self_ns),
-        "raw_total_ns": round(item.raw_total_ns),
+        "timed": timed,
+        "self_ns": _optional_ns(item.self_ns if timed else None),
+        "total_ns": _optional_ns(item.total_ns if timed else None),
+        "self_err_ns": _uncertainty(item.self_err_ns, corrected and timed),
+        "total_err_ns": _uncertainty(item.total_err_ns, corrected and timed),
+        "raw_self_ns": _optional_ns(item.raw_self_ns if timed else None),
+        "raw_total_ns": _optional_ns(item.raw_total_ns if timed else None),
         "mostly_correction": item.mostly_correction,
         "cpu_ns": round(item.cpu_ns),
         "wait_ns": round(item.wait_ns),

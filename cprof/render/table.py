@@ -37,7 +37,7 @@ def has_feature(run: Run, bit: int) -> bool:
 
 
 def function_label(item: FunctionStats, locations: bool) -> str:
-    label = item.name + (" [section]" if item.flags & FN_SECTION else "")
+    label = item.name + (" [section]" if item.flags & FN_SECTION else "") + (" [counted]" if item.counted_only else "")
     if locations:
         label += f"  {display_path(item.key.file)}:{item.key.line}"
     return label
@@ -86,6 +86,9 @@ class FunctionTable:
                 format_count(item.calls),
                 format_ns(item.self_ns / item.calls) if item.calls else "-",
             ]
+            if item.counted_only:  # no time was measured for it: it is in its callers' self time
+                row[1:4] = ["-", "-", "-"]
+                row[5] = "-"
             if waiting:
                 row.insert(3, format_ns(item.wait_ns) if item.wait_ns else "-")
             if cpu:
@@ -153,6 +156,10 @@ class FunctionTable:
             parts.append(note + "; --uncorrected shows raw times")
         else:
             parts.append("raw times: the guard's own cost is included")
+        counted = sum(1 for f in everything if f.counted_only)
+        if counted:
+            parts.append(f"{plural(counted, 'function')} only counted, not timed ([counted]): their time is in their "
+                         "callers' self time")
         lost = sum(t.lost_frames for t in run.threads)
         if lost:
             parts.append(f"{plural(lost, 'call')} not recorded (signal re-entry or arena full)")

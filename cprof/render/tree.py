@@ -58,6 +58,10 @@ class CallTree:
             if pruned:
                 out.write(style.dim(f"({pruned} call paths under {self.min_percent:g}% not shown; --min-percent 0 "
                                     "shows all)") + "\n")
+        counted = [f for f in self.run.functions() if f.counted_only]
+        if counted:
+            names = ", ".join(f"{f.name} ×{format_count(f.calls)}" for f in sorted(counted, key=lambda f: -f.calls))
+            out.write(style.dim(f"only counted, their time in their callers: {names}") + "\n")
         for line in coverage_lines(coverage, style):
             out.write(line + "\n")
         if self.corrected and not self.run.calibrated:
