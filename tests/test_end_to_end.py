@@ -129,3 +129,31 @@ def test_a_stopped_run_keeps_its_counts(project):
     report = project.cprof("report", "--json").json()
     assert not report["run"]["complete"]
     assert by_name(report)["tiny"]["calls"] > 5000  # the worker's 5,000 and the main loop's, up to the stop
+
+
+def test_adaptive_counts_only_what_the_full_run_found_too_cheap_to_time(project):
+    """--adaptive: a full run first, then the functions too cheap to time (many calls, little work each) are only
+    counted; every count stays identical to the full run's, and the heavy function keeps its time."""
+    project.write("mixed.c", """\
+        #include <stdio.h>
+        volatile unsigned long sink;
+        static int tiny(int x) { return x * 3 + 1; }
+        static void heavy(void) { for (long i = 0; i < 3000000; i++) sink += i; }
+        int main(void) {
+            int t = 0;
+            for (int i = 0; i < 200000; i++) t = tiny(t) & 1023;
+            for (int i = 0; i < 5; i++) heavy();
+            printf("%d\\n", t);
+            return 0;
+        }
+    """)
+    assert_error = project.cprof("build", "--adaptive", "mixed.c")
+    assert assert_error.returncode == 3 and "--adaptive learns from a run of this build" in assert_error.stderr
+    result = project.cprof("profile", "--adaptive", "mixed.c", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "adaptive: 1 functions only counted" in result.stderr
+    adaptive = by_name(result.json())
+    full = by_name(project.cprof("report", "latest~1", "--json").json())  # the learning run, fully timed
+    assert {n: f["calls"] for n, f in adaptive.items()} == {n: f["calls"] for n, f in full.items()}
+    assert not adaptive["tiny"]["timed"] and adaptive["tiny"]["calls"] == 200000 and full["tiny"]["timed"]
+    assert adaptive["heavy"]["timed"] and adaptive["heavy"]["calls"] == 5 and adaptive["main"]["timed"]

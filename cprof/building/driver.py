@@ -3,6 +3,7 @@ what was instrumented and records what was linked, for `cprof run`."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -39,6 +40,8 @@ class BuildOptions:
     list_skipped: bool = False
     cache: bool = True
     inline_guard: bool = False  # fastest calls, slower compiles (see csrc/cprof_guard.h)
+    adaptive: bool = False  # count only what the latest run found too cheap to time (cprof/model/adaptive.py)
+    learned_from: str = ""  # with adaptive: the run it learned from
 
 
 class _Progress:
@@ -209,8 +212,31 @@ def _finish(store: Store, summary: BuildSummary, options: BuildOptions, command:
         {"command": command, "links": summary.links, "time": time.time(),
          "functions_instrumented": summary.functions_instrumented,
          "units": summary.units_instrumented + summary.units_fallen_back,
+         "adaptive": {"learned_from": options.learned_from, "counted": len(_counted_identities(options))}
+         if options.adaptive else None,
          "fallbacks": [list(fallback) for fallback in summary.fallbacks]},
     )
+
+
+def _counted_identities(options: BuildOptions) -> list[str]:
+    path = options.function_filter.counted_file
+    if not path or not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+        return [line for line in handle.read().splitlines() if line]
+
+
+def adaptive_filter(store: Store, options: BuildOptions, identities: list[str], run_id: str) -> BuildOptions:
+    """The build options with `identities` counted only: kept in a file of the store, which every compiler call
+    reads (thousands of identities would not fit the environment that carries the filter)."""
+    path = os.path.join(store.build_dir, "counted.txt")
+    text = "".join(f"{identity}\n" for identity in identities)
+    os.makedirs(store.build_dir, exist_ok=True)
+    with open(path, "w", encoding="utf-8", errors="surrogateescape") as handle:
+        handle.write(text)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+    function_filter = dataclasses.replace(options.function_filter, counted_file=path, counted_digest=digest)
+    return dataclasses.replace(options, function_filter=function_filter, learned_from=run_id)
 
 
 def last_build(store: Store) -> dict:

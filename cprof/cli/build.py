@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
-from cprof.building.driver import build_sources, build_with_command, last_build
+from cprof.building.driver import adaptive_filter, build_sources, build_with_command, last_build
 from cprof.building.summary import fallback_line
 from cprof.cli.options import add_build_options, build_options
-from cprof.errors import EXIT_USAGE, CprofError
+from cprof.errors import EXIT_NOT_FOUND, EXIT_USAGE, CprofError
+from cprof.model.adaptive import choose_counted
+from cprof.model.load import load_run
 from cprof.workspace import Store
 from cprof.paths import display_path
 
@@ -30,9 +33,32 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def perform_build(args):
-    """Shared with `cprof profile`."""
+def learning_run(store: Store):
+    """The latest run of a program the last build linked, to learn from (None when there is none)."""
+    try:
+        links = {os.path.basename(link["output"]) for link in last_build(store)["links"]}
+    except CprofError:
+        return None
+    for entries in reversed(store.distinct(store.runs())):
+        if entries[0].meta.get("program") in links:
+            return load_run(entries[-1])
+    return None
+
+
+def perform_build(args, learned_from=None):
+    """Shared with `cprof profile`. With --adaptive, `learned_from` (a Run) or else the latest run of the last
+    build decides what is only counted."""
     options = build_options(args)
+    if options.adaptive:
+        store = Store()
+        run = learned_from or learning_run(store)
+        if run is None:
+            raise CprofError("--adaptive learns from a run of this build: build and run it once without "
+                             "--adaptive first (cprof profile --adaptive does that by itself)", EXIT_NOT_FOUND)
+        counted = choose_counted(run)
+        options = adaptive_filter(store, options, counted, run.id)
+        sys.stderr.write(f"cprof: adaptive: {len(counted)} functions only counted, as run {run.id} found them too "
+                         "cheap to time\n")
     if args.sources:
         summary = build_sources(args.sources, args.output, args.rest, options)
     elif args.rest:

@@ -44,6 +44,10 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--always-inline", action="store_true",
                        help="also instrument functions declared always_inline (left out by default: the guard's "
                        "cost would swamp helpers the compiler must inline, and their time stays in their callers)")
+    group.add_argument("--adaptive", action="store_true",
+                       help="count only, without timing, the functions the latest run of this build found too "
+                       "cheap to time (called 1,000 times or more, under 20 guard costs a call): their calls stay "
+                       "exact, their time goes to their callers, and the program runs far faster")
     group.add_argument("--count-only", action="append", default=[], metavar="NAME",
                        help="only count the calls of function NAME (or FILE:LINE:NAME), do not time it: its time "
                        "stays in its callers, and it costs about a nanosecond a call (repeatable)")
@@ -61,6 +65,7 @@ def build_options(args) -> BuildOptions:
         list_skipped=args.list_skipped,
         cache=not args.no_cache,
         inline_guard=args.inline_guard,
+        adaptive=getattr(args, "adaptive", False),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import shlex
 import sys
 
@@ -37,6 +38,22 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+def learning_pass(args, program_args: list[str], json_on_stdout: bool, store: Store):
+    """For --adaptive: a build with every function timed and one run of it, to learn which functions are too
+    cheap to time. The run is stored like any other; what the program prints then goes to standard error."""
+    sys.stderr.write("cprof: adaptive: first a run with every function timed, to learn which are too cheap to "
+                     "time\n")
+    full = copy.copy(args)
+    full.adaptive, full.rest, full.repeat, full.tag = False, list(args.rest), 1, None
+    with standard_output_to_stderr(json_on_stdout):
+        perform_build(full)
+    full.rest, full.json = program_args, True  # the learning run's output goes to standard error
+    _, target = perform_runs(full, store)
+    if target is None:
+        raise CprofError("the learning run recorded nothing, so there is nothing to learn from", EXIT_NOT_FOUND)
+    return load_view(store, target)
+
+
 def run(args) -> int:
     try:
         program_args = shlex.split(args.args)
@@ -45,10 +62,13 @@ def run(args) -> int:
     if args.tag is not None:
         validate_tag(args.tag)  # usage mistakes before the build, not after the runs
     json_on_stdout = wants_json(args) and not args.output_file
-    with standard_output_to_stderr(json_on_stdout):
-        perform_build(args)  # args.rest (after "--") is the build command, or extra compiler args for SOURCES
-    args.rest = program_args
     store = Store()
+    learned_from = None
+    if args.adaptive:
+        learned_from = learning_pass(args, program_args, json_on_stdout, store)
+    with standard_output_to_stderr(json_on_stdout):
+        perform_build(args, learned_from)  # args.rest (after "--"): the build command, or compiler args for SOURCES
+    args.rest = program_args
     results, target = perform_runs(args, store)
     if target is None:
         raise CprofError("the program recorded nothing, so there is nothing to report", EXIT_NOT_FOUND)

@@ -17,8 +17,12 @@ class FunctionFilter:
     exclude_files: tuple[str, ...] = ()
     # always_inline functions are left out unless asked for (see skips.skip_reason)
     always_inline: bool = False
-    # functions only counted, not timed: names, or identities "file:line:name" (adaptive mode)
+    # functions only counted, not timed: names, or identities "file:line:name"
     counted: tuple[str, ...] = ()
+    # adaptive mode's identities, one per line in a file (thousands of them would not fit the environment that
+    # carries the filter to every compiler call), and the hash of that file, which cache keys see
+    counted_file: str = ""
+    counted_digest: str = ""
 
     def is_empty(self) -> bool:
         return not (self.functions or self.files or self.exclude_functions or self.exclude_files)
@@ -26,11 +30,12 @@ class FunctionFilter:
     def key(self) -> str:
         """A stable text for cache keys."""
         return repr((self.functions, self.exact, self.files, self.exclude_functions, self.exclude_files,
-                     self.always_inline, self.counted))
+                     self.always_inline, self.counted, self.counted_digest))
 
     def counts_only(self, name: str, file: str, line: int) -> bool:
         """Whether the function gets a count-only guard."""
-        return bool(self.counted) and (name in self.counted or f"{file}:{line}:{name}" in self.counted)
+        identity = f"{file}:{line}:{name}"
+        return name in self.counted or identity in self.counted or identity in _identities(self.counted_file)
 
     def _name_matches(self, pattern: str, name: str) -> bool:
         return name == pattern if self.exact else pattern in name
@@ -59,6 +64,19 @@ class FunctionFilter:
             + [f"--exclude-fn {p}" for p in self.exclude_functions]
             + [f"--exclude-file {p}" for p in self.exclude_files]
         )
+
+
+_identities_read: dict[str, frozenset[str]] = {}
+
+
+def _identities(path: str) -> frozenset[str]:
+    """The identities listed in a counted_file (read once per process)."""
+    if not path:
+        return frozenset()
+    if path not in _identities_read:
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            _identities_read[path] = frozenset(line.rstrip("\n") for line in handle if line.strip())
+    return _identities_read[path]
 
 
 def file_matches(pattern: str, file: str) -> bool:
