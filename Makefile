@@ -5,7 +5,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES_TEST := csmith libcsmith-dev cmake
 APT_PACKAGES_BENCH := uftrace libffi-dev
 
-.PHONY: install demo test test-slow deps-test deps-bench corpus bench bench-build bench-instrument bench-overhead bench-accuracy bench-projects readme-tables csmith-300 clean
+.PHONY: install demo test test-slow deps-test deps-bench corpus bench bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-projects readme-tables csmith-300 clean
 
 install:
 	$(PIP) install --quiet -e '.[test]'
@@ -38,7 +38,7 @@ csmith-300: install deps-test
 	$(PYTHON) scripts/csmith_equivalence.py --programs 300 --output benchmarks/results/csmith.json
 
 # Every README table: each script stores its results in benchmarks/results/, then the tables are printed from them.
-bench: bench-build bench-instrument bench-overhead bench-accuracy bench-projects csmith-300 readme-tables
+bench: bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-projects csmith-300 readme-tables
 
 bench-build: install corpus
 	$(PYTHON) scripts/bench_build.py
@@ -52,6 +52,10 @@ bench-overhead: install deps-bench
 
 bench-accuracy: install corpus
 	$(PYTHON) scripts/bench_accuracy.py
+
+# fib, qsort+hash, Lua and sqlite3: plain, fully instrumented and adaptive, side by side
+bench-adaptive: install corpus
+	$(PYTHON) scripts/bench_adaptive.py --repeat 5
 
 # zstd, gzip, brotli and xz-utils built plain and instrumented: fallbacks, identical output, slowdown, coverage
 bench-projects: install deps-test corpus

@@ -31,10 +31,15 @@ def _source(document: dict) -> str:
             f"CPUs), gcc {machine['cc']}")
 
 
+def _header(*columns: str) -> list[str]:
+    """A markdown table's first two lines."""
+    return ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+
+
 def projects(document: dict) -> str:
-    lines = ["| project (Debian source) | build command | units | fell back | functions instrumented | workload "
-             "| plain | instrumented | slowdown | output identical | coverage (main thread) | expected functions |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = _header("project (Debian source)", "build command", "units", "fell back", "functions instrumented",
+                    "workload", "plain", "instrumented", "slowdown", "output identical", "coverage (main thread)",
+                    "expected functions")
     for project in document["projects"]:
         where = f", started in `{project['subfolder']}/`" if project["subfolder"] else ""
         for index, workload in enumerate(project["workloads"]):
@@ -62,9 +67,9 @@ def _ms(ns: float) -> str:
 
 
 def accuracy(document: dict) -> str:
-    lines = ["| program (as its user builds it) | calls | plain (same region) | cprof raw | corrected ± uncertainty "
-             "| error | within uncertainty (+ reference noise) | guard per call: calibrated / actual | model error |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = _header("program (as its user builds it)", "calls", "plain (same region)", "cprof raw",
+                    "corrected ± uncertainty", "error", "within uncertainty (+ reference noise)",
+                    "guard per call: calibrated / actual", "model error")
     for case in document["model_error"]["cases"]:
         within = "yes" if case["within_uncertainty_alone"] else \
             f"with noise ±{_ms(case['reference_noise_ns'])}" if case["within_uncertainty"] else "**NO**"
@@ -101,8 +106,7 @@ _OVERHEAD_COLUMNS = [("plain_ns_per_call", "plain"), ("floor", "floor"), ("gprof
 
 
 def overhead(document: dict) -> str:
-    lines = ["| program | " + " | ".join(title for _, title in _OVERHEAD_COLUMNS) + " |",
-             "| --- |" + " --- |" * len(_OVERHEAD_COLUMNS)]
+    lines = _header("program", *(title for _, title in _OVERHEAD_COLUMNS))
     by_count = {}
     for row in document["rows"]:
         cells = [f"{row[key]:,.2f}" if key in row else "not run" for key, _ in _OVERHEAD_COLUMNS]
@@ -132,7 +136,7 @@ def overhead(document: dict) -> str:
 
 
 def build(document: dict) -> str:
-    lines = ["| measure | plain | cprof | ratio (wall) | ratio (CPU) |", "| --- | --- | --- | --- | --- |"]
+    lines = _header("measure", "plain", "cprof", "ratio (wall)", "ratio (CPU)")
     for scenario in document["scenarios"]:
         lines.append(f"| Lua 5.4 `{document['make']}`: {scenario['name']} | {scenario['plain_wall_s']:.2f} s | "
                      f"{scenario['cprof_wall_s']:.2f} s | {scenario['cprof_wall_s'] / scenario['plain_wall_s']:.2f}x | "
@@ -140,7 +144,7 @@ def build(document: dict) -> str:
     lines += ["", f"Medians of {document['repeat']} interleaved rounds. From {_source(document)}."]
     if document["breakdown"]:
         lines += ["", "Where a cold instrumented build's time goes, CPU seconds summed over Lua's units:", "",
-                  "| phase | CPU s | x the plain compile |", "| --- | --- | --- |"]
+                  *_header("phase", "CPU s", "x the plain compile")]
         lines += [f"| {p['phase']} | {p['cpu_s']} | {p['of_plain']} |" for p in document["breakdown"]]
     return "\n".join(lines) + "\n"
 
@@ -162,7 +166,24 @@ def csmith(document: dict) -> str:
             f"**{'met' if not document['failed'] else 'not met'}**). From {_source(document)}.\n")
 
 
-TABLES = {"projects": ("projects.json", projects), "accuracy": ("accuracy.json", accuracy),
+def adaptive(document: dict) -> str:
+    lines = _header("program", "plain", "full mode", "adaptive (`--adaptive`)", "functions counted only",
+                    "counts identical to the full mode's", "adaptive self times summed, against plain")
+    for program in document["programs"]:
+        lines.append(f"| {program['name']} | {program['plain_ms']:.1f} ms | {program['full_slowdown']:.2f}x | "
+                     f"{program['adaptive_slowdown']:.2f}x | {program['counted']} of {program['functions']} | "
+                     f"{'yes' if program['counts_identical'] else '**NO**'} ({program['stable_functions']} functions "
+                     f"whose count two full runs agree on) | {program['self_sum_error_percent']:+.1f}% |")
+    for program in document["programs"]:
+        if program.get("differing"):
+            lines += ["", f"{program['name']}: counts that differ from the full mode's: "
+                      f"{'; '.join(program['differing'])}."]
+    lines += ["", f"Medians of {document['repeat']} interleaved runs; slowdowns against the plain program. From "
+              f"{_source(document)} (a run with --only keeps the other programs' earlier results)."]
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {"projects": ("projects.json", projects), "adaptive": ("adaptive.json", adaptive), "accuracy": ("accuracy.json", accuracy),
           "overhead": ("overhead.json", overhead), "build": ("build.json", build),
           "instrument": ("instrument.json", instrument), "csmith": ("csmith.json", csmith)}
 

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""What adaptive instrumentation buys (issue "Honest time on call-dense code"): each program is built plain,
+fully instrumented and adaptively instrumented (`cprof build --adaptive`, learning from a fully timed run), and
+run side by side, interleaved, medians. For each: the slowdown of both modes against the plain program, whether
+every call count of the adaptive run equals the full run's, and the sum of the adaptive run's self times against
+the plain program's time in the same region.
+
+    python scripts/bench_adaptive.py [--repeat 5] [--only fib,qsort,lua,sqlite3]
+
+Writes benchmarks/results/adaptive.json (scripts/readme_tables.py prints the README's table from it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+
+from scripts.bench_accuracy import (BENCH, FLAGS, PROGRAMS, SQL, Workspace,  # noqa: E402
+                                    _main_thread_figures, _wall, fixed_cost)
+from scripts.bench_projects import build_pair, fetch  # noqa: E402
+from scripts.results import write_results  # noqa: E402
+
+
+def _cprof(args: list[str], cwd: str, env: dict) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "cprof", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"cprof {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return result
+
+
+def _report(cwd: str, env: dict, reference: str = "latest") -> dict:
+    document = json.loads(_cprof(["report", reference, "--json", "--all"], cwd, env).stdout)
+    return {f["name"]: f for f in document["functions"]}
+
+
+def _side_by_side(plain: str, instrumented: str, args: list[str], cwd: str, repeat: int) -> dict:
+    """Medians of interleaved runs: plain wall, instrumented wall (cprof's calibration aside), and what the
+    instrumented run measured on its main thread."""
+    runs_dir = os.path.join(cwd, "adaptive-runs")
+    env = dict(os.environ, CPROF_RUN_DIR=runs_dir)
+    env.pop("CPROF_DISABLE", None)
+    plain_walls, walls, figures = [], [], []
+    for index in range(repeat):
+        subprocess.run(["rm", "-rf", runs_dir])
+        order = [("plain", plain), ("cprof", instrumented)]
+        for side, program in (order if index % 2 == 0 else order[::-1]):
+            if side == "plain":
+                plain_walls.append(_wall([program, *args], None, cwd))
+            else:
+                wall = _wall([program, *args], env, cwd)
+                measured = _main_thread_figures(runs_dir)
+                walls.append(wall - measured["runtime_ns"])
+                figures.append(measured)
+    return {"plain_ns": statistics.median(plain_walls), "wall_ns": statistics.median(walls),
+            "raw_ns": statistics.median(f["raw_ns"] for f in figures),
+            "corrected_ns": statistics.median(f["corrected_ns"] for f in figures)}
+
+
+def measure(name: str, plain: str, build_full, build_adaptive, program, args: list[str], cwd: str, env: dict,
+            repeat: int, fixed_ns: float) -> dict:
+    """`build_full()` / `build_adaptive()` build in place; `program()` is the instrumented binary's path.
+    `fixed_ns`: what any instrumented process costs however few its calls (bench_accuracy.fixed_cost)."""
+    build_full()
+    full = _side_by_side(plain, program(), args, cwd, repeat)
+    # two fully timed runs: a count that differs between them depends on the run (Lua seeds its string hashes
+    # from addresses), not on the mode; the second is the learning run, kept in the store
+    _cprof(["run", "--bin", program(), "--", *args], cwd, env)
+    first_counts = {n: f["calls"] for n, f in _report(cwd, env).items()}
+    _cprof(["run", "--bin", program(), "--", *args], cwd, env)
+    full_counts = {n: f["calls"] for n, f in _report(cwd, env).items()}
+    stable = {n for n, calls in full_counts.items() if first_counts.get(n) == calls}
+    build_adaptive()
+    adaptive = _side_by_side(plain, program(), args, cwd, repeat)
+    _cprof(["run", "--bin", program(), "--", *args], cwd, env)
+    report = _report(cwd, env)
+    counted = sum(1 for f in report.values() if not f["timed"])
+    adaptive_counts = {n: f["calls"] for n, f in report.items()}
+    # the plain program's time in the region cprof measured: its process time less what the adaptive process
+    # spent outside it (start-up, loading, exit), the fixed cost of any instrumented process aside
+    plain_region = adaptive["plain_ns"] - (adaptive["wall_ns"] - adaptive["raw_ns"] - fixed_ns)
+    return {
+        "name": name, "functions": len(report), "counted": counted,
+        "plain_ms": round(full["plain_ns"] / 1e6, 2),
+        "full_slowdown": round(full["wall_ns"] / full["plain_ns"], 2),
+        "adaptive_slowdown": round(adaptive["wall_ns"] / adaptive["plain_ns"], 2),
+        "stable_functions": len(stable),
+        "differing": sorted(f"{n}: {full_counts[n]} -> {adaptive_counts.get(n)}" for n in stable
+                            if adaptive_counts.get(n) != full_counts[n])[:10],
+        "counts_identical": all(adaptive_counts.get(n) == full_counts[n] for n in stable)
+        and set(adaptive_counts) == set(full_counts),
+        "self_sum_error_percent": round(100.0 * (adaptive["corrected_ns"] - plain_region) / plain_region, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", default="fib,qsort,lua,sqlite3")
+    parser.add_argument("--output", default=os.path.join(REPO, "benchmarks", "results", "adaptive.json"))
+    args = parser.parse_args()
+    wanted = set(args.only.split(","))
+    results = []
+    with tempfile.TemporaryDirectory(prefix="cprof-adaptive-") as root:
+        space = Workspace(root)
+        empty = os.path.join(root, "empty.c")
+        with open(empty, "w") as handle:
+            handle.write("int main(void) { return 0; }\n")
+        fixed = fixed_cost(space.plain(empty, "empty-plain"), space.instrumented(empty, "empty"), root,
+                           max(args.repeat, 9))
+        for source, key, name, program_args in (("fib.c", "fib", "fib(30)", ["30"]),
+                                                ("qsort_hash.c", "qsort", "qsort+hash", [])):
+            if key not in wanted:
+                continue
+            binary = os.path.join(root, ".cprof", "build", "direct", key)
+            results.append(measure(
+                name, space.plain(source, key + "-plain"),
+                lambda: space.cprof("build", os.path.join(BENCH, source), "-o", key, "--", *FLAGS),
+                lambda: space.cprof("build", "--adaptive", os.path.join(BENCH, source), "-o", key, "--", *FLAGS),
+                lambda: binary, program_args, root, space.env, args.repeat, fixed))
+            print(json.dumps(results[-1]), flush=True)
+        for project, subfolder, program_args in PROGRAMS:
+            key = project.name.split()[0]
+            if key not in wanted:
+                continue
+            source = fetch(project.package)
+            source = os.path.normpath(os.path.join(source, subfolder)) if subfolder else source
+            work = os.path.join(root, project.package)
+            os.makedirs(work)
+            pair = build_pair(project, source, work)
+            values = {"script": os.path.join(BENCH, "cpu_bound.lua"), "sql": os.path.join(work, "bench.sql")}
+            with open(values["sql"], "w") as handle:
+                handle.write(SQL)
+            argv = [a.format(**values) for a in program_args]
+
+            def rebuild(adaptive: bool, pair=pair, project=project):
+                _cprof(["build", *(["--adaptive"] if adaptive else []), "--", *project.build], pair.cprof_dir,
+                       pair.env)
+
+            results.append(measure(project.name, pair.plain, lambda: rebuild(False), lambda: rebuild(True),
+                                   lambda pair=pair: pair.instrumented, argv, pair.cprof_dir, pair.env,
+                                   args.repeat, fixed))
+            print(json.dumps(results[-1]), flush=True)
+    if os.path.exists(args.output) and set(args.only.split(",")) != set(parser.get_default("only").split(",")):
+        with open(args.output) as handle:  # measured again: the other programs keep their results
+            fresh = {r["name"]: r for r in results}
+            results = [fresh.pop(r["name"], r) for r in json.load(handle)["programs"]] + list(fresh.values())
+    write_results(args.output, {"repeat": args.repeat, "fixed_ns": round(fixed), "programs": results},
+                  " ".join(sys.argv[1:]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
