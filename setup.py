@@ -12,7 +12,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 CSRC = "csrc"
-RUNTIME_SOURCES = ["runtime.c", "timer.c", "records.c", "guard_fast.c", "waits.c"]
+RUNTIME_SOURCES = ["runtime.c", "timer.c", "records.c", "guard_fast.c", "sampling.c", "waits.c", "exec_wrappers.c"]
 PUBLIC_HEADERS = ["cprof.h", "cprof_guard.h"]
 CFLAGS = ["-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-fvisibility=default"]
 
@@ -40,11 +40,12 @@ class BuildWithRuntime(build_ext):
             os.path.join(out, "libcprofrt.so"),
             extra_postargs=["-pthread", "-Wl,-soname,libcprofrt.so", "-Wl,-z,nodelete"],
         )
-        # libcprofrt.a: everything but the blocking-call wrappers (a -static link cannot interpose libc's own
+        # libcprofrt.a: everything but the wrappers of libc functions (a -static link cannot interpose libc's own
         # functions: it would define them twice), for -static links; libcprofguard.a: the guard's fast paths alone,
         # linked (hidden) into every dynamically linked program and library beside libcprofrt.so (cprof_guard.h)
         guard_objects = [o for o in objects if os.path.basename(o).startswith("guard_fast.")]
-        static_objects = [o for o in objects if not os.path.basename(o).startswith("waits.")]
+        static_objects = [o for o in objects
+                          if not os.path.basename(o).startswith(("waits.", "exec_wrappers."))]
         for name, members in (("cprofrt", static_objects), ("cprofguard", guard_objects)):
             archive = os.path.join(out, f"lib{name}.a")
             if os.path.exists(archive):

@@ -7,7 +7,9 @@ Both return the same plain structure, which tests compare on the same files:
                 alloc_count, alloc_bytes, free_count, free_bytes, wait_ticks, slow_ticks, slow_calls)],
      "threads": [(index, tid, name, root_offset, start_ticks, end_ticks, last_ticks, lost_frames,
                   [(open_node_offset, start_ticks), ...])],
-     "counts": [(thread_index, function_id, calls)]}  (count-only functions, summed, sorted, no zeros)
+     "counts": [(thread_index, function_id, calls)],  (count-only functions, summed, sorted, no zeros)
+     "samples": [(thread_index, node_offset, ip, weight, signals)],  (CPU-time samples, summed, sorted)
+     "modules": [(path, base, low, high)]}  (loaded objects, one per (path, base), sorted)
 Every size and pointer is checked before use: a truncated or corrupt file yields what can be trusted.
 """
 
@@ -25,18 +27,21 @@ CHUNK_SIZE = 65536
 CMDLINE_MAX = 2048
 
 REC_FUNCTION, REC_THREAD, REC_NODE, REC_STACK, REC_TRAILER, REC_PAD, REC_COUNTS = 1, 2, 3, 4, 5, 6, 7
+REC_SAMPLES, REC_MODULE = 8, 9
 
 # struct cprof_run_header, field by field
-_HEADER = struct.Struct("<8sIIQQQIIdQQQQQiiiIQQQddddIIQIIQ14Q")
+_HEADER = struct.Struct("<8sIIQQQIIdQQQQQiiiIQQQddddIIQIIQQIIQQ10Q")
 _HEADER_FIELDS = (
     "magic version header_size features base_address used_bytes chunk_size timer_kind ticks_per_second "
     "start_ticks start_mono_ns start_unix_ns end_ticks end_mono_ns pid parent_pid exit_status flags "
     "threads_head functions_head fork_ticks guard_inner_ticks guard_outer_ticks guard_inner_spread "
-    "guard_outer_spread calibration_rounds cmdline_len lost_frames timer_ordered reserved_u32 runtime_ns"
+    "guard_outer_spread calibration_rounds cmdline_len lost_frames timer_ordered reserved_u32 runtime_ns "
+    "sample_period_ns sample_source reserved_u32b samples_outside samples_dropped"
 ).split()
 _PUBLIC_HEADER_FIELDS = [
     f for f in _HEADER_FIELDS
-    if f not in ("magic", "header_size", "chunk_size", "threads_head", "functions_head", "cmdline_len", "reserved_u32")
+    if f not in ("magic", "header_size", "chunk_size", "threads_head", "functions_head", "cmdline_len", "reserved_u32",
+                 "reserved_u32b")
 ]
 _HEAD = struct.Struct("<II")
 _FUNCTION = struct.Struct("<IIQIIIHH")  # head, next, id, line, flags, name_len, file_len
@@ -46,6 +51,9 @@ _STACK = struct.Struct("<IIQQ5Q")
 _FRAME = struct.Struct("<8Q")
 _TRAILER = struct.Struct("<II8sQQ")
 _COUNTS = struct.Struct("<IIQQII")  # head, thread, table, count; then count function pointers and count values
+_SAMPLES = struct.Struct("<IIQII5Q")  # head, thread, capacity, used; then entries of (node, ip, weight, signals)
+_SAMPLE_ENTRY = struct.Struct("<4Q")
+_MODULE = struct.Struct("<IIQQQII")  # head, base, low, high, path_len; then the path
 
 FRAME_SIZE = _FRAME.size
 NODE_SIZE = 128
@@ -111,6 +119,7 @@ def read_run(data: bytes) -> dict:
         return offset
 
     functions, raw_nodes, threads, raw_counts, thread_at = [], [], [], [], {}
+    raw_samples, modules = [], set()
     for kind, offset, size in _records(data, used):
         if kind == REC_FUNCTION and size >= _FUNCTION.size:
             _, _, _, fid, line, flags, name_len, file_len = _FUNCTION.unpack_from(data, offset)
@@ -149,6 +158,21 @@ def read_run(data: bytes) -> dict:
             values = struct.unpack_from(f"<{count}Q", data, offset + _COUNTS.size + 8 * count)
             raw_counts.append((to_offset(thread_pointer, THREAD_SIZE),
                                [(to_offset(p, _FUNCTION.size), v) for p, v in zip(pointers, values) if v]))
+        elif kind == REC_SAMPLES and size >= _SAMPLES.size:
+            _, _, thread_pointer, capacity, _, *_ = _SAMPLES.unpack_from(data, offset)
+            thread_offset = to_offset(thread_pointer, THREAD_SIZE)
+            if _SAMPLES.size + _SAMPLE_ENTRY.size * capacity > size or thread_offset < 0:
+                continue
+            for node_pointer, ip, weight, signals in _SAMPLE_ENTRY.iter_unpack(
+                    data[offset + _SAMPLES.size : offset + _SAMPLES.size + _SAMPLE_ENTRY.size * capacity]):
+                node_offset = to_offset(node_pointer, NODE_SIZE)
+                if weight and node_offset >= 0:
+                    raw_samples.append((thread_offset, node_offset, ip, weight, signals))
+        elif kind == REC_MODULE and size >= _MODULE.size:
+            _, _, module_base, low, high, path_len, _ = _MODULE.unpack_from(data, offset)
+            if _MODULE.size + path_len <= size:
+                path = bytes(data[offset + _MODULE.size : offset + _MODULE.size + path_len])
+                modules.add((path, module_base, low, high))
 
     functions.sort()
     function_offsets = [f[0] for f in functions]
@@ -174,6 +198,17 @@ def read_run(data: bytes) -> dict:
             key = (thread_at[thread_offset], functions[index][1])
             counts[key] = counts.get(key, 0) + value
 
+    node_offsets = {node[0] for node in nodes}
+    samples: dict[tuple[int, int, int], tuple[int, int]] = {}
+    for thread_offset, node_offset, ip, weight, signals in raw_samples:
+        if thread_offset in thread_at and node_offset in node_offsets:
+            key = (thread_at[thread_offset], node_offset, ip)
+            before = samples.get(key, (0, 0))
+            samples[key] = (before[0] + weight, before[1] + signals)
+    unique_modules: dict[tuple[bytes, int], tuple] = {}
+    for path, module_base, low, high in sorted(modules):
+        unique_modules.setdefault((path, module_base), (path.decode("utf-8", "replace"), module_base, low, high))
+
     complete = False
     if len(data) >= HEADER_SIZE + _TRAILER.size and len(data) >= header["used_bytes"]:  # not truncated
         trailer_kind, _, trailer_magic, _, _ = _TRAILER.unpack_from(data, HEADER_SIZE)
@@ -185,6 +220,9 @@ def read_run(data: bytes) -> dict:
         "nodes": nodes,
         "threads": threads,
         "counts": sorted((thread, function, calls) for (thread, function), calls in counts.items()),
+        "samples": sorted((thread, node, ip, weight, signals)
+                          for (thread, node, ip), (weight, signals) in samples.items()),
+        "modules": list(unique_modules.values()),
     }
 
 

@@ -45,7 +45,8 @@ static PyObject *header_dict(const struct cprof_run_header *h)
         start = i + 1;
     }
     result = Py_BuildValue(
-        "{s:I,s:K,s:K,s:K,s:I,s:d,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:i,s:I,s:K,s:d,s:d,s:d,s:d,s:I,s:K,s:I,s:K,s:N}",
+        "{s:I,s:K,s:K,s:K,s:I,s:d,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:i,s:I,s:K,s:d,s:d,s:d,s:d,s:I,s:K,s:I,s:K,s:K,s:I,"
+        "s:K,s:K,s:N}",
         "version",
         h->version, "features", h->features, "base_address", h->base_address, "used_bytes", h->used_bytes,
         "timer_kind", h->timer_kind, "ticks_per_second", h->ticks_per_second, "start_ticks", h->start_ticks,
@@ -54,7 +55,9 @@ static PyObject *header_dict(const struct cprof_run_header *h)
         "flags", h->flags, "fork_ticks", h->fork_ticks, "guard_inner_ticks", h->guard_inner_ticks,
         "guard_outer_ticks", h->guard_outer_ticks, "guard_inner_spread", h->guard_inner_spread,
         "guard_outer_spread", h->guard_outer_spread, "calibration_rounds", h->calibration_rounds, "lost_frames",
-        h->lost_frames, "timer_ordered", h->timer_ordered, "runtime_ns", h->runtime_ns, "cmdline", cmdline);
+        h->lost_frames, "timer_ordered", h->timer_ordered, "runtime_ns", h->runtime_ns,
+        "sample_period_ns", h->sample_period_ns, "sample_source", h->sample_source, "samples_outside",
+        h->samples_outside, "samples_dropped", h->samples_dropped, "cmdline", cmdline);
     return result;
 }
 
@@ -63,7 +66,7 @@ static PyObject *to_python(const struct cprof_read_result *r)
     PyObject *functions = PyList_New((Py_ssize_t)r->function_count);
     PyObject *nodes = PyList_New((Py_ssize_t)r->node_count);
     PyObject *threads = PyList_New((Py_ssize_t)r->thread_count);
-    PyObject *counts = NULL;
+    PyObject *counts = NULL, *samples = NULL, *modules = NULL;
     PyObject *header = header_dict(&r->header);
     size_t i, j;
     if (!functions || !nodes || !threads || !header)
@@ -114,10 +117,32 @@ static PyObject *to_python(const struct cprof_read_result *r)
             goto fail;
         PyList_SET_ITEM(counts, (Py_ssize_t)i, item);
     }
-    return Py_BuildValue("{s:N,s:O,s:N,s:N,s:N,s:N}", "header", header, "complete",
+    if (!(samples = PyList_New((Py_ssize_t)r->sample_count)))
+        goto fail;
+    for (i = 0; i < r->sample_count; i++) {
+        const struct cprof_read_sample *sample = &r->samples[i];
+        PyObject *item = Py_BuildValue("(IKKKK)", sample->thread_index, sample->node, sample->ip, sample->weight,
+                                       sample->signals);
+        if (!item)
+            goto fail;
+        PyList_SET_ITEM(samples, (Py_ssize_t)i, item);
+    }
+    if (!(modules = PyList_New((Py_ssize_t)r->module_count)))
+        goto fail;
+    for (i = 0; i < r->module_count; i++) {
+        const struct cprof_read_module *module = &r->modules[i];
+        PyObject *item = Py_BuildValue("(NKKK)", text(module->path, module->path_len), module->base, module->low,
+                                       module->high);
+        if (!item)
+            goto fail;
+        PyList_SET_ITEM(modules, (Py_ssize_t)i, item);
+    }
+    return Py_BuildValue("{s:N,s:O,s:N,s:N,s:N,s:N,s:N,s:N}", "header", header, "complete",
                          r->complete ? Py_True : Py_False, "functions", functions, "nodes", nodes, "threads", threads,
-                         "counts", counts);
+                         "counts", counts, "samples", samples, "modules", modules);
 fail:
+    Py_XDECREF(samples);
+    Py_XDECREF(modules);
     Py_XDECREF(functions);
     Py_XDECREF(nodes);
     Py_XDECREF(threads);

@@ -31,7 +31,7 @@ struct scan_state {
     const unsigned char *data;
     size_t used;
     uint64_t base;
-    struct growable functions, nodes, threads, frames, counts;
+    struct growable functions, nodes, threads, frames, counts, samples, modules;
     int out_of_memory;
 };
 
@@ -48,6 +48,8 @@ static int64_t to_offset(const struct scan_state *state, uint64_t pointer, size_
 }
 
 static int collect_counts(struct scan_state *state, const struct cprof_record_head *record, const unsigned char *at);
+static int collect_samples(struct scan_state *state, const struct cprof_record_head *record, const unsigned char *at);
+static int collect_module(struct scan_state *state, const struct cprof_record_head *record, const unsigned char *at);
 
 static int collect(const struct cprof_record_head *record, size_t offset, void *context)
 {
@@ -55,6 +57,10 @@ static int collect(const struct cprof_record_head *record, size_t offset, void *
     const unsigned char *at = state->data + offset;
     if (record->kind == CPROF_REC_COUNTS && record->size >= sizeof(struct cprof_counts_record))
         return collect_counts(state, record, at);
+    if (record->kind == CPROF_REC_SAMPLES && record->size >= sizeof(struct cprof_samples_record))
+        return collect_samples(state, record, at);
+    if (record->kind == CPROF_REC_MODULE && record->size >= sizeof(struct cprof_module_record))
+        return collect_module(state, record, at);
     if (record->kind == CPROF_REC_FUNCTION && record->size >= sizeof(struct cprof_function_record)) {
         struct cprof_function_record function;
         struct cprof_read_function *out;
@@ -174,6 +180,56 @@ static int collect_counts(struct scan_state *state, const struct cprof_record_he
     return 0;
 }
 
+static int collect_samples(struct scan_state *state, const struct cprof_record_head *record, const unsigned char *at)
+{
+    struct cprof_samples_record table;
+    uint64_t i;
+    int64_t thread;
+    memcpy(&table, at, sizeof table);
+    if (sizeof table + (uint64_t)table.capacity * sizeof(struct cprof_sample_entry) > record->size)
+        return 0;
+    thread = to_offset(state, table.thread, sizeof(struct cprof_thread_record));
+    if (thread < 0)
+        return 0;
+    for (i = 0; i < table.capacity; i++) {
+        struct cprof_sample_entry entry;
+        struct cprof_read_sample *out;
+        int64_t node;
+        memcpy(&entry, at + sizeof table + i * sizeof entry, sizeof entry);
+        if (!entry.weight || (node = to_offset(state, entry.node, sizeof(struct cprof_node))) < 0)
+            continue;
+        if (!(out = push(&state->samples))) {
+            state->out_of_memory = 1;
+            return 1;
+        }
+        out->thread_offset = (uint64_t)thread;
+        out->node = (uint64_t)node;
+        out->ip = entry.ip;
+        out->weight = entry.weight;
+        out->signals = entry.signals;
+    }
+    return 0;
+}
+
+static int collect_module(struct scan_state *state, const struct cprof_record_head *record, const unsigned char *at)
+{
+    struct cprof_module_record module;
+    struct cprof_read_module *out;
+    memcpy(&module, at, sizeof module);
+    if (sizeof module + (uint64_t)module.path_len > record->size)
+        return 0;
+    if (!(out = push(&state->modules))) {
+        state->out_of_memory = 1;
+        return 1;
+    }
+    out->path = (const char *)at + sizeof module;
+    out->path_len = module.path_len;
+    out->base = module.base;
+    out->low = module.low;
+    out->high = module.high;
+    return 0;
+}
+
 static int by_offset(const void *a, const void *b)
 {
     uint64_t x = ((const struct cprof_read_function *)a)->offset, y = ((const struct cprof_read_function *)b)->offset;
@@ -219,6 +275,74 @@ static void resolve_counts(struct scan_state *state)
     state->counts.count = j;
 }
 
+static int by_node_offset(const void *a, const void *b)
+{
+    uint64_t x = ((const struct cprof_read_node *)a)->offset, y = ((const struct cprof_read_node *)b)->offset;
+    return (x > y) - (x < y);
+}
+
+static int by_sample_key(const void *a, const void *b)
+{
+    const struct cprof_read_sample *x = a, *y = b;
+    if (x->thread_index != y->thread_index)
+        return (x->thread_index > y->thread_index) - (x->thread_index < y->thread_index);
+    if (x->node != y->node)
+        return (x->node > y->node) - (x->node < y->node);
+    return (x->ip > y->ip) - (x->ip < y->ip);
+}
+
+/* Samples of threads and nodes that are records in the image (nodes kept by resolve()), by thread index, node
+ * and instruction, summed. */
+static void resolve_samples(struct scan_state *state)
+{
+    struct cprof_read_thread *threads = state->threads.items;
+    struct cprof_read_sample *samples = state->samples.items;
+    size_t i, j, kept = 0;
+    for (i = 0; i < state->samples.count; i++) {
+        struct cprof_read_node key;
+        key.offset = samples[i].node;
+        for (j = 0; j < state->threads.count && threads[j].offset != samples[i].thread_offset; j++)
+            ;
+        if (j == state->threads.count ||
+            !bsearch(&key, state->nodes.items, state->nodes.count, sizeof key, by_node_offset))
+            continue;
+        samples[i].thread_index = threads[j].index;
+        samples[kept++] = samples[i];
+    }
+    qsort(samples, kept, sizeof *samples, by_sample_key);
+    for (i = 0, j = 0; i < kept; i++) {
+        if (j > 0 && by_sample_key(&samples[j - 1], &samples[i]) == 0)
+        {
+            samples[j - 1].weight += samples[i].weight;
+            samples[j - 1].signals += samples[i].signals;
+        }
+        else
+            samples[j++] = samples[i];
+    }
+    state->samples.count = j;
+}
+
+static int by_module(const void *a, const void *b)
+{
+    const struct cprof_read_module *x = a, *y = b;
+    size_t shorter = x->path_len < y->path_len ? x->path_len : y->path_len;
+    int order = memcmp(x->path, y->path, shorter);
+    if (order || x->path_len != y->path_len)
+        return order ? order : (x->path_len > y->path_len) - (x->path_len < y->path_len);
+    return (x->base > y->base) - (x->base < y->base);
+}
+
+static void resolve_modules(struct scan_state *state)
+{
+    struct cprof_read_module *modules = state->modules.items;
+    size_t i, j;
+    qsort(modules, state->modules.count, sizeof *modules, by_module);
+    for (i = 0, j = 0; i < state->modules.count; i++)
+        if (j == 0 || by_module(&modules[j - 1], &modules[i]) != 0)
+            modules[j++] = modules[i];
+    state->modules.count = j;
+}
+
 /* Function pointers become ids; nodes whose function or parent is not a record in the image are dropped. */
 static void resolve(struct scan_state *state)
 {
@@ -242,6 +366,8 @@ static void resolve(struct scan_state *state)
     }
     state->nodes.count = kept;
     resolve_counts(state);
+    resolve_samples(state);
+    resolve_modules(state);
 }
 
 int cprof_read_run(const unsigned char *data, size_t size, struct cprof_read_result *result)
@@ -267,6 +393,8 @@ int cprof_read_run(const unsigned char *data, size_t size, struct cprof_read_res
     state.threads.item_size = sizeof(struct cprof_read_thread);
     state.frames.item_size = sizeof(struct cprof_read_frame);
     state.counts.item_size = sizeof(struct cprof_read_count);
+    state.samples.item_size = sizeof(struct cprof_read_sample);
+    state.modules.item_size = sizeof(struct cprof_read_module);
     cprof_scan_records(data, state.used, collect, &state);
     resolve(&state);
     result->functions = state.functions.items;
@@ -279,6 +407,10 @@ int cprof_read_run(const unsigned char *data, size_t size, struct cprof_read_res
     result->frame_count = state.frames.count;
     result->counts = state.counts.items;
     result->count_count = state.counts.count;
+    result->samples = state.samples.items;
+    result->sample_count = state.samples.count;
+    result->modules = state.modules.items;
+    result->module_count = state.modules.count;
     result->used = state.used;
     result->complete = 0;
     if (size >= CPROF_HEADER_SIZE + sizeof trailer && size >= result->header.used_bytes) { /* not truncated */
@@ -300,5 +432,7 @@ void cprof_read_free(struct cprof_read_result *result)
     free(result->threads);
     free(result->frames);
     free(result->counts);
+    free(result->samples);
+    free(result->modules);
     memset(result, 0, sizeof *result);
 }

@@ -28,6 +28,19 @@ struct cprof_read_count {
     uint64_t calls;
 };
 
+struct cprof_read_sample {
+    uint32_t thread_index;   /* resolved from thread_offset */
+    uint64_t thread_offset;
+    uint64_t node;           /* offset of the node that was innermost */
+    uint64_t ip, weight, signals;
+};
+
+struct cprof_read_module {
+    const char *path; /* points into the image; not terminated */
+    size_t path_len;
+    uint64_t base, low, high;
+};
+
 struct cprof_read_frame {
     uint64_t node;  /* offset of the node */
     uint64_t start_ticks;
@@ -49,7 +62,9 @@ struct cprof_read_result {
     struct cprof_read_thread *threads;
     struct cprof_read_frame *frames;
     struct cprof_read_count *counts; /* count-only functions: one per (thread, function), summed, sorted */
-    size_t function_count, node_count, thread_count, frame_count, count_count;
+    struct cprof_read_sample *samples; /* one per (thread, node, ip), summed, sorted */
+    struct cprof_read_module *modules; /* one per (path, base), sorted */
+    size_t function_count, node_count, thread_count, frame_count, count_count, sample_count, module_count;
     char error[160];
 };
 

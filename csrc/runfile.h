@@ -38,6 +38,7 @@ __extension__ typedef unsigned long long cprof_u64; /* the same type as the guar
 #define CPROF_FEAT_THREAD_CPU (1ull << 4) /* a thread root's cpu_ns holds the thread's whole CPU time at its end */
 #define CPROF_FEAT_WAIT_TIME (1ull << 5)  /* node.wait_ticks holds time spent blocked (csrc/waits.c) */
 #define CPROF_FEAT_SLOW_PATH (1ull << 6)  /* node.slow_ticks / slow_calls: entries through the runtime's slow path */
+#define CPROF_FEAT_SAMPLES (1ull << 7)    /* threads were sampled on their CPU time: sample and module records follow */
 
 /* Header flags. */
 #define CPROF_RUN_COMPLETE (1u << 0)    /* the process finished normally and wrote its trailer */
@@ -56,6 +57,14 @@ __extension__ typedef unsigned long long cprof_u64; /* the same type as the guar
 #define CPROF_REC_STACK 4u
 #define CPROF_REC_TRAILER 5u
 #define CPROF_REC_COUNTS 7u   /* one thread's counts of one unit's count-only functions */
+#define CPROF_REC_SAMPLES 8u  /* one table of a thread's CPU-time samples, by call path and instruction */
+#define CPROF_REC_MODULE 9u   /* a loaded object (program or shared library): where its code was mapped */
+
+/* Where samples came from (header.sample_source). */
+#define CPROF_SAMPLES_OFF 0u            /* not asked for (CPROF_SAMPLE_HZ unset or 0) */
+#define CPROF_SAMPLES_THREAD_TIMER 1u   /* a POSIX timer on each thread's CPU clock, SIGPROF */
+#define CPROF_SAMPLES_REFUSED 2u        /* asked for, but SIGPROF already had a handler (the program's own) */
+#define CPROF_SAMPLES_FAILED 3u         /* asked for, but no timer could be created */
 
 /* Function flags (also used in struct __cprof_site.flags by the guard). */
 #define CPROF_FN_STATIC (1u << 0)   /* internal linkage */
@@ -102,7 +111,14 @@ struct cprof_run_header {
     cprof_u32 reserved_u32;
     cprof_u64 runtime_ns;      /* the runtime's own start-up and exit work (timer and guard calibration): not the
                                   program's time, which coverage figures are a share of */
-    cprof_u64 reserved[14];
+    /* CPU-time sampling (csrc/sampling.c): what was asked for, what every thread's samples add up to */
+    cprof_u64 sample_period_ns;  /* of a thread's CPU time; 0 when not sampled */
+    cprof_u32 sample_source;     /* CPROF_SAMPLES_* */
+    cprof_u32 reserved_u32b;
+    cprof_u64 samples_outside;   /* weight of samples taken where no call was recorded (no thread state yet,
+                                    profiling switched off) */
+    cprof_u64 samples_dropped;   /* weight of samples that found no room in the run file */
+    cprof_u64 reserved[10];
     char cmdline[CPROF_CMDLINE_MAX];
 };
 
@@ -191,6 +207,39 @@ struct cprof_counts_record {
     cprof_u32 count;
     cprof_u32 reserved;
     /* cprof_u64 functions[count]: struct cprof_function_record *, then cprof_u64 values[count] */
+};
+
+/* A thread's CPU-time samples: each entry is a (call path, instruction) pair and how many sampling periods found
+ * the thread there. The node is the innermost open frame's (a timed function); the instruction pointer says where
+ * the CPU was, which may be inside a count-only function, a library, or the runtime itself: readers resolve it
+ * with the module records' load addresses. Written only by the thread's own signal handler; an entry is in use
+ * once its weight is non-zero. A table covers one whole chunk; a thread whose table fills starts another, and
+ * readers add up a thread's entries over all its tables. */
+struct cprof_sample_entry {
+    cprof_u64 node;           /* struct cprof_node * */
+    cprof_u64 ip;
+    cprof_u64 weight;         /* sampling periods (a signal that arrives late stands for the periods it missed) */
+    cprof_u64 signals;        /* signals: the independent observations behind the weight */
+};
+struct cprof_samples_record {
+    struct cprof_record_head head;  /* size: the whole chunk */
+    cprof_u64 thread;               /* struct cprof_thread_record * */
+    cprof_u32 capacity;
+    cprof_u32 used;
+    cprof_u64 reserved[5];          /* entries start 64 bytes in */
+    /* struct cprof_sample_entry entries[capacity] */
+};
+
+/* A loaded object, as the dynamic loader reported it (dl_iterate_phdr): instruction pointers inside it resolve
+ * against its symbols at ip - base. Written at start-up and again at a clean exit when objects were loaded
+ * meanwhile (readers keep one per (path, base)). */
+struct cprof_module_record {
+    struct cprof_record_head head;
+    cprof_u64 base;
+    cprof_u64 low, high;      /* the span of its executable segments, absolute */
+    cprof_u32 path_len;
+    cprof_u32 reserved;
+    /* path_len bytes of path, unterminated, padded to 8 */
 };
 
 struct cprof_trailer_record {

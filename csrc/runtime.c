@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "runfile.h"
 #include "records.h"
+#include "sampling.h"
 #include "timer.h"
 #include "waits.h"
 #include "cprof_guard.h"
@@ -134,6 +135,37 @@ static char *arena_alloc_chunks(size_t bytes)
             return NULL;
     }
     return rt.base + offset;
+}
+
+char *cprof_arena_chunk(void) { return arena_alloc_chunks(CPROF_CHUNK_SIZE); }
+
+char *cprof_arena_try_chunk(void)
+{
+    cprof_u64 offset = __atomic_load_n(&rt.header->used_bytes, __ATOMIC_RELAXED);
+    do {
+        if (offset + CPROF_CHUNK_SIZE > atomic_load(&rt.mapped))
+            return NULL;
+    } while (!__atomic_compare_exchange_n(&rt.header->used_bytes, &offset, offset + CPROF_CHUNK_SIZE, 1,
+                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return rt.base + offset;
+}
+
+/* Records that belong to no thread (modules) come from a chunk of their own. */
+void *cprof_process_alloc(size_t bytes)
+{
+    static char *cursor, *end;
+    void *record = NULL;
+    pthread_mutex_lock(&rt.lock);
+    if (!cursor || cursor + bytes > end) {
+        cursor = bytes <= CPROF_CHUNK_SIZE ? arena_alloc_chunks(CPROF_CHUNK_SIZE) : NULL;
+        end = cursor ? cursor + CPROF_CHUNK_SIZE : NULL;
+    }
+    if (cursor) {
+        record = cursor;
+        cursor += bytes;
+    }
+    pthread_mutex_unlock(&rt.lock);
+    return record;
 }
 
 static void *thread_alloc(struct cprof_thread_record *thread, size_t size, size_t align)
@@ -399,6 +431,7 @@ static void record_thread_cpu(struct cprof_thread_record *thread, int current)
 static void thread_finish(void *state)
 {
     struct cprof_thread_record *thread = state;
+    cprof_sampling_stop_thread();
     /* Open frames stay on the stack: readers close them at end_ticks, like a crashed run's at last_ticks. */
     read_thread_name((pid_t)thread->tid, thread->name);
     record_thread_cpu(thread, 1);
@@ -448,6 +481,7 @@ static struct cprof_thread_record *thread_start(void)
     pthread_mutex_unlock(&rt.lock);
     pthread_setspecific(rt.thread_key, thread);
     __cprof_tls = (struct __cprof_thread_hot *)thread;
+    cprof_sampling_start_thread();
     return thread;
 }
 
@@ -876,6 +910,10 @@ static int reset_record(const struct cprof_record_head *record, size_t offset, v
     } else if (record->kind == CPROF_REC_COUNTS) {
         const struct cprof_counts_record *counts = (const struct cprof_counts_record *)record;
         memset((cprof_u64 *)(counts + 1) + counts->count, 0, counts->count * sizeof(cprof_u64));
+    } else if (record->kind == CPROF_REC_SAMPLES) {
+        struct cprof_samples_record *samples = (struct cprof_samples_record *)record;
+        memset(samples + 1, 0, samples->capacity * sizeof(struct cprof_sample_entry));
+        samples->used = 0;
     } else if (record->kind == CPROF_REC_THREAD && (const void *)record != (void *)reset->survivor) {
         struct cprof_thread_record *gone = (struct cprof_thread_record *)record;
         /* threads other than the forking one do not exist in the child */
@@ -940,6 +978,8 @@ static void on_fork_child(void)
     header->start_unix_ns = cprof_realtime_ns();
     header->lost_frames = 0;
     header->runtime_ns = 0;
+    header->samples_outside = header->samples_dropped = 0;
+    cprof_sampling_after_fork();
 }
 
 static void before_fork(void)
@@ -1006,6 +1046,7 @@ static void process_start_once(void)
     /* The inline guard reads the counter itself; without a trustworthy one (or when CPU time is wanted too)
      * every event goes through the slow path, which reads the right clocks. */
     __cprof_mode = (rt.timer.kind == CPROF_TIMER_MONOTONIC || rt.cpu_time) ? 2 : 0;
+    cprof_sampling_start_process(header);
     rt.ready = 1;
     if (__cprof_mode == 0 && !(getenv("CPROF_CALIBRATE") && strcmp(getenv("CPROF_CALIBRATE"), "0") == 0))
         calibrate_guard();
@@ -1046,6 +1087,7 @@ __attribute__((destructor)) static void process_finish(void)
         calibrate_guard();
         header->runtime_ns += cprof_monotonic_ns() - began;
     }
+    cprof_record_modules(); /* objects dlopen'ed since start-up */
     header->end_ticks = end_ticks;
     header->end_mono_ns = end_mono;
     trailer = (struct cprof_trailer_record *)(rt.base + CPROF_HEADER_SIZE);

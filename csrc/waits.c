@@ -2,13 +2,13 @@
  * variable, a join, a sleep, a poll) is recorded as waiting in the call path that waited, not read as work.
  *
  * Linked into the shared runtime only: libcprofrt.so comes before libc in every instrumented program's library
- * order, so these definitions interpose on libc's for the program and its libraries; each finds libc's own with
- * dlsym(RTLD_NEXT) on first use. A wrapper costs nothing measurable beside a blocking call, but locks are taken
- * far more often than they block: a lock is first tried without blocking, and timed only when that fails. */
+ * order, so these definitions interpose on libc's for the program and its libraries (interpose.h). A wrapper
+ * costs nothing measurable beside a blocking call, but locks are taken far more often than they block: a lock is
+ * first tried without blocking, and timed only when that fails. */
 #define _GNU_SOURCE
 #include "waits.h"
+#include "interpose.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -24,23 +24,13 @@
 
 const int cprof_waits_tracked = 1;
 
-static void *next_definition(void **cache, const char *name)
-{
-    void *function = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
-    if (!function) {
-        function = dlsym(RTLD_NEXT, name);
-        __atomic_store_n(cache, function, __ATOMIC_RELEASE);
-    }
-    return function;
-}
-
 /* `failure` is what the call returns when libc lacks the function (never on the glibc the runtime was built
  * against): pthread functions report errors by value, the others by -1 and errno. */
 #define WAITING_CALL(type, name, params, args, failure)                                                       \
     type name params                                                                                          \
     {                                                                                                         \
         static void *cache;                                                                                   \
-        type (*real) params = (type (*) params)next_definition(&cache, #name);                                \
+        type (*real) params = (type (*) params)cprof_next_definition(&cache, #name);                                \
         cprof_u64 start;                                                                                      \
         type result;                                                                                          \
         if (!real) {                                                                                          \
@@ -62,8 +52,8 @@ static void *next_definition(void **cache, const char *name)
     int name(type *lock)                                                                                      \
     {                                                                                                         \
         static void *cache, *try_cache;                                                                       \
-        int (*real)(type *) = (int (*)(type *))next_definition(&cache, #name);                                \
-        int (*try_real)(type *) = (int (*)(type *))next_definition(&try_cache, #try_name);                    \
+        int (*real)(type *) = (int (*)(type *))cprof_next_definition(&cache, #name);                                \
+        int (*try_real)(type *) = (int (*)(type *))cprof_next_definition(&try_cache, #try_name);                    \
         cprof_u64 start;                                                                                      \
         int result;                                                                                           \
         if (!real || !try_real)                                                                               \

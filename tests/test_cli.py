@@ -115,7 +115,7 @@ def report_json(project: Project, *args: str) -> dict:
     result = project.cprof("report", "--json", *args)
     assert result.returncode == 0, result.stderr
     document = result.json()
-    validate(document, "report-2.json")
+    validate(document, "report-3.json")
     return document
 
 
@@ -269,7 +269,7 @@ def test_a_mode_without_calibration_says_its_times_are_raw_everywhere(project, h
     assert "times are raw: with" in table and "times corrected" not in table and "~" not in table
     assert "times are raw: with" in tour.cprof("report", "--tree").stdout
     document = report_json(tour)
-    validate(document, "report-2.json")
+    validate(document, "report-3.json")
     assert document["corrected"] is False and not document["correction"]["applied"]
     assert document["correction"]["reason"].startswith("times are raw: with")
     assert all(f["self_ns"] == f["raw_self_ns"] and f["self_err_ns"] is None and f["total_err_ns"] is None

@@ -23,7 +23,7 @@ def test_profile_counts_every_call_exactly(project):
     result = project.cprof("profile", "fib.c", "--args", "20", "--json")
     assert result.returncode == 0, result.stderr
     report = result.json()
-    validate(report, "report-2.json")
+    validate(report, "report-3.json")
     functions = by_name(report)
     assert functions["fib"]["calls"] == 21891  # 2 * fib(21) - 1
     assert functions["main"]["calls"] == 1
@@ -72,7 +72,7 @@ def test_inline_guard_counts_exactly_and_behaves_as_plain(project):
     run = project.cprof("run", "--", "18")
     assert run.stdout == project.run("./plain", "18").stdout == "fib(18) = 2584\n"
     report = project.cprof("report", "--json").json()
-    validate(report, "report-2.json")
+    validate(report, "report-3.json")
     assert by_name(report)["fib"]["calls"] == 8361 and by_name(report)["main"]["calls"] == 1
     # the fast paths really are inline: the program calls no out-of-line __cprof_enter_fast
     symbols = project.run("nm", os.path.join(project.root, ".cprof", "build", "direct", "fib")).stdout
@@ -101,15 +101,17 @@ COUNTED = """\
 
 
 def test_count_only_functions_are_counted_exactly_per_thread_and_said_to_be(project):
+    """Without sampling (CPROF_SAMPLE_HZ=0) a count-only function has calls and no time at all."""
     project.write("counted.c", COUNTED)
     result = project.cprof("profile", "--count-only", "tiny", "counted.c", "--args", "70000", "--json",
-                           "--threads", "--", "-pthread")
+                           "--threads", "--", "-pthread", env={"CPROF_SAMPLE_HZ": "0"})
     assert result.returncode == 0, result.stderr
     report = result.json()
-    validate(report, "report-2.json")
+    validate(report, "report-3.json")
+    assert report["sampling"] is None
     functions = by_name(report)
     tiny = functions["tiny"]
-    assert tiny["calls"] == 75000 and not tiny["timed"]
+    assert tiny["calls"] == 75000 and not tiny["timed"] and tiny["time_source"] == "none"
     assert tiny["self_ns"] is None and tiny["total_ns"] is None and tiny["self_err_ns"] is None
     assert {(t["index"], t["calls"]) for t in tiny["threads"]} == {(0, 70000), (1, 5000)}
     assert functions["driver"]["timed"] and functions["driver"]["calls"] == 1

@@ -107,7 +107,7 @@ def add_report_options(parser: argparse.ArgumentParser, function_pattern: bool =
     group.add_argument("--locations", action="store_true", help="show each function's file:line")
     group.add_argument("--uncorrected", action="store_true",
                        help="raw times, the guard's own cost included (default: corrected, with its uncertainty)")
-    add_output_options(group, "cprof-report/2")
+    add_output_options(group, "cprof-report/3")
 
 
 def report_options(args) -> ReportOptions:

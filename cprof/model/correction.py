@@ -24,6 +24,9 @@ from dataclasses import dataclass
 
 
 MODEL_ERROR = 0.18  # fraction of the calibrated guard cost: benchmarks/results/accuracy.json, model_error.margin
+# Times estimated from samples (samples.py) state two standard errors: the true value lies within about 95% of
+# the time, like a corrected time within calls x (spread + model error).
+SAMPLE_Z = 2.0
 
 
 @dataclass(frozen=True)

@@ -171,6 +171,7 @@ class GroupRun:
         for name in _TIME_FIELDS + _COUNT_FIELDS:
             value = median_of(getattr(item, name) if item else 0 for item in items)
             setattr(stats, name, round(value) if name in _COUNT_FIELDS else value)
+        stats.sampled = any(item.sampled for item in present)
         stats.threads = self._thread_medians(items)
         return stats
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 from cprof.errors import EXIT_CORRUPT, EXIT_NOT_FOUND, CprofError
 from cprof import runfile
-from cprof.model.correction import Calibration, correct_tree
+from cprof.model import samples as sampling
+from cprof.model.correction import SAMPLE_Z, Calibration, correct_tree
 
 FN_STATIC, FN_SECTION, FN_INLINE, FN_COUNTED = 1, 2, 4, 8
-FEAT_CPU_TIME, FEAT_ALLOCS, FEAT_THREAD_CPU, FEAT_WAIT_TIME = 1 << 1, 1 << 2, 1 << 4, 1 << 5
+FEAT_CPU_TIME, FEAT_ALLOCS, FEAT_THREAD_CPU, FEAT_WAIT_TIME, FEAT_SAMPLES = 1 << 1, 1 << 2, 1 << 4, 1 << 5, 1 << 7
 
 
 def read_run_file(path: str) -> dict:
@@ -71,6 +72,9 @@ class CallNode:
     corrected_self_ns: float = 0.0
     self_err_ns: float = 0.0
     total_err_ns: float = 0.0
+    # count-only functions the samples found running in this node's self time, taken out of it:
+    # FunctionKey -> (raw ns, corrected ns, uncertainty ns)
+    sampled: dict = field(default_factory=dict)
 
     def child(self, key: FunctionKey) -> "CallNode":
         node = self.children.get(key)
@@ -106,6 +110,7 @@ class ThreadData:
     pid: int = 0
     cpu_ns: float | None = None  # the thread's whole CPU time (None: not known, e.g. the process was killed)
     counted: dict = field(default_factory=dict)  # FunctionKey -> calls of the count-only functions (no frames)
+    sampled_keys: set = field(default_factory=set)  # count-only functions whose self time the samples estimated
 
     @property
     def lifetime_ns(self) -> float:
@@ -133,6 +138,7 @@ class ProcessData:
     threads: list[ThreadData]
     calibration: Calibration
     flags: dict[FunctionKey, int]  # function flags (static, section...)
+    sampled_weight: int = 0  # sampling periods the samples of this process stand for, inside recorded calls
 
     @property
     def fork_child(self) -> bool:
@@ -163,6 +169,7 @@ class FunctionStats:
     alloc_bytes: int = 0
     free_count: int = 0
     free_bytes: int = 0
+    sampled: bool = False  # a count-only function whose self time the samples estimated (no total: no frame)
     threads: dict = field(default_factory=dict)  # (pid, thread index) -> FunctionStats for that thread
 
     @property
@@ -176,8 +183,17 @@ class FunctionStats:
 
     @property
     def counted_only(self) -> bool:
-        """Only counted, never timed: its time is in its callers' self time."""
+        """Only counted, never timed (no frame): its self time is sampled, or else in its callers' self time."""
         return bool(self.flags & FN_COUNTED)
+
+    @property
+    def time_source(self) -> str:
+        """How its time was obtained: "measured" (timed, corrected for the guards), "sampled" (a count-only
+        function: its self time estimated from CPU-time samples, its total not known), or "none" (a count-only
+        function in a run that did not sample: its time is in its callers')."""
+        if not self.counted_only:
+            return "measured"
+        return "sampled" if self.sampled else "none"
 
 
 def load_process(path: str) -> ProcessData:
@@ -243,7 +259,52 @@ def load_process(path: str) -> ProcessData:
     for thread in threads:
         _derive(thread.root)
         correct_tree(thread.root, calibration)
-    return ProcessData(header["pid"], header["parent_pid"], path, header, raw["complete"], threads, calibration, flags)
+    if header["features"] & FEAT_SAMPLES:
+        _apply_samples(raw, nodes, threads, flags)
+    return ProcessData(header["pid"], header["parent_pid"], path, header, raw["complete"], threads, calibration, flags,
+                       sum(sample[3] for sample in raw.get("samples", ())))
+
+
+def _apply_samples(raw: dict, nodes: dict, threads: list[ThreadData], flags: dict) -> None:
+    """Takes the count-only functions' sampled share out of each node's self time (samples.py)."""
+    modules = raw.get("modules", [])
+    by_node: dict[int, dict[int, tuple[int, int]]] = {}
+    ips_by_module: dict[str, set[int]] = {}
+    path_of: dict[int, str | None] = {}
+    for _thread, node_offset, ip, weight, signals in raw.get("samples", ()):
+        by_node.setdefault(node_offset, {})[ip] = (weight, signals)
+        if ip not in path_of:
+            path_of[ip] = sampling.module_of(ip, modules)
+            if path_of[ip]:
+                ips_by_module.setdefault(path_of[ip], set()).add(ip)
+    if not by_node:
+        for thread in threads:
+            for key in thread.counted:
+                thread.sampled_keys.add(key)
+        return
+    chains = sampling.resolve(ips_by_module, modules)
+    counted: dict[str, list[FunctionKey]] = {}
+    for key, value in flags.items():
+        if value & FN_COUNTED:
+            counted.setdefault(key.name, []).append(key)
+    classifier = sampling.Classifier(counted, {k.name for k, v in flags.items() if not v & FN_COUNTED})
+    shares = sampling.shares(by_node, lambda ip: classifier.classify(chains.get(ip, []), path_of.get(ip)))
+    for node_offset, parts in shares.items():
+        node = nodes.get(node_offset)
+        if node is None or node.key is None:  # outside every timed function: no measured time to divide
+            continue
+        raw_base = max(0.0, node.self_ns - node.wait_ns)
+        corrected_base = max(0.0, node.corrected_self_ns - node.wait_ns)
+        added_err = 0.0
+        for key, part in parts.items():
+            err = corrected_base * SAMPLE_Z * part.share_err + part.share * node.self_err_ns
+            node.sampled[key] = (raw_base * part.share, corrected_base * part.share, err)
+            added_err += corrected_base * SAMPLE_Z * part.share_err
+        node.self_ns -= sum(v[0] for v in node.sampled.values())
+        node.corrected_self_ns -= sum(v[1] for v in node.sampled.values())
+        node.self_err_ns += added_err
+    for thread in threads:  # every count-only function of a sampled thread has a sampled time, zero if unseen
+        thread.sampled_keys.update(thread.counted)
 
 
 def _merge_into(target: CallNode, source: CallNode) -> None:
@@ -348,14 +409,16 @@ class Run:
         for thread in self.threads:
             per_thread: dict[FunctionKey, FunctionStats] = {}
             _accumulate(thread.root, per_thread, corrected)
-            for key, calls in thread.counted.items():  # count-only functions: calls and nothing else
+            for key, calls in thread.counted.items():  # count-only functions: calls, and sampled self time
                 part = per_thread.setdefault(key, FunctionStats(key, flags.get(key, 0)))
                 part.calls += calls
+                part.sampled = key in thread.sampled_keys
             for key, item in per_thread.items():
                 total = stats.setdefault(key, FunctionStats(key, flags.get(key, 0)))
                 item.flags = total.flags
                 _add(total, item)
                 total.threads[(thread.pid, thread.index)] = item
+                total.sampled = total.sampled or item.sampled
         result = [s for s in stats.values() if s.calls or s.total_ns]
         self._functions[corrected] = result
         return result
@@ -398,6 +461,13 @@ def _accumulate(root: CallNode, out: dict[FunctionKey, FunctionStats], corrected
             item.self_err_ns += node.self_err_ns if corrected else 0.0
             item.cpu_ns += node.cpu_ns
             item.wait_ns += node.wait_ns
+            for counted_key, (raw_ns, corrected_ns, err_ns) in node.sampled.items():
+                part = out.get(counted_key)
+                if part is None:
+                    part = out[counted_key] = FunctionStats(counted_key)
+                part.raw_self_ns += raw_ns
+                part.self_ns += corrected_ns if corrected else raw_ns
+                part.self_err_ns += err_ns if corrected else 0.0
             item.alloc_count += node.alloc_count
             item.alloc_bytes += node.alloc_bytes
             item.free_count += node.free_count

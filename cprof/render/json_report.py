@@ -1,4 +1,4 @@
-"""`--json` output of report and profile: schema cprof-report/2 (cprof/schemas/report-2.json)."""
+"""`--json` output of report and profile: schema cprof-report/3 (cprof/schemas/report-3.json)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import json
 from cprof.model.coverage import Coverage, coverage_of
 from cprof.model.load import GroupRun
 from cprof.model.run import FEAT_ALLOCS, FEAT_CPU_TIME, FEAT_THREAD_CPU, FEAT_WAIT_TIME, FN_SECTION, FN_STATIC, Run
+from cprof.model.samples import sampling_summary
 from cprof.render.table import ReportOptions, has_feature, selected_functions
 
-REPORT_SCHEMA = "cprof-report/2"
+REPORT_SCHEMA = "cprof-report/3"
 _TIMERS = {1: "tsc", 2: "clock_gettime", 3: "cntvct"}
 
 
@@ -60,6 +61,7 @@ def _uncertainty(value: float, corrected: bool) -> int | None:
 
 def function_record(item, with_threads: bool, corrected: bool = True) -> dict:
     timed = not item.counted_only
+    has_self = timed or item.sampled  # a sampled count-only function has a self time and no total
     record = {
         "name": item.name,
         "file": item.key.file,
@@ -68,11 +70,12 @@ def function_record(item, with_threads: bool, corrected: bool = True) -> dict:
         "section": bool(item.flags & FN_SECTION),
         "calls": item.calls,
         "timed": timed,
-        "self_ns": _optional_ns(item.self_ns if timed else None),
+        "time_source": item.time_source,
+        "self_ns": _optional_ns(item.self_ns if has_self else None),
         "total_ns": _optional_ns(item.total_ns if timed else None),
-        "self_err_ns": _uncertainty(item.self_err_ns, corrected and timed),
+        "self_err_ns": _uncertainty(item.self_err_ns, corrected and has_self),
         "total_err_ns": _uncertainty(item.total_err_ns, corrected and timed),
-        "raw_self_ns": _optional_ns(item.raw_self_ns if timed else None),
+        "raw_self_ns": _optional_ns(item.raw_self_ns if has_self else None),
         "raw_total_ns": _optional_ns(item.raw_total_ns if timed else None),
         "mostly_correction": item.mostly_correction,
         "cpu_ns": round(item.cpu_ns),
@@ -127,6 +130,7 @@ def report_document(run: Run | GroupRun, options: ReportOptions) -> dict:
         "correction": correction_record(run.main.calibration if corrected else None,
                                         None if corrected else run.raw_reason or "raw times were asked for"),
         "sort": options.sort,
+        "sampling": sampling_summary((run.representative if isinstance(run, GroupRun) else run).processes),
         "functions": [function_record(f, options.threads, corrected) for f in shown],
         "hidden_functions": len(matching) - len(shown),
     }

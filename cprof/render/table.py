@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from cprof.model.coverage import coverage_of
 from cprof.model.load import GroupRun
 from cprof.model.run import FEAT_ALLOCS, FEAT_CPU_TIME, FN_SECTION, FunctionStats, Run
+from cprof.model.samples import not_sampled_reason, sampling_summary
 from cprof.paths import display_path
 from cprof.render.coverage_note import coverage_lines
 from cprof.render.style import Style, render_rows
@@ -37,7 +38,9 @@ def has_feature(run: Run, bit: int) -> bool:
 
 
 def function_label(item: FunctionStats, locations: bool) -> str:
-    label = item.name + (" [section]" if item.flags & FN_SECTION else "") + (" [counted]" if item.counted_only else "")
+    label = item.name + (" [section]" if item.flags & FN_SECTION else "")
+    if item.counted_only:
+        label += " [counted, sampled]" if item.sampled else " [counted]"
     if locations:
         label += f"  {display_path(item.key.file)}:{item.key.line}"
     return label
@@ -86,7 +89,9 @@ class FunctionTable:
                 format_count(item.calls),
                 format_ns(item.self_ns / item.calls) if item.calls else "-",
             ]
-            if item.counted_only:  # no time was measured for it: it is in its callers' self time
+            if item.counted_only and item.sampled:  # a self time from samples; no frame, so no total
+                row[3] = "-"
+            elif item.counted_only:  # no time was measured for it: it is in its callers' self time
                 row[1:4] = ["-", "-", "-"]
                 row[5] = "-"
             if waiting:
@@ -156,10 +161,18 @@ class FunctionTable:
             parts.append(note + "; --uncorrected shows raw times")
         else:
             parts.append("raw times: the guard's own cost is included")
-        counted = sum(1 for f in everything if f.counted_only)
+        sampled = sum(1 for f in everything if f.counted_only and f.sampled)
+        counted = sum(1 for f in everything if f.counted_only) - sampled
+        if sampled:
+            summary = sampling_summary(run.processes)
+            period = f" every {format_ns(summary['period_ns'])} of CPU time" if summary else ""
+            parts.append(f"{plural(sampled, 'function')} only counted, their self time sampled{period} "
+                         "([counted, sampled]): their share of their callers' measured self time, ± two standard "
+                         "errors; no total (they have no frame)")
         if counted:
+            reason = not_sampled_reason(run.processes)
             parts.append(f"{plural(counted, 'function')} only counted, not timed ([counted]): their time is in their "
-                         "callers' self time")
+                         "callers' self time" + (f" (not sampled: {reason})" if reason else ""))
         lost = sum(t.lost_frames for t in run.threads)
         if lost:
             parts.append(f"{plural(lost, 'call')} not recorded (signal re-entry or arena full)")

@@ -13,6 +13,7 @@ from cprof.errors import EXIT_START_FAILED, CprofError
 from cprof.runfile import finish_run_file
 from cprof.workspace import RunEntry, Store
 
+DEFAULT_SAMPLE_HZ = 1000
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 _WATCHED = set(_FORWARDED) | {signal.SIGCHLD}
 
@@ -46,6 +47,9 @@ def launch(argv: list[str], store: Store, *, duration: float | None = None, kill
         env["LD_LIBRARY_PATH"] = os.pathsep.join(library_dirs + [p for p in [env.get("LD_LIBRARY_PATH")] if p])
     if cpu_time:
         env["CPROF_CPU_TIME"] = "1"
+    # CPU-time samples give count-only functions their time (csrc/sampling.c); a tick-driven timer makes them
+    # nearly free, so every run samples unless the user chose otherwise
+    env.setdefault("CPROF_SAMPLE_HZ", str(DEFAULT_SAMPLE_HZ))
     # Signals are taken synchronously (sigtimedwait) so that we can tell who sent them: a Ctrl-C from the
     # terminal already reached the program (same process group) and must not be delivered twice.
     signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)

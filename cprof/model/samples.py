@@ -1,0 +1,161 @@
+"""CPU-time samples (csrc/sampling.c) made into time: each sampled instruction is resolved, with its inline chain,
+by binutils' addr2line, and a count-only function gets the share of its timed caller's self time in which the
+samples found it, with the statistical error of that share.
+
+Why a share of the caller's measured self time rather than samples x period: the caller's self time is measured
+(and corrected for the guards) by the timers; the samples only say how it divides between the caller's own code
+and the count-only functions it ran. Samples in the runtime's own code (the guards) are left out of the division:
+that time is what the correction already took away."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from cprof.model.correction import SAMPLE_Z
+
+RUNTIME = "<cprof>"  # the guard's and the runtime's own instructions
+RUNTIME_PREFIXES = ("__cprof_", "cprof_")
+
+
+@dataclass
+class SampledShare:
+    """Of one node's self time: the part a count-only function took, as a fraction with its standard error."""
+
+    share: float
+    share_err: float  # one standard error of `share`
+
+
+def _base_name(symbol: str) -> str:
+    """gcc names split-off copies `name.part.0`, `name.cold`, `name.constprop.0`, `name.isra.0`."""
+    return symbol.split(".", 1)[0]
+
+
+def resolve(ips_by_module: dict[str, set[int]], modules: list[tuple]) -> dict[int, list[tuple[str, str]]]:
+    """ip -> its inline chain [(function, file), ...], innermost first; empty when nothing is known (no
+    addr2line, no such file, a stripped object)."""
+    chains: dict[int, list[tuple[str, str]]] = {}
+    tool = shutil.which("addr2line")
+    by_path = {path: base for path, base, _low, _high in modules}
+    for path, ips in ips_by_module.items():
+        if not tool or not os.path.isfile(path) or not ips:
+            continue
+        ordered = sorted(ips)
+        offsets = "\n".join(hex(ip - by_path[path]) for ip in ordered)
+        try:
+            output = subprocess.run([tool, "-f", "-i", "-a", "-e", path], input=offsets, capture_output=True,
+                                    text=True, errors="replace", timeout=300).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        lines = output.splitlines()
+        index, at = -1, 0
+        while at < len(lines):
+            if lines[at].startswith("0x") and index + 1 < len(ordered):  # the next address begins (-a)
+                index += 1
+                chains[ordered[index]] = []
+                at += 1
+                continue
+            if index >= 0 and at + 1 < len(lines):
+                function, location = lines[at], lines[at + 1]
+                if function != "??":
+                    chains[ordered[index]].append((_base_name(function), location.rsplit(":", 1)[0]))
+            at += 2
+    return chains
+
+
+def module_of(ip: int, modules: list[tuple]) -> str | None:
+    for path, _base, low, high in modules:
+        if low <= ip < high:
+            return path
+    return None
+
+
+class Classifier:
+    """Tells, for a sampled instruction, which instrumented function was running: the innermost function of its
+    inline chain that cprof instruments (uninstrumented code belongs to its nearest instrumented caller, as in
+    self times), the runtime, or None (the node's own function, or code nothing instruments)."""
+
+    def __init__(self, counted: dict[str, list], timed_names: set[str]):
+        self.counted = counted  # name -> FunctionKeys of count-only functions with that name
+        self.timed_names = timed_names
+
+    def classify(self, chain: list[tuple[str, str]], path: str | None):
+        if path and os.path.basename(path).startswith("libcprofrt"):
+            return RUNTIME
+        for function, file in chain:
+            if function.startswith(RUNTIME_PREFIXES):
+                return RUNTIME
+            keys = self.counted.get(function)
+            if keys:
+                return _closest_key(keys, file)
+            if function in self.timed_names:
+                return None
+        return None
+
+
+def _closest_key(keys: list, file: str):
+    if len(keys) == 1:
+        return keys[0]
+    same = [key for key in keys if key.file == file or os.path.basename(key.file) == os.path.basename(file)]
+    return same[0] if same else keys[0]
+
+
+def shares(samples_by_node: dict, classify) -> dict:
+    """node -> {count-only FunctionKey: SampledShare} from node -> {ip: (weight, signals)}."""
+    result = {}
+    for node, by_ip in samples_by_node.items():
+        weights: dict = {}
+        program_weight = program_signals = 0
+        for ip, (weight, signals) in by_ip.items():
+            category = classify(ip)
+            if category == RUNTIME:
+                continue
+            program_weight += weight
+            program_signals += signals
+            if category is not None:
+                weights[category] = weights.get(category, 0) + weight
+        if not weights or not program_weight:
+            continue
+        result[node] = {}
+        for key, weight in weights.items():
+            share = weight / program_weight
+            # signals are the independent observations; a weight above them spreads each over several periods
+            error = math.sqrt(max(share * (1.0 - share), 0.0) / max(program_signals, 1))
+            result[node][key] = SampledShare(share, error)
+    return result
+
+
+SOURCES = {1: "thread CPU-time timer (SIGPROF)"}  # csrc/runfile.h CPROF_SAMPLES_*
+NOT_SAMPLED = {2: "SIGPROF already had a handler (the program's own)", 3: "no sampling timer could be made (a "
+               "-static link, or timer_create failed)"}
+
+
+def sampling_summary(processes) -> dict | None:
+    """What the run's sampling covered, over its processes (None when none sampled)."""
+    sampled = [p for p in processes if p.header.get("sample_source") in SOURCES]
+    if not sampled:
+        return None
+    period = sampled[0].header["sample_period_ns"]
+    return {
+        "source": SOURCES[sampled[0].header["sample_source"]],
+        "period_ns": period,
+        "samples_ns": sum(p.sampled_weight * p.header["sample_period_ns"] for p in sampled),
+        "outside_ns": sum(p.header["samples_outside"] * p.header["sample_period_ns"] for p in sampled),
+        "dropped_ns": sum(p.header["samples_dropped"] * p.header["sample_period_ns"] for p in sampled),
+    }
+
+
+def not_sampled_reason(processes) -> str | None:
+    """Why sampling was asked for and did not happen, when it did not."""
+    for process in processes:
+        reason = NOT_SAMPLED.get(process.header.get("sample_source"))
+        if reason:
+            return reason
+    return None
+
+
+__all__ = ["Classifier", "RUNTIME", "SAMPLE_Z", "SampledShare", "module_of", "not_sampled_reason", "resolve",
+           "sampling_summary", "shares"]

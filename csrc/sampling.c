@@ -1,0 +1,286 @@
+/* sampling.c — samples every recorded thread on its own CPU time: which call path and which instruction it was
+ * running, so that time the guards do not measure (count-only functions, code between guards) is still told.
+ *
+ * Why a timer on each thread's CPU clock: it fires only while its thread runs, so a blocked thread costs nothing
+ * and samples are CPU time by construction; the kernel checks such timers at its scheduler tick, which makes a
+ * sample nearly free (a 1 ms period cost nothing measurable here, where a perf_event hrtimer sample cost ~40 µs
+ * in this VM). The tick also bounds the rate: a signal that comes late says how many periods it stands for
+ * (si_overrun), and is weighted by them, so totals stay unbiased at any tick rate.
+ *
+ * The handler stores (innermost open frame's node, interrupted instruction) into a table of the thread's own in
+ * the run file, so a killed run keeps its samples like its counts. It never locks or allocates except a whole
+ * arena chunk through a lock-free path; it touches only its own thread's table. */
+#define _GNU_SOURCE
+#include "sampling.h"
+#include "cprof_guard.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <link.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+/* Defined (as 1) where exec is interposed (exec_wrappers.c, the shared runtime): only there is sampling safe. */
+extern const int cprof_exec_guarded __attribute__((weak));
+
+#define MODULES_MAX 1024
+
+static struct {
+    int active;
+    long period_ns;
+    struct cprof_run_header *header;
+    pthread_mutex_t modules_lock;
+    size_t module_count;
+    cprof_u64 module_bases[MODULES_MAX]; /* objects already recorded (private memory: only to skip repeats) */
+} sampling = {.modules_lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Initial-exec like the guard's own TLS: the runtime may sit in a library loaded into a -fPIC program. */
+static __thread struct cprof_samples_record *thread_table __attribute__((tls_model("initial-exec")));
+static __thread struct cprof_thread_record *table_owner __attribute__((tls_model("initial-exec")));
+static __thread timer_t thread_timer __attribute__((tls_model("initial-exec")));
+static __thread int timer_live __attribute__((tls_model("initial-exec")));
+
+int cprof_sampling_active(void) { return sampling.active; }
+
+static cprof_u64 interrupted_ip(const void *context)
+{
+    const ucontext_t *uc = context;
+#if defined(__x86_64__)
+    return (cprof_u64)uc->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+    return (cprof_u64)uc->uc_mcontext.pc;
+#else
+    (void)uc;
+    return 0;
+#endif
+}
+
+static struct cprof_samples_record *new_table(char *chunk, struct cprof_thread_record *thread)
+{
+    struct cprof_samples_record *record = (struct cprof_samples_record *)chunk;
+    if (!record)
+        return NULL;
+    record->thread = (cprof_u64)(uintptr_t)thread;
+    record->capacity = (cprof_u32)((CPROF_CHUNK_SIZE - sizeof *record) / sizeof(struct cprof_sample_entry));
+    record->used = 0;
+    record->head.size = CPROF_CHUNK_SIZE;
+    __asm__ __volatile__("" ::: "memory"); /* readers find the table only once it is whole */
+    record->head.kind = CPROF_REC_SAMPLES;
+    return record;
+}
+
+static void add_sample(struct cprof_thread_record *thread, cprof_u64 node, cprof_u64 ip, cprof_u64 weight)
+{
+    struct cprof_samples_record *table = thread_table;
+    struct cprof_sample_entry *entries;
+    size_t at, probe;
+    if (table_owner != thread) { /* the runtime's own calibration, on a scratch thread state */
+        __atomic_fetch_add(&sampling.header->samples_outside, weight, __ATOMIC_RELAXED);
+        return;
+    }
+    /* a table three quarters full keeps probes short: the next samples go to a new one */
+    if ((size_t)table->used * 4 >= (size_t)table->capacity * 3) {
+        table = new_table(cprof_arena_try_chunk(), thread);
+        if (!table) {
+            __atomic_fetch_add(&sampling.header->samples_dropped, weight, __ATOMIC_RELAXED);
+            return;
+        }
+        thread_table = table;
+        table_owner = thread;
+    }
+    entries = (struct cprof_sample_entry *)(table + 1);
+    at = (size_t)(((node >> 6) * 0x9E3779B97F4A7C15ull) ^ (ip * 0xC2B2AE3D27D4EB4Full)) % table->capacity;
+    for (probe = 0; probe < table->capacity; probe++) {
+        struct cprof_sample_entry *entry = &entries[at];
+        if (!entry->weight) {
+            entry->node = node;
+            entry->ip = ip;
+            entry->signals = 1;
+            __asm__ __volatile__("" ::: "memory");
+            entry->weight = weight;
+            table->used++;
+            return;
+        }
+        if (entry->node == node && entry->ip == ip) {
+            entry->signals++;
+            entry->weight += weight;
+            return;
+        }
+        at = at + 1 == table->capacity ? 0 : at + 1;
+    }
+}
+
+static void on_sample(int signal, siginfo_t *info, void *context)
+{
+    int saved_errno = errno;
+    struct cprof_thread_record *thread = (struct cprof_thread_record *)__cprof_tls;
+    cprof_u64 weight = 1;
+    (void)signal;
+    if (!info || info->si_code != SI_TIMER) /* not our timer's (kill -PROF): nothing to record */
+        return;
+    if (info->si_overrun > 0)
+        weight += (cprof_u64)info->si_overrun;
+    /* The innermost frame is published only once complete (see the guard), so top->node is always valid. */
+    if (thread && timer_live && __cprof_mode != 1)
+        add_sample(thread, ((struct cprof_frame *)(uintptr_t)thread->top)->node, interrupted_ip(context), weight);
+    else
+        __atomic_fetch_add(&sampling.header->samples_outside, weight, __ATOMIC_RELAXED);
+    errno = saved_errno;
+}
+
+void cprof_sampling_start_process(struct cprof_run_header *header)
+{
+    const char *rate = getenv("CPROF_SAMPLE_HZ");
+    long hz = rate && *rate ? strtol(rate, NULL, 10) : 0;
+    struct sigaction action, previous;
+    sampling.header = header;
+    if (hz <= 0)
+        return;
+    if (!&cprof_exec_guarded) { /* a -static link: see exec_wrappers.c */
+        header->sample_source = CPROF_SAMPLES_FAILED;
+        return;
+    }
+    /* the program's own SIGPROF (its own profiler, setitimer) wins: sampling would steal its signals */
+    if (sigaction(SIGPROF, NULL, &previous) != 0 || (previous.sa_flags & SA_SIGINFO) ||
+        (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN)) {
+        header->sample_source = CPROF_SAMPLES_REFUSED;
+        return;
+    }
+    memset(&action, 0, sizeof action);
+    action.sa_sigaction = on_sample;
+    action.sa_flags = SA_SIGINFO | SA_RESTART; /* interrupted system calls resume, as without us */
+    sigemptyset(&action.sa_mask);
+    if (sigaction(SIGPROF, &action, NULL) != 0) {
+        header->sample_source = CPROF_SAMPLES_FAILED;
+        return;
+    }
+    if (hz > 100000)
+        hz = 100000;
+    sampling.period_ns = 1000000000L / hz;
+    header->sample_period_ns = (cprof_u64)sampling.period_ns;
+    header->sample_source = CPROF_SAMPLES_THREAD_TIMER;
+    header->features |= CPROF_FEAT_SAMPLES;
+    sampling.active = 1;
+    cprof_record_modules();
+}
+
+void cprof_sampling_start_thread(void)
+{
+    struct sigevent event;
+    struct itimerspec period;
+    struct cprof_thread_record *thread = (struct cprof_thread_record *)__cprof_tls;
+    if (!sampling.active || timer_live || !thread)
+        return;
+    if (table_owner != thread) { /* the first table is made here, where growing the arena may lock */
+        struct cprof_samples_record *table = new_table(cprof_arena_chunk(), thread);
+        if (table) {
+            thread_table = table;
+            table_owner = thread;
+        }
+    }
+    memset(&event, 0, sizeof event);
+    event.sigev_notify = SIGEV_THREAD_ID;
+    event.sigev_signo = SIGPROF;
+    event._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+    if (timer_create(CLOCK_THREAD_CPUTIME_ID, &event, &thread_timer) != 0)
+        return;
+    period.it_interval.tv_sec = period.it_value.tv_sec = sampling.period_ns / 1000000000L;
+    period.it_interval.tv_nsec = period.it_value.tv_nsec = sampling.period_ns % 1000000000L;
+    timer_live = 1;
+    if (timer_settime(thread_timer, 0, &period, NULL) != 0) {
+        timer_delete(thread_timer);
+        timer_live = 0;
+    }
+}
+
+void cprof_sampling_stop_thread(void)
+{
+    sigset_t profiling, saved;
+    siginfo_t info;
+    struct timespec now = {0, 0};
+    if (!timer_live)
+        return;
+    timer_live = 0;
+    timer_delete(thread_timer);
+    /* A sample that is pending because the thread blocks SIGPROF would outlive the handler; take it now. A raw
+     * system call, so that waits.c does not record this as the program waiting. */
+    sigemptyset(&profiling);
+    sigaddset(&profiling, SIGPROF);
+    pthread_sigmask(SIG_BLOCK, &profiling, &saved);
+    while (syscall(SYS_rt_sigtimedwait, &profiling, &info, &now, _NSIG / 8) > 0)
+        ;
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+}
+
+void cprof_sampling_after_fork(void)
+{
+    /* timers are not inherited; the tables copied from the parent were emptied with its other counters and
+     * stay in use */
+    timer_live = 0;
+    cprof_sampling_start_thread();
+}
+
+/* ---- modules ------------------------------------------------------------------------------------------ */
+
+static int record_module(struct dl_phdr_info *info, size_t size, void *unused)
+{
+    char path[PATH_MAX];
+    const char *name = info->dlpi_name;
+    size_t length, i, bytes;
+    cprof_u64 low = ~0ull, high = 0;
+    struct cprof_module_record *record;
+    (void)size;
+    (void)unused;
+    for (i = 0; i < sampling.module_count; i++)
+        if (sampling.module_bases[i] == (cprof_u64)info->dlpi_addr)
+            return 0;
+    for (i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *segment = &info->dlpi_phdr[i];
+        if (segment->p_type != PT_LOAD || !(segment->p_flags & PF_X))
+            continue;
+        if (info->dlpi_addr + segment->p_vaddr < low)
+            low = info->dlpi_addr + segment->p_vaddr;
+        if (info->dlpi_addr + segment->p_vaddr + segment->p_memsz > high)
+            high = info->dlpi_addr + segment->p_vaddr + segment->p_memsz;
+    }
+    if (high == 0 || sampling.module_count == MODULES_MAX)
+        return 0;
+    if (!name || !*name) { /* the program itself */
+        ssize_t got = readlink("/proc/self/exe", path, sizeof path - 1);
+        if (got <= 0)
+            return 0;
+        path[got] = 0;
+        name = path;
+    }
+    length = strnlen(name, PATH_MAX);
+    bytes = (sizeof *record + length + 7) / 8 * 8;
+    record = cprof_process_alloc(bytes);
+    if (!record)
+        return 1;
+    record->base = (cprof_u64)info->dlpi_addr;
+    record->low = low;
+    record->high = high;
+    record->path_len = (cprof_u32)length;
+    memcpy(record + 1, name, length);
+    record->head.size = (cprof_u32)bytes;
+    __asm__ __volatile__("" ::: "memory");
+    record->head.kind = CPROF_REC_MODULE;
+    sampling.module_bases[sampling.module_count++] = (cprof_u64)info->dlpi_addr;
+    return 0;
+}
+
+void cprof_record_modules(void)
+{
+    if (!sampling.active)
+        return;
+    pthread_mutex_lock(&sampling.modules_lock);
+    dl_iterate_phdr(record_module, NULL);
+    pthread_mutex_unlock(&sampling.modules_lock);
+}
