@@ -30,13 +30,14 @@ REC_FUNCTION, REC_THREAD, REC_NODE, REC_STACK, REC_TRAILER, REC_PAD, REC_COUNTS 
 REC_SAMPLES, REC_MODULE = 8, 9
 
 # struct cprof_run_header, field by field
-_HEADER = struct.Struct("<8sIIQQQIIdQQQQQiiiIQQQddddIIQIIQQIIQQ10Q")
+_HEADER = struct.Struct("<8sIIQQQIIdQQQQQiiiIQQQddddIIQIIQQIIQQdd8Q")
 _HEADER_FIELDS = (
     "magic version header_size features base_address used_bytes chunk_size timer_kind ticks_per_second "
     "start_ticks start_mono_ns start_unix_ns end_ticks end_mono_ns pid parent_pid exit_status flags "
     "threads_head functions_head fork_ticks guard_inner_ticks guard_outer_ticks guard_inner_spread "
     "guard_outer_spread calibration_rounds cmdline_len lost_frames timer_ordered reserved_u32 runtime_ns "
-    "sample_period_ns sample_source reserved_u32b samples_outside samples_dropped"
+    "sample_period_ns sample_source reserved_u32b samples_outside samples_dropped count_guard_ticks "
+    "count_guard_spread"
 ).split()
 _PUBLIC_HEADER_FIELDS = [
     f for f in _HEADER_FIELDS

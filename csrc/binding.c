@@ -46,7 +46,7 @@ static PyObject *header_dict(const struct cprof_run_header *h)
     }
     result = Py_BuildValue(
         "{s:I,s:K,s:K,s:K,s:I,s:d,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:i,s:I,s:K,s:d,s:d,s:d,s:d,s:I,s:K,s:I,s:K,s:K,s:I,"
-        "s:K,s:K,s:N}",
+        "s:K,s:K,s:d,s:d,s:N}",
         "version",
         h->version, "features", h->features, "base_address", h->base_address, "used_bytes", h->used_bytes,
         "timer_kind", h->timer_kind, "ticks_per_second", h->ticks_per_second, "start_ticks", h->start_ticks,
@@ -57,7 +57,8 @@ static PyObject *header_dict(const struct cprof_run_header *h)
         "guard_outer_spread", h->guard_outer_spread, "calibration_rounds", h->calibration_rounds, "lost_frames",
         h->lost_frames, "timer_ordered", h->timer_ordered, "runtime_ns", h->runtime_ns,
         "sample_period_ns", h->sample_period_ns, "sample_source", h->sample_source, "samples_outside",
-        h->samples_outside, "samples_dropped", h->samples_dropped, "cmdline", cmdline);
+        h->samples_outside, "samples_dropped", h->samples_dropped, "count_guard_ticks", h->count_guard_ticks,
+        "count_guard_spread", h->count_guard_spread, "cmdline", cmdline);
     return result;
 }
 

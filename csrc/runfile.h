@@ -118,7 +118,9 @@ struct cprof_run_header {
     cprof_u64 samples_outside;   /* weight of samples taken where no call was recorded (no thread state yet,
                                     profiling switched off) */
     cprof_u64 samples_dropped;   /* weight of samples that found no room in the run file */
-    cprof_u64 reserved[10];
+    double count_guard_ticks;    /* what a count-only guard adds to a call (calibrate_guard), and its spread */
+    double count_guard_spread;
+    cprof_u64 reserved[8];
     char cmdline[CPROF_CMDLINE_MAX];
 };
 

@@ -710,6 +710,38 @@ CALIBRATION_PAIR(3, 8)
 CALIBRATION_PAIR(4, 20)
 #undef __cprof_sites
 
+/* A count-only guard, counting into a scratch block through a thread-local pointer as in the user's units (see
+ * COUNT_GUARD in cprof/instrument/splice.py). What an increment costs depends on its neighbours: increments back
+ * to back with nothing between (fib, whose calls gcc makes nearly free) chain through memory, one store-to-load
+ * forwarding each, while work around them hides most of the cost. Both ends are measured: a loop of bare
+ * increments, and a call that does the largest calibration work. */
+static struct __cprof_site calibration_count_site = {"<calibration>", "", 9, CPROF_FN_COUNTED, 1, 0};
+static struct __cprof_count_table calibration_count_table = {1, 0, &calibration_count_site};
+static cprof_u64 calibration_count_values[1];
+static __thread cprof_u64 *calibration_count_block __attribute__((tls_model("initial-exec")));
+#define CALIBRATION_COUNTED(steps)                                                                             \
+    static __attribute__((noinline)) unsigned calibration_counted_##steps(unsigned x)                          \
+    {                                                                                                          \
+        int counted __attribute__((unused)) =                                                                  \
+            __cprof_count(&calibration_count_block, &calibration_count_table, 0);                              \
+        CALIBRATION_WORK_##steps(x);                                                                           \
+        __asm__ __volatile__("" : "+r"(x));                                                                    \
+        return x;                                                                                              \
+    }
+CALIBRATION_COUNTED(20)
+
+static cprof_u64 chained_increments(int count, int counting)
+{
+    cprof_u64 start = now_ticks();
+    int i;
+    for (i = 0; i < count; i++) {
+        if (counting)
+            __cprof_count(&calibration_count_block, &calibration_count_table, 0);
+        __asm__ __volatile__("" ::: "memory"); /* every increment goes to memory, as in separate calls */
+    }
+    return now_ticks() - start;
+}
+
 typedef unsigned (*calibration_function)(unsigned);
 
 static int compare_doubles(const void *a, const void *b)
@@ -754,7 +786,8 @@ static void calibrate_guard(void)
     static struct cprof_node nodes[1 + CALIBRATION_SIZES];
     static struct cprof_frame frames[8];
     static struct cprof_thread_record scratch;
-    double inner[CALIBRATION_SIZES][ROUNDS], outer[CALIBRATION_SIZES][ROUNDS];
+    double inner[CALIBRATION_SIZES][ROUNDS], outer[CALIBRATION_SIZES][ROUNDS], chained[ROUNDS], hidden[ROUNDS];
+    double chained_median, hidden_median;
     double inner_by_size[CALIBRATION_SIZES], outer_by_size[CALIBRATION_SIZES];
     double inner_mean = 0, outer_mean = 0, inner_noise = 0, outer_noise = 0, inner_low, inner_high, outer_low,
            outer_high;
@@ -781,6 +814,23 @@ static void calibrate_guard(void)
             inner[size][round] = ((double)inside - (work - empty)) / CALLS;
             outer[size][round] = (with_guard - work) / CALLS - inner[size][round];
         }
+    calibration_count_block = calibration_count_values;
+    for (round = 0; round < ROUNDS; round++) {
+        double bare = (double)chained_increments(CALLS, 0);
+        double work = (double)loop_ticks(calibration_plain_20, CALLS, &sink);
+        chained[round] = ((double)chained_increments(CALLS, 1) - bare) / CALLS;
+        hidden[round] = ((double)loop_ticks(calibration_counted_20, CALLS, &sink) - work) / CALLS;
+    }
+    chained_median = median_of(chained, ROUNDS);
+    hidden_median = median_of(hidden, ROUNDS);
+    chained_median = chained_median > 0 ? chained_median : 0;
+    hidden_median = hidden_median > 0 ? hidden_median : 0;
+    /* the middle of the two ends, and half their distance plus the rounds' noise as the spread */
+    rt.header->count_guard_ticks = (chained_median + hidden_median) / 2;
+    rt.header->count_guard_spread = (chained_median > hidden_median ? chained_median - hidden_median
+                                                                    : hidden_median - chained_median) / 2 +
+                                    (spread_of(chained, ROUNDS, chained_median) +
+                                     spread_of(hidden, ROUNDS, hidden_median)) / 2;
     __cprof_tls = saved;
     for (size = 0; size < CALIBRATION_SIZES; size++) {
         inner_by_size[size] = median_of(inner[size], ROUNDS);

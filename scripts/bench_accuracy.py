@@ -167,7 +167,9 @@ def _main_thread_figures(run_dir: str) -> dict:
     nodes = [n for n in main.root.walk() if n.key is not None]
     return {"calls": sum(n.calls for n in nodes), "raw_ns": main.instrumented_ns,
             "slow_ns": sum(n.slow_ns for n in nodes),
-            "corrected_ns": sum(n.corrected_self_ns for n in nodes), "err_ns": sum(n.self_err_ns for n in nodes),
+            # count-only functions' sampled time was taken out of their callers' nodes: it is counted back here
+            "corrected_ns": sum(n.corrected_self_ns + sum(v[1] for v in n.sampled.values()) for n in nodes),
+            "err_ns": sum(n.self_err_ns for n in nodes),
             "per_call_ns": process.calibration.per_call_ns, "runtime_ns": process.header["runtime_ns"]}
 
 

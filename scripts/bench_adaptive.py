@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """What adaptive instrumentation buys (issue "Honest time on call-dense code"): each program is built plain,
 fully instrumented and adaptively instrumented (`cprof build --adaptive`, learning from a fully timed run), and
-run side by side, interleaved, medians. For each: the slowdown of both modes against the plain program, whether
-every call count of the adaptive run equals the full run's, and the sum of the adaptive run's self times against
-the plain program's time in the same region.
+run side by side, interleaved, medians. For each: the slowdown of both modes against the plain program, and of the
+adaptive build with profiling switched off (CPROF_DISABLE=1), whether every call count of the adaptive run equals
+the full run's, and the sum of the adaptive run's self times against the plain program's time in the same region.
+Programs: fib(30), qsort+hash, Lua 5.4 running a CPU-bound script, sqlite3's shell, zstd compressing (all units
+instrumented), and a csmith program (the first seed from 1 whose plain run takes 0.5-5 s: its hot loops are made
+of csmith's static inline safe-math helpers).
 
-    python scripts/bench_adaptive.py [--repeat 5] [--only fib,qsort,lua,sqlite3]
+    python scripts/bench_adaptive.py [--repeat 5] [--only fib,qsort,lua,sqlite3,zstd,csmith]
 
 Writes benchmarks/results/adaptive.json (scripts/readme_tables.py prints the README's table from it).
 """
@@ -26,7 +29,11 @@ sys.path.insert(0, REPO)
 
 from scripts.bench_accuracy import (BENCH, FLAGS, PROGRAMS, SQL, Workspace,  # noqa: E402
                                     _main_thread_figures, _wall, fixed_cost)
-from scripts.bench_projects import build_pair, fetch  # noqa: E402
+from scripts.bench_projects import PROJECTS, build_pair, fetch, make_input  # noqa: E402
+
+ZSTD = next(p for p in PROJECTS if p.name == "zstd")
+ADAPTIVE_PROGRAMS = PROGRAMS[:2] + [(ZSTD, "", ["-3", "-q", "-c", "{input}"])]
+CSMITH_INCLUDE = "/usr/include/csmith"
 from scripts.results import write_results  # noqa: E402
 
 
@@ -65,6 +72,36 @@ def _side_by_side(plain: str, instrumented: str, args: list[str], cwd: str, repe
             "corrected_ns": statistics.median(f["corrected_ns"] for f in figures)}
 
 
+def _switched_off(plain: str, instrumented: str, args: list[str], cwd: str, repeat: int) -> float:
+    """Median of interleaved runs: the instrumented program with profiling switched off, against plain."""
+    env = dict(os.environ, CPROF_DISABLE="1")
+    plain_walls, off_walls = [], []
+    for index in range(repeat):
+        order = [(plain_walls, plain, None), (off_walls, instrumented, env)]
+        for walls, program, program_env in (order if index % 2 == 0 else order[::-1]):
+            walls.append(_wall([program, *args], program_env, cwd))
+    return statistics.median(off_walls) / statistics.median(plain_walls)
+
+
+def csmith_program(root: str, seeds=range(1, 200)) -> tuple[int, str]:
+    """The first csmith program (by seed) whose plain run takes 0.5-5 s: (seed, its source)."""
+    for seed in seeds:
+        source = os.path.join(root, f"csmith-{seed}.c")
+        binary = os.path.join(root, f"csmith-{seed}")
+        if subprocess.run(["csmith", "--seed", str(seed), "-o", source], capture_output=True).returncode:
+            continue
+        if subprocess.run(["cc", *FLAGS, "-w", f"-I{CSMITH_INCLUDE}", source, "-o", binary],
+                          capture_output=True).returncode:
+            continue
+        try:
+            seconds = _wall([binary], None, root) / 1e9
+        except SystemExit:
+            continue
+        if 0.5 <= seconds <= 5:
+            return seed, source
+    raise SystemExit("no csmith program between 0.5 and 5 s")
+
+
 def measure(name: str, plain: str, build_full, build_adaptive, program, args: list[str], cwd: str, env: dict,
             repeat: int, fixed_ns: float) -> dict:
     """`build_full()` / `build_adaptive()` build in place; `program()` is the instrumented binary's path.
@@ -80,9 +117,15 @@ def measure(name: str, plain: str, build_full, build_adaptive, program, args: li
     stable = {n for n, calls in full_counts.items() if first_counts.get(n) == calls}
     build_adaptive()
     adaptive = _side_by_side(plain, program(), args, cwd, repeat)
+    off_slowdown = _switched_off(plain, program(), args, cwd, repeat)
     _cprof(["run", "--bin", program(), "--", *args], cwd, env)
-    report = _report(cwd, env)
+    document = json.loads(_cprof(["report", "--json", "--all"], cwd, env).stdout)
+    report = {f["name"]: f for f in document["functions"]}
     counted = sum(1 for f in report.values() if not f["timed"])
+    counted_calls = sum(f["calls"] for f in report.values() if not f["timed"])
+    # what the timed calls cost as calibrated: the rest of the adaptive run's extra time is the counts' (and the
+    # calibration's own error on the timed calls, which keeps this an upper bound)
+    timed_cost = sum(f["calls"] for f in report.values() if f["timed"]) * document["correction"]["per_call_ns"]
     adaptive_counts = {n: f["calls"] for n, f in report.items()}
     # the plain program's time in the region cprof measured: its process time less what the adaptive process
     # spent outside it (start-up, loading, exit), the fixed cost of any instrumented process aside
@@ -92,19 +135,23 @@ def measure(name: str, plain: str, build_full, build_adaptive, program, args: li
         "plain_ms": round(full["plain_ns"] / 1e6, 2),
         "full_slowdown": round(full["wall_ns"] / full["plain_ns"], 2),
         "adaptive_slowdown": round(adaptive["wall_ns"] / adaptive["plain_ns"], 2),
+        "off_slowdown": round(off_slowdown, 3),
         "stable_functions": len(stable),
         "differing": sorted(f"{n}: {full_counts[n]} -> {adaptive_counts.get(n)}" for n in stable
                             if adaptive_counts.get(n) != full_counts[n])[:10],
         "counts_identical": all(adaptive_counts.get(n) == full_counts[n] for n in stable)
         and set(adaptive_counts) == set(full_counts),
         "self_sum_error_percent": round(100.0 * (adaptive["corrected_ns"] - plain_region) / plain_region, 1),
+        # the adaptive run's whole extra time per counted call: an upper bound of what a count increment costs
+        "count_cost_ns": round((adaptive["wall_ns"] - adaptive["plain_ns"] - fixed_ns - timed_cost) / counted_calls, 3)
+        if counted_calls else None,
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--only", default="fib,qsort,lua,sqlite3")
+    parser.add_argument("--only", default="fib,qsort,lua,sqlite3,zstd,csmith")
     parser.add_argument("--output", default=os.path.join(REPO, "benchmarks", "results", "adaptive.json"))
     args = parser.parse_args()
     wanted = set(args.only.split(","))
@@ -127,7 +174,19 @@ def main() -> int:
                 lambda: space.cprof("build", "--adaptive", os.path.join(BENCH, source), "-o", key, "--", *FLAGS),
                 lambda: binary, program_args, root, space.env, args.repeat, fixed))
             print(json.dumps(results[-1]), flush=True)
-        for project, subfolder, program_args in PROGRAMS:
+        if "csmith" in wanted:
+            seed, source = csmith_program(root)
+            flags = [*FLAGS, "-w", f"-I{CSMITH_INCLUDE}"]
+            binary = os.path.join(root, ".cprof", "build", "direct", "csmith")
+            plain = os.path.join(root, "csmith-plain")
+            subprocess.run(["cc", *flags, source, "-o", plain], check=True)
+            results.append(measure(
+                f"csmith (seed {seed})", plain,
+                lambda: space.cprof("build", source, "-o", "csmith", "--", *flags),
+                lambda: space.cprof("build", "--adaptive", source, "-o", "csmith", "--", *flags),
+                lambda: binary, [], root, space.env, args.repeat, fixed))
+            print(json.dumps(results[-1]), flush=True)
+        for project, subfolder, program_args in ADAPTIVE_PROGRAMS:
             key = project.name.split()[0]
             if key not in wanted:
                 continue
@@ -136,9 +195,12 @@ def main() -> int:
             work = os.path.join(root, project.package)
             os.makedirs(work)
             pair = build_pair(project, source, work)
-            values = {"script": os.path.join(BENCH, "cpu_bound.lua"), "sql": os.path.join(work, "bench.sql")}
+            values = {"script": os.path.join(BENCH, "cpu_bound.lua"), "sql": os.path.join(work, "bench.sql"),
+                      "input": os.path.join(work, "input.txt")}
             with open(values["sql"], "w") as handle:
                 handle.write(SQL)
+            if "{input}" in " ".join(program_args):  # the input of scripts/bench_projects.py
+                make_input([fetch(p) for p in ("libzstd", "gzip", "brotli", "xz-utils")], values["input"])
             argv = [a.format(**values) for a in program_args]
 
             def rebuild(adaptive: bool, pair=pair, project=project):

@@ -167,11 +167,13 @@ def csmith(document: dict) -> str:
 
 
 def adaptive(document: dict) -> str:
-    lines = _header("program", "plain", "full mode", "adaptive (`--adaptive`)", "functions counted only",
-                    "counts identical to the full mode's", "adaptive self times summed, against plain")
+    lines = _header("program", "plain", "full mode", "adaptive (`--adaptive`)", "adaptive, profiling off",
+                    "functions counted only", "counts identical to the full mode's",
+                    "adaptive self times summed, against plain")
     for program in document["programs"]:
+        off = f"{program['off_slowdown']:.2f}x" if program.get("off_slowdown") is not None else "-"
         lines.append(f"| {program['name']} | {program['plain_ms']:.1f} ms | {program['full_slowdown']:.2f}x | "
-                     f"{program['adaptive_slowdown']:.2f}x | {program['counted']} of {program['functions']} | "
+                     f"{program['adaptive_slowdown']:.2f}x | {off} | {program['counted']} of {program['functions']} | "
                      f"{'yes' if program['counts_identical'] else '**NO**'} ({program['stable_functions']} functions "
                      f"whose count two full runs agree on) | {program['self_sum_error_percent']:+.1f}% |")
     for program in document["programs"]:
@@ -183,7 +185,22 @@ def adaptive(document: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-TABLES = {"projects": ("projects.json", projects), "adaptive": ("adaptive.json", adaptive), "accuracy": ("accuracy.json", accuracy),
+def shares(document: dict) -> str:
+    lines = _header("program", "functions only counted", "largest difference in the top 10 (points)",
+                    "where", "the top 10: perf / cprof")
+    for program in document["programs"]:
+        top = "; ".join(f"{row['function']} {row['perf']:.1f}/{row['cprof']:.1f}"
+                        + (" (sampled)" if row["time_source"] == "sampled" else "") for row in program["top"])
+        lines.append(f"| {program['name']} | {program['counted']} | {program['max_difference_points']:.1f} | "
+                     f"{program['worst']} | {top} |")
+    lines += ["", f"Self-time shares in percent, each side summed over {document['repeat']} runs of the program built "
+              f"with `{document['flags']}`: perf's user-space samples against cprof's adaptive mode (timed functions "
+              f"measured, count-only ones sampled). From {_source(document)}."]
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {"projects": ("projects.json", projects), "adaptive": ("adaptive.json", adaptive),
+          "shares": ("shares.json", shares), "accuracy": ("accuracy.json", accuracy),
           "overhead": ("overhead.json", overhead), "build": ("build.json", build),
           "instrument": ("instrument.json", instrument), "csmith": ("csmith.json", csmith)}
 

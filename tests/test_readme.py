@@ -32,3 +32,16 @@ def test_the_model_error_is_the_one_measured():
         stored = json.load(handle)
     assert MODEL_ERROR == stored["model_error"]["margin"]
     assert all(case["within_uncertainty"] for case in stored["model_error"]["cases"])
+
+
+def test_the_count_error_covers_every_measured_count_cost():
+    """COUNT_ERROR_NS bounds what a count-only call may cost beyond its calibration: it must cover the largest
+    cost per counted call that scripts/bench_adaptive.py measured."""
+    import json
+
+    from cprof.model.correction import COUNT_ERROR_NS
+
+    with open(os.path.join(REPO, "benchmarks", "results", "adaptive.json")) as handle:
+        stored = json.load(handle)
+    measured = [p["count_cost_ns"] for p in stored["programs"] if p.get("count_cost_ns") is not None]
+    assert measured and COUNT_ERROR_NS >= max(measured)

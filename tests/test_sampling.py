@@ -3,6 +3,8 @@ taken out of their timed callers' self time, with a statistical uncertainty; sam
 
 from __future__ import annotations
 
+import re
+
 from conftest import by_name, validate
 
 # Each process burns a fixed amount of its own CPU time (not a fixed amount of work), so that the number of samples
@@ -65,6 +67,9 @@ def test_count_only_function_gets_its_sampled_share_of_its_callers_self_time(pro
     assert abs(total_self - work["total_ns"] - functions["main"]["self_ns"]) < 0.01 * work["total_ns"]
     table = project.cprof("report").stdout
     assert "leaf [counted, sampled]" in table and "their self time sampled every 1.00 ms of CPU time" in table
+    # the tree shows it where it ran: under work, beside own
+    tree = project.cprof("report", "--tree").stdout
+    assert re.search(r"work .*\n(.*\n)*\s+[├└]─ .*leaf  \[counted, sampled self time\]", tree), tree
 
 
 def test_sampling_can_be_switched_off_and_is_then_said_to_be_off(project):

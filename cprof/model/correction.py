@@ -27,6 +27,12 @@ MODEL_ERROR = 0.18  # fraction of the calibrated guard cost: benchmarks/results/
 # Times estimated from samples (samples.py) state two standard errors: the true value lies within about 95% of
 # the time, like a corrected time within calls x (spread + model error).
 SAMPLE_Z = 2.0
+# The most a count-only call may cost, per call. The start-up calibration measures an increment at both ends
+# (calls back to back, whose increments chain through memory as in fib, and calls among work, which hides them);
+# this bounds it from outside: scripts/bench_adaptive.py measures the adaptive run's whole extra time per counted
+# call on every program (count_cost_ns in benchmarks/results/adaptive.json, an upper bound: timed calls' residual
+# cost is in it too), and this is at least the largest (a test checks).
+COUNT_ERROR_NS = 1.2
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,8 @@ class Calibration:
     outer_ns: float = 0.0
     inner_spread_ns: float = 0.0
     outer_spread_ns: float = 0.0
+    count_ns: float = 0.0  # what a count-only guard adds to a call (its increment), and its spread
+    count_spread_ns: float = 0.0
     # False when the runtime measured no guard cost: the clock timer (CPROF_TIMER=clock, or no invariant TSC) and
     # --cpu-time send every call through the slow path, which is not calibrated. Nothing is then corrected, and
     # no report may claim it was.
@@ -50,6 +58,8 @@ class Calibration:
             header["guard_outer_ticks"] * scale,
             header["guard_inner_spread"] * scale,
             header["guard_outer_spread"] * scale,
+            header.get("count_guard_ticks", 0.0) * scale,
+            header.get("count_guard_spread", 0.0) * scale,
             measured=True,
         )
 

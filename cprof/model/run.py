@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from cprof.errors import EXIT_CORRUPT, EXIT_NOT_FOUND, CprofError
 from cprof import runfile
 from cprof.model import samples as sampling
-from cprof.model.correction import SAMPLE_Z, Calibration, correct_tree
+from cprof.model.correction import COUNT_ERROR_NS, SAMPLE_Z, Calibration, correct_tree
 
 FN_STATIC, FN_SECTION, FN_INLINE, FN_COUNTED = 1, 2, 4, 8
 FEAT_CPU_TIME, FEAT_ALLOCS, FEAT_THREAD_CPU, FEAT_WAIT_TIME, FEAT_SAMPLES = 1 << 1, 1 << 2, 1 << 4, 1 << 5, 1 << 7
@@ -260,13 +260,16 @@ def load_process(path: str) -> ProcessData:
         _derive(thread.root)
         correct_tree(thread.root, calibration)
     if header["features"] & FEAT_SAMPLES:
-        _apply_samples(raw, nodes, threads, flags)
+        _apply_samples(raw, nodes, threads, flags, calibration)
     return ProcessData(header["pid"], header["parent_pid"], path, header, raw["complete"], threads, calibration, flags,
                        sum(sample[3] for sample in raw.get("samples", ())))
 
 
-def _apply_samples(raw: dict, nodes: dict, threads: list[ThreadData], flags: dict) -> None:
-    """Takes the count-only functions' sampled share out of each node's self time (samples.py)."""
+def _apply_samples(raw: dict, nodes: dict, threads: list[ThreadData], flags: dict, calibration: Calibration) -> None:
+    """Takes the count-only functions' sampled share out of each node's self time (samples.py). The samples in a
+    count-only function include its count increments, the profiler's cost: their calibrated cost is given back
+    too, and its whole size is added to the uncertainty (how much an increment overlaps the function's own work
+    depends on the code)."""
     modules = raw.get("modules", [])
     by_node: dict[int, dict[int, tuple[int, int]]] = {}
     ips_by_module: dict[str, set[int]] = {}
@@ -305,6 +308,29 @@ def _apply_samples(raw: dict, nodes: dict, threads: list[ThreadData], flags: dic
         node.self_err_ns += added_err
     for thread in threads:  # every count-only function of a sampled thread has a sampled time, zero if unseen
         thread.sampled_keys.update(thread.counted)
+        _take_out_count_cost(thread, calibration)
+
+
+def _take_out_count_cost(thread: ThreadData, calibration: Calibration) -> None:
+    """Gives back what the count increments cost, out of each count-only function's sampled time in this thread,
+    spread over its call paths in proportion to their estimates."""
+    holders: dict[FunctionKey, list[CallNode]] = {}
+    for node in thread.root.walk():
+        for key in node.sampled:
+            holders.setdefault(key, []).append(node)
+    for key, owners in holders.items():
+        estimate = sum(node.sampled[key][1] for node in owners)
+        if estimate <= 0:
+            continue
+        cost = thread.counted.get(key, 0) * calibration.count_ns
+        # the calibration measured both ends (increments back to back, increments among work); the true cost lies
+        # between them, or at worst at the largest a benchmark ever measured
+        err = thread.counted.get(key, 0) * max(calibration.count_spread_ns, COUNT_ERROR_NS - calibration.count_ns)
+        keep = max(0.0, estimate - cost) / estimate
+        for node in owners:
+            raw_ns, corrected_ns, err_ns = node.sampled[key]
+            share = corrected_ns / estimate
+            node.sampled[key] = (raw_ns, corrected_ns * keep, err_ns + err * share)
 
 
 def _merge_into(target: CallNode, source: CallNode) -> None:

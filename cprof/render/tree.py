@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from cprof.model.coverage import coverage_of
 from cprof.model.run import CallNode, Run
 from cprof.render.coverage_note import coverage_lines, thread_note
 from cprof.render.style import Style
 from cprof.render.units import format_count, format_ns, format_percent
+
+
+@dataclass
+class SampledLeaf:
+    """A count-only function's sampled self time under the node it ran in (it has no node of its own)."""
+
+    name: str
+    ns: float
 
 
 class CallTree:
@@ -16,7 +26,9 @@ class CallTree:
         self.min_percent = min_percent
         self.function_pattern = function_pattern
 
-    def _total(self, node: CallNode) -> float:
+    def _total(self, node: "CallNode | SampledLeaf") -> float:
+        if isinstance(node, SampledLeaf):
+            return node.ns
         return node.corrected_total_ns if self.corrected else node.total_ns
 
     def render(self, out) -> None:
@@ -45,6 +57,10 @@ class CallTree:
                 node, prefix, last = stack.pop()
                 total = self._total(node)
                 branch = "└─ " if last else "├─ "
+                if isinstance(node, SampledLeaf):
+                    out.write(f"{prefix}{branch}{format_percent(total, whole):>6} {format_ns(total):>9}  {node.name}"
+                              + style.dim("  [counted, sampled self time]") + "\n")
+                    continue
                 name = node.key.name
                 if self.function_pattern and self.function_pattern in name:
                     name = style.yellow(name)
@@ -59,13 +75,18 @@ class CallTree:
                 out.write(style.dim(f"({pruned} call paths under {self.min_percent:g}% not shown; --min-percent 0 "
                                     "shows all)") + "\n")
         counted = [f for f in self.run.functions() if f.counted_only]
-        if counted:
-            names = ", ".join(f"{f.name} ×{format_count(f.calls)}" for f in sorted(counted, key=lambda f: -f.calls))
-            out.write(style.dim(f"only counted, their time in their callers: {names}") + "\n")
+        for sampled, words in ((True, "only counted, their sampled self time shown where it ran"),
+                               (False, "only counted, their time in their callers")):
+            group = sorted((f for f in counted if f.sampled == sampled), key=lambda f: -f.calls)
+            if group:
+                names = ", ".join(f"{f.name} ×{format_count(f.calls)}" for f in group)
+                out.write(style.dim(f"{words}: {names}") + "\n")
         for line in coverage_lines(coverage, style):
             out.write(line + "\n")
         if self.corrected and not self.run.calibrated:
             out.write(self.run.raw_reason + "\n")
 
-    def _ordered(self, node: CallNode) -> list[CallNode]:
-        return sorted(node.children.values(), key=lambda c: -self._total(c))
+    def _ordered(self, node: CallNode) -> list:
+        index = 1 if self.corrected else 0
+        leaves = [SampledLeaf(key.name, parts[index]) for key, parts in node.sampled.items()]
+        return sorted([*node.children.values(), *leaves], key=lambda c: -self._total(c))

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Does the adaptive mode put the time where a sampling profiler finds it? Each program is built twice with
+`-O2 -g -fno-inline` (so that both sides have the same functions): plain, profiled by `perf record -e cpu-clock`,
+and adaptively instrumented by cprof (a fully timed learning run, then `cprof build --adaptive`, then a run). The
+top 10 functions of perf's user-space self time are compared with cprof's shares of the sum of all self times
+(timed functions measured, count-only functions sampled). Each side is the sum of `--repeat` runs.
+
+    python scripts/bench_shares.py [--repeat 3] [--only fib,qsort,lua,sqlite3]
+
+Writes benchmarks/results/shares.json (scripts/readme_tables.py prints the README's table from it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+
+from scripts.bench_accuracy import BENCH, SQL, SQLITE_BUILD  # noqa: E402
+from scripts.bench_adaptive import _cprof  # noqa: E402
+from scripts.bench_projects import Project, build_pair, fetch  # noqa: E402
+from scripts.results import write_results  # noqa: E402
+
+FLAGS = ["-O2", "-g", "-fno-inline"]
+TOP = 10
+# Longer workloads than the overhead benchmarks: shares need thousands of samples on both sides.
+LUA_SCRIPT = "for _ = 1, 8 do dofile('{script}') end"
+DIRECT = [("fib.c", "fib", "fib(36)", ["36"]), ("qsort_hash.c", "qsort", "qsort+hash", [])]
+PROJECTS = [
+    (Project("lua", "lua5.4", ["make", "-j2", "linux", "MYCFLAGS=-fno-inline"], "src/lua"), "",
+     ["-e", LUA_SCRIPT]),
+    (Project("sqlite3 shell", "sqlite3", ["cc", *FLAGS, *SQLITE_BUILD[3:]], "sqlite3"), "../amalgamation",
+     [":memory:", ".read {sql}"]),
+]
+
+
+def perf_shares(argv: list[str], cwd: str, repeat: int, names: set[str]) -> dict[str, float]:
+    """Self-time shares by function from `perf record -e cpu-clock --call-graph dwarf` over `repeat` runs, each
+    sample given to the innermost function of its call chain (inlined frames included) that cprof reports, as
+    cprof gives an uninstrumented callee's time (libc's qsort, printf) to its instrumented caller. Samples with no
+    such function (the loader, exit) are left out on both sides."""
+    counts: dict[str, int] = {}
+    for index in range(repeat):
+        data = os.path.join(cwd, f"perf-{index}.data")
+        subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-F", "4000", "--call-graph", "dwarf,16384",
+                        "-o", data, "--", *argv], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       check=True)
+        script = subprocess.run(["perf", "script", "-i", data, "-F", "period,ip,sym,dso"], cwd=cwd,
+                                capture_output=True, text=True, errors="replace", check=True).stdout
+        for block in script.split("\n\n"):  # a sample: its period, then its frames, innermost first
+            lines = block.strip("\n").splitlines()
+            if not lines or not lines[0].strip().isdigit():
+                continue
+            for frame in lines[1:]:
+                match = re.match(r"\s*[0-9a-f]+\s+(\S+)", frame)
+                name = match.group(1).split("+", 1)[0].split(".", 1)[0] if match else ""
+                if name in names:
+                    counts[name] = counts.get(name, 0) + int(lines[0])
+                    break
+        os.remove(data)
+    total = sum(counts.values()) or 1
+    return {name: 100.0 * value / total for name, value in counts.items()}
+
+
+def cprof_shares(binary: str, args: list[str], cwd: str, env: dict, repeat: int) -> tuple[dict, dict]:
+    """Self-time shares (timed and sampled) from `repeat` adaptive runs, and how each function's time was got."""
+    selves: dict[str, float] = {}
+    sources: dict[str, str] = {}
+    for _ in range(repeat):
+        _cprof(["run", "--bin", binary, "--", *args], cwd, env)
+        report = json.loads(_cprof(["report", "--json", "--all"], cwd, env).stdout)
+        for function in report["functions"]:
+            if function["self_ns"] is not None:
+                selves[function["name"]] = selves.get(function["name"], 0.0) + function["self_ns"]
+            sources[function["name"]] = function["time_source"]
+    total = sum(selves.values())
+    return {name: 100.0 * value / total for name, value in selves.items()}, sources
+
+
+def compare(name: str, perf: dict, ours: dict, sources: dict) -> dict:
+    top = sorted(perf, key=lambda n: -perf[n])[:TOP]
+    rows = [{"function": n, "perf": round(perf[n], 2), "cprof": round(ours.get(n, 0.0), 2),
+             "time_source": sources.get(n, "not instrumented")} for n in top]
+    worst = max(rows, key=lambda r: abs(r["perf"] - r["cprof"]))
+    return {"name": name, "top": rows, "max_difference_points": round(abs(worst["perf"] - worst["cprof"]), 2),
+            "worst": worst["function"], "counted": sum(1 for s in sources.values() if s != "measured")}
+
+
+def adaptive_build(build: list[str], cwd: str, env: dict, binary: str, args: list[str]) -> None:
+    """A fully timed learning run of the full build, then the adaptive build."""
+    _cprof(["run", "--bin", binary, "--", *args], cwd, env)
+    _cprof(["build", "--adaptive", "--", *build], cwd, env)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", default="fib,qsort,lua,sqlite3")
+    parser.add_argument("--output", default=os.path.join(REPO, "benchmarks", "results", "shares.json"))
+    args = parser.parse_args()
+    wanted = set(args.only.split(","))
+    results = []
+    with tempfile.TemporaryDirectory(prefix="cprof-shares-") as root:
+        env = dict(os.environ, CPROF_HOME=os.path.join(root, ".cprof"), CPROF_CACHE_DIR="off")
+        for source, key, name, program_args in DIRECT:
+            if key not in wanted:
+                continue
+            plain = os.path.join(root, key + "-plain")
+            subprocess.run(["cc", *FLAGS, os.path.join(BENCH, source), "-o", plain], check=True)
+            build = ["cc", *FLAGS, os.path.join(BENCH, source), "-o", key]
+            _cprof(["build", "--", *build], root, env)
+            binary = os.path.join(root, ".cprof", "build", "tree", key)
+            adaptive_build(build, root, env, binary, program_args)
+            ours, sources = cprof_shares(binary, program_args, root, env, args.repeat)
+            perf = perf_shares([plain, *program_args], root, args.repeat, set(sources))
+            results.append(compare(name, perf, ours, sources))
+            print(json.dumps(results[-1]), flush=True)
+        for project, subfolder, program_args in PROJECTS:
+            key = project.name.split()[0]
+            if key not in wanted:
+                continue
+            source = fetch(project.package)
+            source = os.path.normpath(os.path.join(source, subfolder)) if subfolder else source
+            work = os.path.join(root, project.package)
+            os.makedirs(work)
+            pair = build_pair(project, source, work)
+            sql = os.path.join(work, "bench.sql")
+            with open(sql, "w") as handle:
+                handle.write(SQL.replace("x < 100000", "x < 400000"))
+            argv = [a.format(script=os.path.join(BENCH, "cpu_bound.lua"), sql=sql) for a in program_args]
+            adaptive_build(project.build, pair.cprof_dir, pair.env, pair.instrumented, argv)
+            ours, sources = cprof_shares(pair.instrumented, argv, pair.cprof_dir, pair.env, args.repeat)
+            perf = perf_shares([pair.plain, *argv], work, args.repeat, set(sources))
+            results.append(compare(project.name, perf, ours, sources))
+            print(json.dumps(results[-1]), flush=True)
+    write_results(args.output, {"repeat": args.repeat, "top": TOP, "flags": " ".join(FLAGS), "programs": results},
+                  " ".join(sys.argv[1:]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
