@@ -8,7 +8,7 @@ Both return the same plain structure, which tests compare on the same files:
      "threads": [(index, tid, name, root_offset, start_ticks, end_ticks, last_ticks, lost_frames,
                   [(open_node_offset, start_ticks), ...])],
      "counts": [(thread_index, function_id, calls)],  (count-only functions, summed, sorted, no zeros)
-     "samples": [(thread_index, node_offset, ip, weight, signals)],  (CPU-time samples, summed, sorted)
+     "samples": [(thread_index, node_offset, ip, caller, weight, signals)],  (CPU-time samples, summed, sorted)
      "modules": [(path, base, low, high)]}  (loaded objects, one per (path, base), sorted)
 Every size and pointer is checked before use: a truncated or corrupt file yields what can be trusted.
 """
@@ -52,8 +52,8 @@ _STACK = struct.Struct("<IIQQ5Q")
 _FRAME = struct.Struct("<8Q")
 _TRAILER = struct.Struct("<II8sQQ")
 _COUNTS = struct.Struct("<IIQQII")  # head, thread, table, count; then count function pointers and count values
-_SAMPLES = struct.Struct("<IIQII5Q")  # head, thread, capacity, used; then entries of (node, ip, weight, signals)
-_SAMPLE_ENTRY = struct.Struct("<4Q")
+_SAMPLES = struct.Struct("<IIQII5Q")  # head, thread, capacity, used; then (node, ip, caller, weight, signals)
+_SAMPLE_ENTRY = struct.Struct("<5Q")
 _MODULE = struct.Struct("<IIQQQII")  # head, base, low, high, path_len; then the path
 
 FRAME_SIZE = _FRAME.size
@@ -164,11 +164,11 @@ def read_run(data: bytes) -> dict:
             thread_offset = to_offset(thread_pointer, THREAD_SIZE)
             if _SAMPLES.size + _SAMPLE_ENTRY.size * capacity > size or thread_offset < 0:
                 continue
-            for node_pointer, ip, weight, signals in _SAMPLE_ENTRY.iter_unpack(
+            for node_pointer, ip, caller, weight, signals in _SAMPLE_ENTRY.iter_unpack(
                     data[offset + _SAMPLES.size : offset + _SAMPLES.size + _SAMPLE_ENTRY.size * capacity]):
                 node_offset = to_offset(node_pointer, NODE_SIZE)
                 if weight and node_offset >= 0:
-                    raw_samples.append((thread_offset, node_offset, ip, weight, signals))
+                    raw_samples.append((thread_offset, node_offset, ip, caller, weight, signals))
         elif kind == REC_MODULE and size >= _MODULE.size:
             _, _, module_base, low, high, path_len, _ = _MODULE.unpack_from(data, offset)
             if _MODULE.size + path_len <= size:
@@ -200,10 +200,10 @@ def read_run(data: bytes) -> dict:
             counts[key] = counts.get(key, 0) + value
 
     node_offsets = {node[0] for node in nodes}
-    samples: dict[tuple[int, int, int], tuple[int, int]] = {}
-    for thread_offset, node_offset, ip, weight, signals in raw_samples:
+    samples: dict[tuple[int, int, int, int], tuple[int, int]] = {}
+    for thread_offset, node_offset, ip, caller, weight, signals in raw_samples:
         if thread_offset in thread_at and node_offset in node_offsets:
-            key = (thread_at[thread_offset], node_offset, ip)
+            key = (thread_at[thread_offset], node_offset, ip, caller)
             before = samples.get(key, (0, 0))
             samples[key] = (before[0] + weight, before[1] + signals)
     unique_modules: dict[tuple[bytes, int], tuple] = {}
@@ -221,8 +221,8 @@ def read_run(data: bytes) -> dict:
         "nodes": nodes,
         "threads": threads,
         "counts": sorted((thread, function, calls) for (thread, function), calls in counts.items()),
-        "samples": sorted((thread, node, ip, weight, signals)
-                          for (thread, node, ip), (weight, signals) in samples.items()),
+        "samples": sorted((thread, node, ip, caller, weight, signals)
+                          for (thread, node, ip, caller), (weight, signals) in samples.items()),
         "modules": list(unique_modules.values()),
     }
 

@@ -122,8 +122,8 @@ static PyObject *to_python(const struct cprof_read_result *r)
         goto fail;
     for (i = 0; i < r->sample_count; i++) {
         const struct cprof_read_sample *sample = &r->samples[i];
-        PyObject *item = Py_BuildValue("(IKKKK)", sample->thread_index, sample->node, sample->ip, sample->weight,
-                                       sample->signals);
+        PyObject *item = Py_BuildValue("(IKKKKK)", sample->thread_index, sample->node, sample->ip, sample->caller,
+                                       sample->weight, sample->signals);
         if (!item)
             goto fail;
         PyList_SET_ITEM(samples, (Py_ssize_t)i, item);

@@ -205,6 +205,7 @@ static int collect_samples(struct scan_state *state, const struct cprof_record_h
         out->thread_offset = (uint64_t)thread;
         out->node = (uint64_t)node;
         out->ip = entry.ip;
+        out->caller = entry.caller;
         out->weight = entry.weight;
         out->signals = entry.signals;
     }
@@ -288,7 +289,9 @@ static int by_sample_key(const void *a, const void *b)
         return (x->thread_index > y->thread_index) - (x->thread_index < y->thread_index);
     if (x->node != y->node)
         return (x->node > y->node) - (x->node < y->node);
-    return (x->ip > y->ip) - (x->ip < y->ip);
+    if (x->ip != y->ip)
+        return (x->ip > y->ip) - (x->ip < y->ip);
+    return (x->caller > y->caller) - (x->caller < y->caller);
 }
 
 /* Samples of threads and nodes that are records in the image (nodes kept by resolve()), by thread index, node

@@ -32,7 +32,7 @@ struct cprof_read_sample {
     uint32_t thread_index;   /* resolved from thread_offset */
     uint64_t thread_offset;
     uint64_t node;           /* offset of the node that was innermost */
-    uint64_t ip, weight, signals;
+    uint64_t ip, caller, weight, signals;
 };
 
 struct cprof_read_module {

@@ -62,6 +62,21 @@ static cprof_u64 interrupted_ip(const void *context)
 #endif
 }
 
+/* The return address if the interrupted code is a frameless leaf (see cprof_sample_entry.caller). The word at the
+ * stack pointer is always mapped: the interrupted code's own stack. */
+static cprof_u64 interrupted_caller(const void *context)
+{
+    const ucontext_t *uc = context;
+#if defined(__x86_64__)
+    return *(const cprof_u64 *)(uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    return (cprof_u64)uc->uc_mcontext.regs[30];
+#else
+    (void)uc;
+    return 0;
+#endif
+}
+
 static struct cprof_samples_record *new_table(char *chunk, struct cprof_thread_record *thread)
 {
     struct cprof_samples_record *record = (struct cprof_samples_record *)chunk;
@@ -76,7 +91,8 @@ static struct cprof_samples_record *new_table(char *chunk, struct cprof_thread_r
     return record;
 }
 
-static void add_sample(struct cprof_thread_record *thread, cprof_u64 node, cprof_u64 ip, cprof_u64 weight)
+static void add_sample(struct cprof_thread_record *thread, cprof_u64 node, cprof_u64 ip, cprof_u64 caller,
+                       cprof_u64 weight)
 {
     struct cprof_samples_record *table = thread_table;
     struct cprof_sample_entry *entries;
@@ -96,19 +112,21 @@ static void add_sample(struct cprof_thread_record *thread, cprof_u64 node, cprof
         table_owner = thread;
     }
     entries = (struct cprof_sample_entry *)(table + 1);
-    at = (size_t)(((node >> 6) * 0x9E3779B97F4A7C15ull) ^ (ip * 0xC2B2AE3D27D4EB4Full)) % table->capacity;
+    at = (size_t)(((node >> 6) * 0x9E3779B97F4A7C15ull) ^ (ip * 0xC2B2AE3D27D4EB4Full) ^ (caller >> 3)) %
+         table->capacity;
     for (probe = 0; probe < table->capacity; probe++) {
         struct cprof_sample_entry *entry = &entries[at];
         if (!entry->weight) {
             entry->node = node;
             entry->ip = ip;
+            entry->caller = caller;
             entry->signals = 1;
             __asm__ __volatile__("" ::: "memory");
             entry->weight = weight;
             table->used++;
             return;
         }
-        if (entry->node == node && entry->ip == ip) {
+        if (entry->node == node && entry->ip == ip && entry->caller == caller) {
             entry->signals++;
             entry->weight += weight;
             return;
@@ -129,7 +147,8 @@ static void on_sample(int signal, siginfo_t *info, void *context)
         weight += (cprof_u64)info->si_overrun;
     /* The innermost frame is published only once complete (see the guard), so top->node is always valid. */
     if (thread && timer_live && __cprof_mode != 1)
-        add_sample(thread, ((struct cprof_frame *)(uintptr_t)thread->top)->node, interrupted_ip(context), weight);
+        add_sample(thread, ((struct cprof_frame *)(uintptr_t)thread->top)->node, interrupted_ip(context),
+                   interrupted_caller(context), weight);
     else
         __atomic_fetch_add(&sampling.header->samples_outside, weight, __ATOMIC_RELAXED);
     errno = saved_errno;

@@ -262,7 +262,7 @@ def load_process(path: str) -> ProcessData:
     if header["features"] & FEAT_SAMPLES:
         _apply_samples(raw, nodes, threads, flags, calibration)
     return ProcessData(header["pid"], header["parent_pid"], path, header, raw["complete"], threads, calibration, flags,
-                       sum(sample[3] for sample in raw.get("samples", ())))
+                       sum(sample[4] for sample in raw.get("samples", ())))
 
 
 def _apply_samples(raw: dict, nodes: dict, threads: list[ThreadData], flags: dict, calibration: Calibration) -> None:
@@ -274,12 +274,16 @@ def _apply_samples(raw: dict, nodes: dict, threads: list[ThreadData], flags: dic
     by_node: dict[int, dict[int, tuple[int, int]]] = {}
     ips_by_module: dict[str, set[int]] = {}
     path_of: dict[int, str | None] = {}
-    for _thread, node_offset, ip, weight, signals in raw.get("samples", ()):
-        by_node.setdefault(node_offset, {})[ip] = (weight, signals)
-        if ip not in path_of:
-            path_of[ip] = sampling.module_of(ip, modules)
-            if path_of[ip]:
-                ips_by_module.setdefault(path_of[ip], set()).add(ip)
+    for _thread, node_offset, ip, caller, weight, signals in raw.get("samples", ()):
+        # a return address follows its call: the call itself, a byte before, is in the calling function's code
+        # (and in the inline chain of the function that made it), as every unwinder reads it
+        caller -= 1
+        by_node.setdefault(node_offset, {})[(ip, caller)] = (weight, signals)
+        for address in (ip, caller):
+            if address not in path_of:
+                path_of[address] = sampling.module_of(address, modules)
+                if path_of[address]:
+                    ips_by_module.setdefault(path_of[address], set()).add(address)
     if not by_node:
         for thread in threads:
             for key in thread.counted:
@@ -291,7 +295,8 @@ def _apply_samples(raw: dict, nodes: dict, threads: list[ThreadData], flags: dic
         if value & FN_COUNTED:
             counted.setdefault(key.name, []).append(key)
     classifier = sampling.Classifier(counted, {k.name for k, v in flags.items() if not v & FN_COUNTED})
-    shares = sampling.shares(by_node, lambda ip: classifier.classify(chains.get(ip, []), path_of.get(ip)))
+    shares = sampling.shares(by_node, lambda pair: classifier.classify_sample(
+        chains.get(pair[0], []), path_of.get(pair[0]), chains.get(pair[1], []), path_of.get(pair[1])))
     for node_offset, parts in shares.items():
         node = nodes.get(node_offset)
         if node is None or node.key is None:  # outside every timed function: no measured time to divide

@@ -73,10 +73,13 @@ def module_of(ip: int, modules: list[tuple]) -> str | None:
     return None
 
 
+UNKNOWN = "<unknown>"  # code that cprof does not instrument (a library, a skipped function)
+
+
 class Classifier:
     """Tells, for a sampled instruction, which instrumented function was running: the innermost function of its
     inline chain that cprof instruments (uninstrumented code belongs to its nearest instrumented caller, as in
-    self times), the runtime, or None (the node's own function, or code nothing instruments)."""
+    self times), the runtime, None (a timed function: the node's own time), or UNKNOWN."""
 
     def __init__(self, counted: dict[str, list], timed_names: set[str]):
         self.counted = counted  # name -> FunctionKeys of count-only functions with that name
@@ -93,7 +96,16 @@ class Classifier:
                 return _closest_key(keys, file)
             if function in self.timed_names:
                 return None
-        return None
+        return UNKNOWN
+
+    def classify_sample(self, ip_chain, ip_path, caller_chain, caller_path):
+        """A sample in uninstrumented code (memcmp) belongs to the count-only function that called it, when the
+        caller word (the return address of a frameless leaf) lands in one; else to the node's own time."""
+        category = self.classify(ip_chain, ip_path)
+        if category is not UNKNOWN:
+            return category
+        by_caller = self.classify(caller_chain, caller_path)
+        return by_caller if by_caller not in (UNKNOWN, RUNTIME) else None
 
 
 def _closest_key(keys: list, file: str):
@@ -104,13 +116,13 @@ def _closest_key(keys: list, file: str):
 
 
 def shares(samples_by_node: dict, classify) -> dict:
-    """node -> {count-only FunctionKey: SampledShare} from node -> {ip: (weight, signals)}."""
+    """node -> {count-only FunctionKey: SampledShare} from node -> {(ip, caller): (weight, signals)}."""
     result = {}
-    for node, by_ip in samples_by_node.items():
+    for node, by_place in samples_by_node.items():
         weights: dict = {}
         program_weight = program_signals = 0
-        for ip, (weight, signals) in by_ip.items():
-            category = classify(ip)
+        for place, (weight, signals) in by_place.items():
+            category = classify(place)
             if category == RUNTIME:
                 continue
             program_weight += weight
@@ -157,5 +169,5 @@ def not_sampled_reason(processes) -> str | None:
     return None
 
 
-__all__ = ["Classifier", "RUNTIME", "SAMPLE_Z", "SampledShare", "module_of", "not_sampled_reason", "resolve",
+__all__ = ["Classifier", "RUNTIME", "UNKNOWN", "SAMPLE_Z", "SampledShare", "module_of", "not_sampled_reason", "resolve",
            "sampling_summary", "shares"]
