@@ -194,8 +194,9 @@ def shares(document: dict) -> str:
         lines.append(f"| {program['name']} | {program['counted']} | {program['max_difference_points']:.1f} | "
                      f"{program['worst']} | {top} |")
     lines += ["", f"Self-time shares in percent, each side summed over {document['repeat']} runs of the program built "
-              f"with `{document['flags']}`: perf's user-space samples against cprof's adaptive mode (timed functions "
-              f"measured, count-only ones sampled). From {_source(document)}."]
+              f"with `{document['flags']}`: perf's samples (each given to the innermost function of its call chain that "
+              f"cprof instruments) against cprof's adaptive mode (timed functions measured, count-only ones "
+              f"sampled). From {_source(document)}."]
     return "\n".join(lines) + "\n"
 
 

@@ -28,11 +28,12 @@ MODEL_ERROR = 0.18  # fraction of the calibrated guard cost: benchmarks/results/
 # the time, like a corrected time within calls x (spread + model error).
 SAMPLE_Z = 2.0
 # The most a count-only call may cost, per call. The start-up calibration measures an increment at both ends
-# (calls back to back, whose increments chain through memory as in fib, and calls among work, which hides them);
-# this bounds it from outside: scripts/bench_adaptive.py measures the adaptive run's whole extra time per counted
-# call on every program (count_cost_ns in benchmarks/results/adaptive.json, an upper bound: timed calls' residual
-# cost is in it too), and this is at least the largest (a test checks).
-COUNT_ERROR_NS = 1.2
+# (bare increments back to back, and a call among work) and finds it nearly free either way, yet fib, whose calls
+# gcc makes nearly free, runs twice as long counted: what an increment costs depends on the code around it. This
+# bounds it from outside: scripts/bench_adaptive.py runs each adaptive build with profiling switched off (the
+# counts still increment) and divides its extra time by the counted calls (count_cost_ns in
+# benchmarks/results/adaptive.json, an upper bound); this is at least the largest (a test checks).
+COUNT_ERROR_NS = 1.4
 
 
 @dataclass(frozen=True)
