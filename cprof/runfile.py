@@ -9,7 +9,7 @@ Both return the same plain structure, which tests compare on the same files:
                   [(open_node_offset, start_ticks), ...])],
      "counts": [(thread_index, function_id, calls)],  (count-only functions, summed, sorted, no zeros)
      "samples": [(thread_index, node_offset, ip, caller, weight, signals)],  (CPU-time samples, summed, sorted)
-     "modules": [(path, base, low, high)]}  (loaded objects, one per (path, base), sorted)
+     "modules": [(path, base, low, high, mtime_ns, size)]}  (loaded objects, one per (path, base), sorted)
 Every size and pointer is checked before use: a truncated or corrupt file yields what can be trusted.
 """
 
@@ -54,7 +54,7 @@ _TRAILER = struct.Struct("<II8sQQ")
 _COUNTS = struct.Struct("<IIQQII")  # head, thread, table, count; then count function pointers and count values
 _SAMPLES = struct.Struct("<IIQII5Q")  # head, thread, capacity, used; then (node, ip, caller, weight, signals)
 _SAMPLE_ENTRY = struct.Struct("<5Q")
-_MODULE = struct.Struct("<IIQQQII")  # head, base, low, high, path_len; then the path
+_MODULE = struct.Struct("<IIQQQQQII")  # head, base, low, high, mtime_ns, size, path_len; then the path
 
 FRAME_SIZE = _FRAME.size
 NODE_SIZE = 128
@@ -170,10 +170,10 @@ def read_run(data: bytes) -> dict:
                 if weight and node_offset >= 0:
                     raw_samples.append((thread_offset, node_offset, ip, caller, weight, signals))
         elif kind == REC_MODULE and size >= _MODULE.size:
-            _, _, module_base, low, high, path_len, _ = _MODULE.unpack_from(data, offset)
+            _, _, module_base, low, high, mtime_ns, file_size, path_len, _ = _MODULE.unpack_from(data, offset)
             if _MODULE.size + path_len <= size:
                 path = bytes(data[offset + _MODULE.size : offset + _MODULE.size + path_len])
-                modules.add((path, module_base, low, high))
+                modules.add((path, module_base, low, high, mtime_ns, file_size))
 
     functions.sort()
     function_offsets = [f[0] for f in functions]
@@ -207,8 +207,9 @@ def read_run(data: bytes) -> dict:
             before = samples.get(key, (0, 0))
             samples[key] = (before[0] + weight, before[1] + signals)
     unique_modules: dict[tuple[bytes, int], tuple] = {}
-    for path, module_base, low, high in sorted(modules):
-        unique_modules.setdefault((path, module_base), (path.decode("utf-8", "replace"), module_base, low, high))
+    for path, module_base, low, high, mtime_ns, file_size in sorted(modules):
+        unique_modules.setdefault((path, module_base),
+                                  (path.decode("utf-8", "replace"), module_base, low, high, mtime_ns, file_size))
 
     complete = False
     if len(data) >= HEADER_SIZE + _TRAILER.size and len(data) >= header["used_bytes"]:  # not truncated

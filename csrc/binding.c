@@ -132,8 +132,8 @@ static PyObject *to_python(const struct cprof_read_result *r)
         goto fail;
     for (i = 0; i < r->module_count; i++) {
         const struct cprof_read_module *module = &r->modules[i];
-        PyObject *item = Py_BuildValue("(NKKK)", text(module->path, module->path_len), module->base, module->low,
-                                       module->high);
+        PyObject *item = Py_BuildValue("(NKKKKK)", text(module->path, module->path_len), module->base, module->low,
+                                       module->high, module->mtime_ns, module->size);
         if (!item)
             goto fail;
         PyList_SET_ITEM(modules, (Py_ssize_t)i, item);

@@ -228,6 +228,8 @@ static int collect_module(struct scan_state *state, const struct cprof_record_he
     out->base = module.base;
     out->low = module.low;
     out->high = module.high;
+    out->mtime_ns = module.mtime_ns;
+    out->size = module.size;
     return 0;
 }
 

@@ -38,7 +38,7 @@ struct cprof_read_sample {
 struct cprof_read_module {
     const char *path; /* points into the image; not terminated */
     size_t path_len;
-    uint64_t base, low, high;
+    uint64_t base, low, high, mtime_ns, size;
 };
 
 struct cprof_read_frame {

@@ -244,6 +244,7 @@ struct cprof_module_record {
     struct cprof_record_head head;
     cprof_u64 base;
     cprof_u64 low, high;      /* the span of its executable segments, absolute */
+    cprof_u64 mtime_ns, size; /* of the file when it was loaded: a file rebuilt since cannot resolve these samples */
     cprof_u32 path_len;
     cprof_u32 reserved;
     /* path_len bytes of path, unterminated, padded to 8 */

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <ucontext.h>
@@ -286,6 +287,13 @@ static int record_module(struct dl_phdr_info *info, size_t size, void *unused)
     record->base = (cprof_u64)info->dlpi_addr;
     record->low = low;
     record->high = high;
+    {
+        struct stat file;
+        if (stat(name, &file) == 0) {
+            record->mtime_ns = (cprof_u64)file.st_mtim.tv_sec * 1000000000ull + (cprof_u64)file.st_mtim.tv_nsec;
+            record->size = (cprof_u64)file.st_size;
+        }
+    }
     record->path_len = (cprof_u32)length;
     memcpy(record + 1, name, length);
     record->head.size = (cprof_u32)bytes;

@@ -142,3 +142,15 @@ def test_time_in_a_library_leaf_reaches_the_count_only_function_that_called_it(p
     assert functions["same"]["time_source"] == "sampled"
     # nearly all the time is memcmp's; a fixed bound far from the truth keeps sampling luck out of the test
     assert functions["same"]["self_ns"] > 2 * functions["work"]["self_ns"]
+
+
+def test_samples_of_a_program_rebuilt_since_the_run_are_not_misread(project):
+    """Instructions resolve against the files on disk: once the program is rebuilt, an older run's samples would
+    land in whatever the new build put at those addresses, so they are not used, and the user is told."""
+    project.write("burner.c", BURNER)
+    assert project.cprof("build", "--count-only", "leaf", "burner.c", "--", "-O2", "-g").returncode == 0
+    assert project.cprof("run", "--").returncode == 0
+    assert project.cprof("build", "--count-only", "leaf", "burner.c", "--", "-O1", "-g").returncode == 0
+    result = project.cprof("report", "--json")
+    assert by_name(result.json())["leaf"]["time_source"] == "none"
+    assert "changed since the run: its samples cannot be resolved" in result.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import stat
+import sys
 from dataclasses import dataclass, field
 
 from cprof.errors import EXIT_CORRUPT, EXIT_NOT_FOUND, CprofError
@@ -265,12 +266,22 @@ def load_process(path: str) -> ProcessData:
                        sum(sample[4] for sample in raw.get("samples", ())))
 
 
+_STALE_WARNED: set[str] = set()  # one warning per file and process
+
+
 def _apply_samples(raw: dict, nodes: dict, threads: list[ThreadData], flags: dict, calibration: Calibration) -> None:
     """Takes the count-only functions' sampled share out of each node's self time (samples.py). The samples in a
     count-only function include its count increments, the profiler's cost: their calibrated cost is given back
     too, and its whole size is added to the uncertainty (how much an increment overlaps the function's own work
     depends on the code)."""
     modules = raw.get("modules", [])
+    stale = [m[0] for m in modules if os.path.exists(m[0]) and not sampling.unchanged(m)]
+    if stale:  # its instructions would resolve to whatever the new build put there: the samples are not used
+        if stale[0] not in _STALE_WARNED:
+            _STALE_WARNED.add(stale[0])
+            sys.stderr.write(f"cprof: warning: {stale[0]} changed since the run: its samples cannot be resolved, so "
+                             "count-only functions keep no time of their own\n")
+        return
     by_node: dict[int, dict[int, tuple[int, int]]] = {}
     ips_by_module: dict[str, set[int]] = {}
     path_of: dict[int, str | None] = {}

@@ -39,7 +39,7 @@ def resolve(ips_by_module: dict[str, set[int]], modules: list[tuple]) -> dict[in
     addr2line, no such file, a stripped object)."""
     chains: dict[int, list[tuple[str, str]]] = {}
     tool = shutil.which("addr2line")
-    by_path = {path: base for path, base, _low, _high in modules}
+    by_path = {module[0]: module[1] for module in modules}
     for path, ips in ips_by_module.items():
         if not tool or not os.path.isfile(path) or not ips:
             continue
@@ -67,10 +67,21 @@ def resolve(ips_by_module: dict[str, set[int]], modules: list[tuple]) -> dict[in
 
 
 def module_of(ip: int, modules: list[tuple]) -> str | None:
-    for path, _base, low, high in modules:
+    for path, _base, low, high, *_file in modules:
         if low <= ip < high:
             return path
     return None
+
+
+def unchanged(module: tuple) -> bool:
+    """Whether the object's file is still the one the run loaded (same modification time and size): a rebuilt
+    program would resolve the run's instructions to the wrong functions."""
+    path, _base, _low, _high, mtime_ns, size = module
+    try:
+        status = os.stat(path)
+    except OSError:
+        return False
+    return status.st_mtime_ns == mtime_ns and status.st_size == size
 
 
 UNKNOWN = "<unknown>"  # code that cprof does not instrument (a library, a skipped function)
@@ -169,5 +180,5 @@ def not_sampled_reason(processes) -> str | None:
     return None
 
 
-__all__ = ["Classifier", "RUNTIME", "UNKNOWN", "SAMPLE_Z", "SampledShare", "module_of", "not_sampled_reason", "resolve",
-           "sampling_summary", "shares"]
+__all__ = ["Classifier", "RUNTIME", "UNKNOWN", "SAMPLE_Z", "SampledShare", "module_of", "not_sampled_reason",
+           "resolve", "sampling_summary", "shares", "unchanged"]
