@@ -28,6 +28,9 @@ CMDLINE_MAX = 2048
 
 REC_FUNCTION, REC_THREAD, REC_NODE, REC_STACK, REC_TRAILER, REC_PAD, REC_COUNTS = 1, 2, 3, 4, 5, 6, 7
 REC_SAMPLES, REC_MODULE = 8, 9
+# function flags and header feature bits (csrc/runfile.h)
+FN_STATIC, FN_SECTION, FN_INLINE, FN_COUNTED = 1, 2, 4, 8
+FEAT_CPU_TIME, FEAT_ALLOCS, FEAT_THREAD_CPU, FEAT_WAIT_TIME, FEAT_SAMPLES = 1 << 1, 1 << 2, 1 << 4, 1 << 5, 1 << 7
 
 # struct cprof_run_header, field by field
 _HEADER = struct.Struct("<8sIIQQQIIdQQQQQiiiIQQQddddIIQIIQQIIQQdd8Q")

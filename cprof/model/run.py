@@ -9,16 +9,15 @@ from __future__ import annotations
 import glob
 import os
 import stat
-import sys
 from dataclasses import dataclass, field
 
 from cprof.errors import EXIT_CORRUPT, EXIT_NOT_FOUND, CprofError
 from cprof import runfile
 from cprof.model import samples as sampling
-from cprof.model.correction import COUNT_ERROR_NS, SAMPLE_Z, Calibration, correct_tree
+from cprof.model.correction import Calibration, correct_tree
 
-FN_STATIC, FN_SECTION, FN_INLINE, FN_COUNTED = 1, 2, 4, 8
-FEAT_CPU_TIME, FEAT_ALLOCS, FEAT_THREAD_CPU, FEAT_WAIT_TIME, FEAT_SAMPLES = 1 << 1, 1 << 2, 1 << 4, 1 << 5, 1 << 7
+from cprof.runfile import (FEAT_ALLOCS, FEAT_CPU_TIME, FEAT_SAMPLES, FEAT_THREAD_CPU,  # noqa: F401 (re-exported)
+                           FEAT_WAIT_TIME, FN_COUNTED, FN_INLINE, FN_SECTION, FN_STATIC)
 
 
 def read_run_file(path: str) -> dict:
@@ -261,92 +260,9 @@ def load_process(path: str) -> ProcessData:
         _derive(thread.root)
         correct_tree(thread.root, calibration)
     if header["features"] & FEAT_SAMPLES:
-        _apply_samples(raw, nodes, threads, flags, calibration)
+        sampling.apply_samples(raw, nodes, threads, flags, calibration)
     return ProcessData(header["pid"], header["parent_pid"], path, header, raw["complete"], threads, calibration, flags,
                        sum(sample[4] for sample in raw.get("samples", ())))
-
-
-_STALE_WARNED: set[str] = set()  # one warning per file and process
-
-
-def _apply_samples(raw: dict, nodes: dict, threads: list[ThreadData], flags: dict, calibration: Calibration) -> None:
-    """Takes the count-only functions' sampled share out of each node's self time (samples.py). The samples in a
-    count-only function include its count increments, the profiler's cost: their calibrated cost is given back
-    too, and its whole size is added to the uncertainty (how much an increment overlaps the function's own work
-    depends on the code)."""
-    modules = raw.get("modules", [])
-    stale = [m[0] for m in modules if os.path.exists(m[0]) and not sampling.unchanged(m)]
-    if stale:  # its instructions would resolve to whatever the new build put there: the samples are not used
-        if stale[0] not in _STALE_WARNED:
-            _STALE_WARNED.add(stale[0])
-            sys.stderr.write(f"cprof: warning: {stale[0]} changed since the run: its samples cannot be resolved, so "
-                             "count-only functions keep no time of their own\n")
-        return
-    by_node: dict[int, dict[int, tuple[int, int]]] = {}
-    ips_by_module: dict[str, set[int]] = {}
-    path_of: dict[int, str | None] = {}
-    for _thread, node_offset, ip, caller, weight, signals in raw.get("samples", ()):
-        # a return address follows its call: the call itself, a byte before, is in the calling function's code
-        # (and in the inline chain of the function that made it), as every unwinder reads it
-        caller -= 1
-        by_node.setdefault(node_offset, {})[(ip, caller)] = (weight, signals)
-        for address in (ip, caller):
-            if address not in path_of:
-                path_of[address] = sampling.module_of(address, modules)
-                if path_of[address]:
-                    ips_by_module.setdefault(path_of[address], set()).add(address)
-    if not by_node:
-        for thread in threads:
-            for key in thread.counted:
-                thread.sampled_keys.add(key)
-        return
-    chains = sampling.resolve(ips_by_module, modules)
-    counted: dict[str, list[FunctionKey]] = {}
-    for key, value in flags.items():
-        if value & FN_COUNTED:
-            counted.setdefault(key.name, []).append(key)
-    classifier = sampling.Classifier(counted, {k.name for k, v in flags.items() if not v & FN_COUNTED})
-    shares = sampling.shares(by_node, lambda pair: classifier.classify_sample(
-        chains.get(pair[0], []), path_of.get(pair[0]), chains.get(pair[1], []), path_of.get(pair[1])))
-    for node_offset, parts in shares.items():
-        node = nodes.get(node_offset)
-        if node is None or node.key is None:  # outside every timed function: no measured time to divide
-            continue
-        raw_base = max(0.0, node.self_ns - node.wait_ns)
-        corrected_base = max(0.0, node.corrected_self_ns - node.wait_ns)
-        added_err = 0.0
-        for key, part in parts.items():
-            err = corrected_base * SAMPLE_Z * part.share_err + part.share * node.self_err_ns
-            node.sampled[key] = (raw_base * part.share, corrected_base * part.share, err)
-            added_err += corrected_base * SAMPLE_Z * part.share_err
-        node.self_ns -= sum(v[0] for v in node.sampled.values())
-        node.corrected_self_ns -= sum(v[1] for v in node.sampled.values())
-        node.self_err_ns += added_err
-    for thread in threads:  # every count-only function of a sampled thread has a sampled time, zero if unseen
-        thread.sampled_keys.update(thread.counted)
-        _take_out_count_cost(thread, calibration)
-
-
-def _take_out_count_cost(thread: ThreadData, calibration: Calibration) -> None:
-    """Gives back what the count increments cost, out of each count-only function's sampled time in this thread,
-    spread over its call paths in proportion to their estimates."""
-    holders: dict[FunctionKey, list[CallNode]] = {}
-    for node in thread.root.walk():
-        for key in node.sampled:
-            holders.setdefault(key, []).append(node)
-    for key, owners in holders.items():
-        estimate = sum(node.sampled[key][1] for node in owners)
-        if estimate <= 0:
-            continue
-        cost = thread.counted.get(key, 0) * calibration.count_ns
-        # the calibration measured both ends (increments back to back, increments among work); the true cost lies
-        # between them, or at worst at the largest a benchmark ever measured
-        err = thread.counted.get(key, 0) * max(calibration.count_spread_ns, COUNT_ERROR_NS - calibration.count_ns)
-        keep = max(0.0, estimate - cost) / estimate
-        for node in owners:
-            raw_ns, corrected_ns, err_ns = node.sampled[key]
-            share = corrected_ns / estimate
-            node.sampled[key] = (raw_ns, corrected_ns * keep, err_ns + err * share)
 
 
 def _merge_into(target: CallNode, source: CallNode) -> None:
