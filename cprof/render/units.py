@@ -36,8 +36,9 @@ def format_percent(part: float, whole: float) -> str:
 
 
 def format_signed_percent(value: float | None) -> str:
+    """A change in percent; "-" where there is none to give (a change from zero)."""
     if value is None:
-        return "new"
+        return "-"
     return f"{value:+.1f}%"
 
 
