@@ -59,7 +59,7 @@ bench-adaptive: install deps-bench corpus
 
 # the adaptive mode's self-time shares against perf's on the plain program (both built with -fno-inline)
 bench-shares: install deps-bench corpus
-	$(PYTHON) scripts/bench_shares.py --repeat 3
+	$(PYTHON) scripts/bench_shares.py --repeat 8
 
 # zstd, gzip, brotli and xz-utils built plain and instrumented: fallbacks, identical output, slowdown, coverage
 bench-projects: install deps-test corpus

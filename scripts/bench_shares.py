@@ -5,7 +5,7 @@ and adaptively instrumented by cprof (a fully timed learning run, then `cprof bu
 top 10 functions of perf's user-space self time are compared with cprof's shares of the sum of all self times
 (timed functions measured, count-only functions sampled). Each side is the sum of `--repeat` runs.
 
-    python scripts/bench_shares.py [--repeat 3] [--only fib,qsort,lua,sqlite3]
+    python scripts/bench_shares.py [--repeat 8] [--only fib,qsort,lua,sqlite3]
 
 Writes benchmarks/results/shares.json (scripts/readme_tables.py prints the README's table from it).
 """
@@ -102,7 +102,7 @@ def adaptive_build(build: list[str], cwd: str, env: dict, binary: str, args: lis
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=8)
     parser.add_argument("--only", default="fib,qsort,lua,sqlite3")
     parser.add_argument("--output", default=os.path.join(REPO, "benchmarks", "results", "shares.json"))
     args = parser.parse_args()
