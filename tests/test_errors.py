@@ -319,6 +319,7 @@ def test_doctor_says_why_the_store_is_unusable(project):
     healthy = project.cprof("doctor", "--calls", "1000")
     assert healthy.returncode == 0 and "FAIL" not in healthy.stdout
     assert re.search(r"with --cpu-time +[\d.]+ ns per call", healthy.stdout)
+    assert re.search(r"^ok +sampling +[1-9]\d* samples per CPU second", healthy.stdout, re.M)
 
 
 def test_a_build_that_links_no_program(project):

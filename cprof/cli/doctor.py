@@ -70,6 +70,30 @@ def _measure(compiler: str, calls: int) -> tuple[float, float, float] | None:
         return best(plain), best(instrumented), best(instrumented, max(1, calls // 10), {"CPROF_CPU_TIME": "1"})
 
 
+def _sampling_rate(cpu_seconds: float = 0.3) -> float:
+    """Signals per second of CPU time that a 1 ms CPU-time timer really delivers here: the kernel checks such timers
+    at its scheduler tick, which bounds what cprof's samplers (csrc/sampling.c) get."""
+    import signal
+    import time
+
+    signals = 0
+
+    def count(_number, _frame):
+        nonlocal signals
+        signals += 1
+
+    previous = signal.signal(signal.SIGPROF, count)
+    signal.setitimer(signal.ITIMER_PROF, 0.001, 0.001)
+    started = time.process_time()
+    try:
+        while time.process_time() - started < cpu_seconds:
+            pass
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        signal.signal(signal.SIGPROF, previous)
+    return signals / (time.process_time() - started)
+
+
 def run(args) -> int:
     ok = _line("cprof", __version__)
     ok &= _line("runtime", RUNTIME_DIR, os.path.exists(SHARED_RUNTIME) and os.path.exists(GUARD_HEADER))
@@ -92,6 +116,9 @@ def run(args) -> int:
         ok &= _line("timer", f"{timer}, {info['ticks_per_second'] / 1e9:.4f} GHz")
     except ImportError:
         ok &= _line("timer", "the C extension is not built", False)
+    rate = _sampling_rate()
+    ok &= _line("sampling", f"{rate:.0f} samples per CPU second at most (a 1 ms CPU timer, checked at the kernel's "
+                "tick); count-only functions' self times rest on them", rate > 0)
     store = Store()
     problem = store.problem()
     ok &= _line("run store", store.root + (f": {problem}" if problem else ""), problem is None)
