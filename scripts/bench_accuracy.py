@@ -250,24 +250,32 @@ def bench_model_error(space: Workspace, repeat: int, wanted: set[str]) -> list[d
     for project, subfolder, args in PROGRAMS:
         if project.name.split()[0] not in wanted:
             continue
-        source = fetch(project.package)
-        source = os.path.normpath(os.path.join(source, subfolder)) if subfolder else source
         work = os.path.join(space.root, project.package)
-        os.makedirs(work, exist_ok=True)
-        pair = build_pair(project, source, work)
-        values = {"script": os.path.join(BENCH, "cpu_bound.lua"), "sql": os.path.join(work, "bench.sql"),
-                  "input": os.path.join(work, "input.txt"), "packed": os.path.join(work, "input.br")}
-        with open(values["sql"], "w") as handle:
-            handle.write(SQL)
-        if "{input}" in " ".join(args) or "{packed}" in " ".join(args):
-            make_input([fetch(p) for p in ("libzstd", "gzip", "brotli", "xz-utils")], values["input"])
-        if "{packed}" in " ".join(args):
-            with open(values["packed"], "wb") as handle:
-                handle.write(subprocess.run([pair.plain, "-q", "9", "-c", values["input"]], check=True,
-                                            capture_output=True).stdout)
-        argv = [a.format(**values) for a in args]
+        pair, argv = project_workload(project, subfolder, args, work)
         results.append(model_error_case(project.name, pair.plain, pair.instrumented, argv, work, repeat, fixed))
     return results
+
+
+def project_workload(project: Project, subfolder: str, args: list[str], work: str, sql: str = SQL):
+    """Fetches a project's Debian source, builds it plain and through `cprof build` under `work`
+    (bench_projects.build_pair), and fills the workload's arguments in: {script} the CPU-bound Lua script, {sql}
+    a file holding `sql`, {input} the input of scripts/bench_projects.py, {packed} that input compressed by the
+    plain program (brotli). Returns (the pair, the arguments)."""
+    source = fetch(project.package)
+    source = os.path.normpath(os.path.join(source, subfolder)) if subfolder else source
+    os.makedirs(work, exist_ok=True)
+    pair = build_pair(project, source, work)
+    values = {"script": os.path.join(BENCH, "cpu_bound.lua"), "sql": os.path.join(work, "bench.sql"),
+              "input": os.path.join(work, "input.txt"), "packed": os.path.join(work, "input.br")}
+    with open(values["sql"], "w") as handle:
+        handle.write(sql)
+    if "{input}" in " ".join(args) or "{packed}" in " ".join(args):
+        make_input([fetch(p) for p in ("libzstd", "gzip", "brotli", "xz-utils")], values["input"])
+    if "{packed}" in " ".join(args):
+        with open(values["packed"], "wb") as handle:
+            handle.write(subprocess.run([pair.plain, "-q", "9", "-c", values["input"]], check=True,
+                                        capture_output=True).stdout)
+    return pair, [a.format(**values) for a in args]
 
 
 def main() -> int:

@@ -28,9 +28,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
-from scripts.bench_accuracy import (BENCH, FLAGS, PROGRAMS, SQL, Workspace,  # noqa: E402
-                                    _main_thread_figures, _wall, fixed_cost)
-from scripts.bench_projects import PROJECTS, build_pair, fetch, make_input  # noqa: E402
+from scripts.bench_accuracy import (BENCH, FLAGS, PROGRAMS, Workspace,  # noqa: E402
+                                    _main_thread_figures, _wall, fixed_cost, project_workload)
+from scripts.bench_projects import PROJECTS  # noqa: E402
 
 ZSTD = next(p for p in PROJECTS if p.name == "zstd")
 ADAPTIVE_PROGRAMS = PROGRAMS[:2] + [(ZSTD, "", ["-3", "-q", "-c", "{input}"])]
@@ -203,18 +203,7 @@ def main() -> int:
             key = project.name.split()[0]
             if key not in wanted:
                 continue
-            source = fetch(project.package)
-            source = os.path.normpath(os.path.join(source, subfolder)) if subfolder else source
-            work = os.path.join(root, project.package)
-            os.makedirs(work)
-            pair = build_pair(project, source, work)
-            values = {"script": os.path.join(BENCH, "cpu_bound.lua"), "sql": os.path.join(work, "bench.sql"),
-                      "input": os.path.join(work, "input.txt")}
-            with open(values["sql"], "w") as handle:
-                handle.write(SQL)
-            if "{input}" in " ".join(program_args):  # the input of scripts/bench_projects.py
-                make_input([fetch(p) for p in ("libzstd", "gzip", "brotli", "xz-utils")], values["input"])
-            argv = [a.format(**values) for a in program_args]
+            pair, argv = project_workload(project, subfolder, program_args, os.path.join(root, project.package))
 
             def rebuild(adaptive: bool, pair=pair, project=project):
                 _cprof(["build", *(["--adaptive"] if adaptive else []), "--", *project.build], pair.cprof_dir,

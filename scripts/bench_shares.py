@@ -24,9 +24,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
-from scripts.bench_accuracy import BENCH, SQL, SQLITE_BUILD  # noqa: E402
+from scripts.bench_accuracy import BENCH, SQL, SQLITE_BUILD, project_workload  # noqa: E402
 from scripts.bench_adaptive import _cprof  # noqa: E402
-from scripts.bench_projects import Project, build_pair, fetch  # noqa: E402
+from scripts.bench_projects import Project  # noqa: E402
 from scripts.results import write_results  # noqa: E402
 
 FLAGS = ["-O2", "-g", "-fno-inline"]
@@ -127,15 +127,9 @@ def main() -> int:
             key = project.name.split()[0]
             if key not in wanted:
                 continue
-            source = fetch(project.package)
-            source = os.path.normpath(os.path.join(source, subfolder)) if subfolder else source
             work = os.path.join(root, project.package)
-            os.makedirs(work)
-            pair = build_pair(project, source, work)
-            sql = os.path.join(work, "bench.sql")
-            with open(sql, "w") as handle:
-                handle.write(SQL.replace("x < 100000", "x < 400000"))
-            argv = [a.format(script=os.path.join(BENCH, "cpu_bound.lua"), sql=sql) for a in program_args]
+            pair, argv = project_workload(project, subfolder, program_args, work,
+                                          SQL.replace("x < 100000", "x < 400000"))
             adaptive_build(project.build, pair.cprof_dir, pair.env, pair.instrumented, argv)
             ours, sources = cprof_shares(pair.instrumented, argv, pair.cprof_dir, pair.env, args.repeat)
             perf = perf_shares([pair.plain, *argv], work, args.repeat, set(sources))

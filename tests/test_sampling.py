@@ -59,9 +59,10 @@ def test_count_only_function_gets_its_sampled_share_of_its_callers_self_time(pro
     assert not leaf["timed"] and leaf["time_source"] == "sampled" and own["time_source"] == "measured"
     assert leaf["total_ns"] is None and leaf["self_err_ns"] is not None and leaf["self_err_ns"] > 0
     # leaf does about half of the work (the true share is ~45%: its exact value is not the point here, and a
-    # fixed bound far from it keeps the test free of sampling luck): found in work's self time, taken out of it
+    # fixed bound far from it keeps the test free of sampling luck, even at a 100 Hz kernel tick, 40 samples:
+    # four standard errors): found in work's self time, taken out of it
     total_self = sum(f["self_ns"] for f in report["functions"] if f["self_ns"] is not None)
-    assert leaf["self_ns"] > 0.25 * total_self
+    assert leaf["self_ns"] > 0.15 * total_self
     assert work["self_ns"] < 0.5 * leaf["self_ns"]
     # nothing lost: the split moves time, the sum stays the measured one
     assert abs(total_self - work["total_ns"] - functions["main"]["self_ns"]) < 0.01 * work["total_ns"]
