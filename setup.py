@@ -12,7 +12,9 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 CSRC = "csrc"
-RUNTIME_SOURCES = ["runtime.c", "timer.c", "records.c", "guard_fast.c", "sampling.c", "waits.c", "exec_wrappers.c"]
+RUNTIME_SOURCES = ["runtime.c", "arena.c", "calltree.c", "threads.c", "process.c", "timer.c", "records.c",
+                   "guard_fast.c", "sampling.c", "modules.c", "waits.c", "exec_wrappers.c", "heap_interposed.c",
+                   "heap_wrapped.c"]
 PUBLIC_HEADERS = ["cprof.h", "cprof_guard.h"]
 CFLAGS = ["-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-fvisibility=default"]
 
@@ -35,8 +37,11 @@ class BuildWithRuntime(build_ext):
             extra_preargs=["-fPIC"],
             extra_postargs=CFLAGS + ["-ftls-model=initial-exec", "-pthread"],
         )
+        # the malloc family comes in two forms: defined in front of libc's (the shared runtime), or reached through
+        # the linker's --wrap (a -static link, where libc.a defines malloc itself)
+        shared_objects = [o for o in objects if not os.path.basename(o).startswith("heap_wrapped.")]
         self.compiler.link_shared_object(
-            objects,
+            shared_objects,
             os.path.join(out, "libcprofrt.so"),
             extra_postargs=["-pthread", "-Wl,-soname,libcprofrt.so", "-Wl,-z,nodelete"],
         )
@@ -45,7 +50,7 @@ class BuildWithRuntime(build_ext):
         # linked (hidden) into every dynamically linked program and library beside libcprofrt.so (cprof_guard.h)
         guard_objects = [o for o in objects if os.path.basename(o).startswith("guard_fast.")]
         static_objects = [o for o in objects
-                          if not os.path.basename(o).startswith(("waits.", "exec_wrappers."))]
+                          if not os.path.basename(o).startswith(("waits.", "exec_wrappers.", "heap_interposed."))]
         for name, members in (("cprofrt", static_objects), ("cprofguard", guard_objects)):
             archive = os.path.join(out, f"lib{name}.a")
             if os.path.exists(archive):

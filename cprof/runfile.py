@@ -3,13 +3,14 @@
 Both return the same plain structure, which tests compare on the same files:
     {"header": {...}, "complete": bool,
      "functions": [(id, name, file, line, flags)],
-     "nodes": [(offset, parent_offset | -1, function_id, calls, total_ticks, cpu_ns,
-                alloc_count, alloc_bytes, free_count, free_bytes, wait_ticks, slow_ticks, slow_calls)],
+     "nodes": [(offset, parent_offset | -1, function_id, *counters)],  (counters as in NODE_COUNTERS)
      "threads": [(index, tid, name, root_offset, start_ticks, end_ticks, last_ticks, lost_frames,
                   [(open_node_offset, start_ticks), ...])],
      "counts": [(thread_index, function_id, calls)],  (count-only functions, summed, sorted, no zeros)
      "samples": [(thread_index, node_offset, ip, caller, weight, signals)],  (CPU-time samples, summed, sorted)
-     "modules": [(path, base, low, high, mtime_ns, size)]}  (loaded objects, one per (path, base), sorted)
+     "modules": [(path, base, low, high, mtime_ns, size)],  (loaded objects, one per (path, base), sorted)
+     "heap": {HEAP_FIELDS...} | None,  (the heap record's figures, when the heap was tracked or switched off)
+     "heap_sites": [(node_offset | -1, ip, *SITE_COUNTERS)]}  (summed per (node, ip), sorted; outside site first)
 Every size and pointer is checked before use: a truncated or corrupt file yields what can be trusted.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import bisect
 import os
 import struct
+from dataclasses import dataclass
 
 MAGIC = b"CPROFRUN"
 TRAILER_MAGIC = b"CPROFEND"
@@ -27,7 +29,7 @@ CHUNK_SIZE = 65536
 CMDLINE_MAX = 2048
 
 REC_FUNCTION, REC_THREAD, REC_NODE, REC_STACK, REC_TRAILER, REC_PAD, REC_COUNTS = 1, 2, 3, 4, 5, 6, 7
-REC_SAMPLES, REC_MODULE = 8, 9
+REC_SAMPLES, REC_MODULE, REC_HEAP, REC_HEAP_SITES = 8, 9, 10, 11
 # function flags and header feature bits (csrc/runfile.h)
 FN_STATIC, FN_SECTION, FN_INLINE, FN_COUNTED = 1, 2, 4, 8
 FEAT_CPU_TIME, FEAT_ALLOCS, FEAT_THREAD_CPU, FEAT_WAIT_TIME, FEAT_SAMPLES = 1 << 1, 1 << 2, 1 << 4, 1 << 5, 1 << 7
@@ -47,9 +49,52 @@ _PUBLIC_HEADER_FIELDS = [
     if f not in ("magic", "header_size", "chunk_size", "threads_head", "functions_head", "cmdline_len", "reserved_u32",
                  "reserved_u32b")
 ]
+
+# How a node counter becomes a model value (cprof/model/run.py)
+TICKS = "ticks"  # timer ticks, scaled to nanoseconds with the run's calibrated frequency
+NS = "ns"  # nanoseconds already (a float in the model, as every time is)
+COUNT = "count"  # a whole number, and stays one (a group's median is rounded)
+
+
+@dataclass(frozen=True)
+class NodeCounter:
+    """One counter of struct cprof_node, and what the model makes of it."""
+
+    name: str  # in struct cprof_node
+    unit: str  # TICKS, NS or COUNT
+    # a function's figure is the sum over its nodes; not so for times that include the callees (the model derives
+    # self and outermost totals from them) nor for the runtime's own cost (only the correction uses it)
+    per_function: bool = True
+    attribute: str = ""  # its name in the model (CallNode, FunctionStats); by default the struct's, ticks as _ns
+
+    def __post_init__(self):
+        if not self.attribute:
+            model_name = self.name.removesuffix("_ticks") + "_ns" if self.unit == TICKS else self.name
+            object.__setattr__(self, "attribute", model_name)
+
+    def factor(self, ns_per_tick: float) -> float | int:
+        """What a raw value is multiplied by to become the model's (an int for counts, which keeps them whole)."""
+        return ns_per_tick if self.unit == TICKS else 1.0 if self.unit == NS else 1
+
+
+# struct cprof_node's counters in struct order, as CPROF_NODE_COUNTERS in csrc/runfile.h lists them
+NODE_COUNTERS = (
+    NodeCounter("calls", COUNT),
+    NodeCounter("total_ticks", TICKS, per_function=False),
+    NodeCounter("cpu_ns", NS, per_function=False, attribute="cpu_total_ns"),  # the model's cpu_ns is the self part
+    NodeCounter("alloc_count", COUNT),
+    NodeCounter("alloc_bytes", COUNT),
+    NodeCounter("free_count", COUNT),
+    NodeCounter("free_bytes", COUNT),
+    NodeCounter("wait_ticks", TICKS),
+    NodeCounter("slow_ticks", TICKS, per_function=False),
+    NodeCounter("slow_calls", COUNT, per_function=False),
+    NodeCounter("realloc_count", COUNT),
+)
+
 _HEAD = struct.Struct("<II")
 _FUNCTION = struct.Struct("<IIQIIIHH")  # head, next, id, line, flags, name_len, file_len
-_NODE = struct.Struct("<II15Q")  # head, parent, func, first_child, next_sibling, calls, total, cpu, allocs, wait...
+_NODE = struct.Struct(f"<II4Q{len(NODE_COUNTERS)}Q")  # head, parent, func, first_child, next_sibling, counters
 _THREAD = struct.Struct("<II9QIIQ16sQQ")  # head, top .. end_ticks, index, busy, lost_frames, name, cursor
 _STACK = struct.Struct("<IIQQ5Q")
 _FRAME = struct.Struct("<8Q")
@@ -58,9 +103,19 @@ _COUNTS = struct.Struct("<IIQQII")  # head, thread, table, count; then count fun
 _SAMPLES = struct.Struct("<IIQII5Q")  # head, thread, capacity, used; then (node, ip, caller, weight, signals)
 _SAMPLE_ENTRY = struct.Struct("<5Q")
 _MODULE = struct.Struct("<IIQQQQQII")  # head, base, low, high, mtime_ns, size, path_len; then the path
+# struct cprof_heap_site's counters, in struct order, as CPROF_HEAP_SITE_COUNTERS in csrc/runfile.h lists them
+SITE_COUNTERS = ("alloc_count", "alloc_bytes", "released_count", "released_bytes", "realloc_count",
+                 "temporary_count", "peak_bytes")
+_HEAP_SITE = struct.Struct(f"<3Q{len(SITE_COUNTERS)}Q2Q")  # node, ip, thread, counters, reserved
+_HEAP_SITES = struct.Struct("<IIQQII4Q")  # head, thread, next, capacity, used; then the sites
+# struct cprof_heap_record up to its outside site; HEAP_FIELDS are what readers pass on (CPROF_HEAP_FIELDS)
+_HEAP = struct.Struct("<IIII11Q4Q")
+_HEAP_RECORD_FIELDS = ("kind size source epoch live_bytes live_blocks peak_bytes peak_ticks snapshot_bytes "
+                       "snapshot_ticks sites_head foreign_frees untracked outside_free_count outside_free_bytes").split()
+HEAP_FIELDS = tuple(f for f in _HEAP_RECORD_FIELDS if f not in ("kind", "size", "sites_head"))
 
 FRAME_SIZE = _FRAME.size
-NODE_SIZE = 128
+NODE_SIZE = _NODE.size
 THREAD_SIZE = _THREAD.size
 
 
@@ -123,7 +178,7 @@ def read_run(data: bytes) -> dict:
         return offset
 
     functions, raw_nodes, threads, raw_counts, thread_at = [], [], [], [], {}
-    raw_samples, modules = [], set()
+    raw_samples, modules, raw_sites, heap = [], set(), [], None
     for kind, offset, size in _records(data, used):
         if kind == REC_FUNCTION and size >= _FUNCTION.size:
             _, _, _, fid, line, flags, name_len, file_len = _FUNCTION.unpack_from(data, offset)
@@ -144,11 +199,7 @@ def read_run(data: bytes) -> dict:
                 func_offset = to_offset(func_pointer, _FUNCTION.size)
                 if func_offset < 0:
                     continue
-            calls, total, cpu, alloc_count, alloc_bytes, free_count, free_bytes, wait, slow, slow_calls = values[6:16]
-            raw_nodes.append(
-                (offset, parent, func_offset, calls, total, cpu, alloc_count, alloc_bytes, free_count, free_bytes,
-                 wait, slow, slow_calls)
-            )
+            raw_nodes.append((offset, parent, func_offset) + values[6:])
         elif kind == REC_THREAD and size >= THREAD_SIZE:
             thread = _read_thread(data, offset, to_offset)
             if thread is not None:
@@ -172,6 +223,19 @@ def read_run(data: bytes) -> dict:
                 node_offset = to_offset(node_pointer, NODE_SIZE)
                 if weight and node_offset >= 0:
                     raw_samples.append((thread_offset, node_offset, ip, caller, weight, signals))
+        elif kind == REC_HEAP_SITES and size >= _HEAP_SITES.size:
+            _, _, thread_pointer, _, capacity, _, *_ = _HEAP_SITES.unpack_from(data, offset)
+            at = offset + _HEAP_SITES.size
+            if _HEAP_SITES.size + _HEAP_SITE.size * capacity > size or to_offset(thread_pointer, THREAD_SIZE) < 0:
+                continue
+            for node_pointer, ip, _thread, *counters in _HEAP_SITE.iter_unpack(data[at : at + _HEAP_SITE.size * capacity]):
+                node_offset = to_offset(node_pointer, NODE_SIZE)
+                if ip and node_offset >= 0:
+                    raw_sites.append((node_offset, ip, counters[: len(SITE_COUNTERS)]))
+        elif kind == REC_HEAP and size >= _HEAP.size + _HEAP_SITE.size:
+            if heap is None:
+                heap = dict(zip(_HEAP_RECORD_FIELDS, _HEAP.unpack_from(data, offset)))
+                outside = _HEAP_SITE.unpack_from(data, offset + _HEAP.size)[3 : 3 + len(SITE_COUNTERS)]
         elif kind == REC_MODULE and size >= _MODULE.size:
             _, _, module_base, low, high, mtime_ns, file_size, path_len, _ = _MODULE.unpack_from(data, offset)
             if _MODULE.size + path_len <= size:
@@ -209,6 +273,15 @@ def read_run(data: bytes) -> dict:
             key = (thread_at[thread_offset], node_offset, ip, caller)
             before = samples.get(key, (0, 0))
             samples[key] = (before[0] + weight, before[1] + signals)
+    sites: dict[tuple[int, int], list[int]] = {}
+    for node_offset, ip, counters in raw_sites:
+        if node_offset in node_offsets:
+            total = sites.setdefault((node_offset, ip), [0] * len(SITE_COUNTERS))
+            for index, value in enumerate(counters):
+                total[index] += value
+    heap_sites = [(node, ip, *counters) for (node, ip), counters in sorted(sites.items())]
+    if heap is not None and (outside[0] or outside[2]):  # alloc_count, released_count
+        heap_sites.insert(0, (-1, 0, *outside))
     unique_modules: dict[tuple[bytes, int], tuple] = {}
     for path, module_base, low, high, mtime_ns, file_size in sorted(modules):
         unique_modules.setdefault((path, module_base),
@@ -228,6 +301,8 @@ def read_run(data: bytes) -> dict:
         "samples": sorted((thread, node, ip, caller, weight, signals)
                           for (thread, node, ip, caller), (weight, signals) in samples.items()),
         "modules": list(unique_modules.values()),
+        "heap": {k: heap[k] for k in HEAP_FIELDS} if heap is not None else None,
+        "heap_sites": heap_sites,
     }
 
 

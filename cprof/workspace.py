@@ -26,7 +26,7 @@ def home() -> str:
 
 
 def new_run_id(unix_seconds: float | None = None) -> str:
-    """Same format as format_run_id() in csrc/runtime.c: UTC time to the microsecond, then the pid."""
+    """Same format as format_run_id() in csrc/process.c: UTC time to the microsecond, then the pid."""
     now = time.time() if unix_seconds is None else unix_seconds
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
     return f"{stamp}.{int(now * 1e6) % 1000000:06d}-{os.getpid()}"

@@ -62,12 +62,79 @@ static PyObject *header_dict(const struct cprof_run_header *h)
     return result;
 }
 
+/* (offset, parent, function_id, then every counter in CPROF_NODE_COUNTERS order), as cprof/runfile.py builds it */
+static PyObject *node_tuple(const struct cprof_read_node *n)
+{
+#define COUNTER_VALUE(name) n->name,
+    const uint64_t counters[] = {CPROF_NODE_COUNTERS(COUNTER_VALUE)};
+#undef COUNTER_VALUE
+    const size_t count = sizeof counters / sizeof counters[0];
+    PyObject *item = PyTuple_New((Py_ssize_t)(3 + count));
+    size_t i;
+    if (!item)
+        return NULL;
+    PyTuple_SET_ITEM(item, 0, PyLong_FromUnsignedLongLong(n->offset));
+    PyTuple_SET_ITEM(item, 1, PyLong_FromLongLong((long long)n->parent));
+    PyTuple_SET_ITEM(item, 2, PyLong_FromUnsignedLong(n->function_id));
+    for (i = 0; i < count; i++)
+        PyTuple_SET_ITEM(item, (Py_ssize_t)(3 + i), PyLong_FromUnsignedLongLong(counters[i]));
+    for (i = 0; i < 3 + count; i++) {
+        if (!PyTuple_GET_ITEM(item, (Py_ssize_t)i)) {
+            Py_DECREF(item); /* releases the items made so far */
+            return NULL;
+        }
+    }
+    return item;
+}
+
+/* The heap record's figures by name (None when the run file has none), as cprof/runfile.py returns them. */
+static PyObject *heap_dict(const struct cprof_read_result *r)
+{
+    PyObject *dict, *value;
+    if (!r->has_heap)
+        Py_RETURN_NONE;
+    if (!(dict = PyDict_New()))
+        return NULL;
+#define PUT_HEAP_FIELD(name)                                                                                   \
+    if (!(value = PyLong_FromUnsignedLongLong(r->heap.name)) || PyDict_SetItemString(dict, #name, value) != 0) {  \
+        Py_XDECREF(value);                                                                                     \
+        Py_DECREF(dict);                                                                                       \
+        return NULL;                                                                                           \
+    }                                                                                                          \
+    Py_DECREF(value);
+    CPROF_HEAP_FIELDS(PUT_HEAP_FIELD)
+#undef PUT_HEAP_FIELD
+    return dict;
+}
+
+/* (node offset or -1, ip, the site counters in CPROF_HEAP_SITE_COUNTERS order) */
+static PyObject *heap_site_tuple(const struct cprof_read_heap_site *site)
+{
+#define COUNT_SITE_COUNTER(name) +1
+    PyObject *tuple = PyTuple_New(2 CPROF_HEAP_SITE_COUNTERS(COUNT_SITE_COUNTER));
+#undef COUNT_SITE_COUNTER
+    Py_ssize_t at = 2;
+    if (!tuple)
+        return NULL;
+    PyTuple_SET_ITEM(tuple, 0, PyLong_FromLongLong(site->node));
+    PyTuple_SET_ITEM(tuple, 1, PyLong_FromUnsignedLongLong(site->ip));
+#define SET_SITE_COUNTER(name) PyTuple_SET_ITEM(tuple, at++, PyLong_FromUnsignedLongLong(site->name));
+    CPROF_HEAP_SITE_COUNTERS(SET_SITE_COUNTER)
+#undef SET_SITE_COUNTER
+    for (at = 0; at < PyTuple_GET_SIZE(tuple); at++)
+        if (!PyTuple_GET_ITEM(tuple, at)) {
+            Py_DECREF(tuple);
+            return NULL;
+        }
+    return tuple;
+}
+
 static PyObject *to_python(const struct cprof_read_result *r)
 {
     PyObject *functions = PyList_New((Py_ssize_t)r->function_count);
     PyObject *nodes = PyList_New((Py_ssize_t)r->node_count);
     PyObject *threads = PyList_New((Py_ssize_t)r->thread_count);
-    PyObject *counts = NULL, *samples = NULL, *modules = NULL;
+    PyObject *counts = NULL, *samples = NULL, *modules = NULL, *heap = NULL, *heap_sites = NULL;
     PyObject *header = header_dict(&r->header);
     size_t i, j;
     if (!functions || !nodes || !threads || !header)
@@ -81,10 +148,7 @@ static PyObject *to_python(const struct cprof_read_result *r)
         PyList_SET_ITEM(functions, (Py_ssize_t)i, item);
     }
     for (i = 0; i < r->node_count; i++) {
-        const struct cprof_read_node *n = &r->nodes[i];
-        PyObject *item = Py_BuildValue("(KLIKKKKKKKKKK)", n->offset, (long long)n->parent, n->function_id,
-                                       n->calls, n->total_ticks, n->cpu_ns, n->alloc_count, n->alloc_bytes,
-                                       n->free_count, n->free_bytes, n->wait_ticks, n->slow_ticks, n->slow_calls);
+        PyObject *item = node_tuple(&r->nodes[i]);
         if (!item)
             goto fail;
         PyList_SET_ITEM(nodes, (Py_ssize_t)i, item);
@@ -138,10 +202,21 @@ static PyObject *to_python(const struct cprof_read_result *r)
             goto fail;
         PyList_SET_ITEM(modules, (Py_ssize_t)i, item);
     }
-    return Py_BuildValue("{s:N,s:O,s:N,s:N,s:N,s:N,s:N,s:N}", "header", header, "complete",
+    if (!(heap = heap_dict(r)) || !(heap_sites = PyList_New((Py_ssize_t)r->heap_site_count)))
+        goto fail;
+    for (i = 0; i < r->heap_site_count; i++) {
+        PyObject *item = heap_site_tuple(&r->heap_sites[i]);
+        if (!item)
+            goto fail;
+        PyList_SET_ITEM(heap_sites, (Py_ssize_t)i, item);
+    }
+    return Py_BuildValue("{s:N,s:O,s:N,s:N,s:N,s:N,s:N,s:N,s:N,s:N}", "header", header, "complete",
                          r->complete ? Py_True : Py_False, "functions", functions, "nodes", nodes, "threads", threads,
-                         "counts", counts, "samples", samples, "modules", modules);
+                         "counts", counts, "samples", samples, "modules", modules, "heap", heap,
+                         "heap_sites", heap_sites);
 fail:
+    Py_XDECREF(heap);
+    Py_XDECREF(heap_sites);
     Py_XDECREF(samples);
     Py_XDECREF(modules);
     Py_XDECREF(functions);

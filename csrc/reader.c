@@ -9,6 +9,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* CPROF_NODE_COUNTERS is copied field by field, so it must name every counter of the struct in order: from calls
+ * to the struct's end, each 8 bytes after the one before. */
+#define COUNTER_INDEX(name) COUNTER_AT_##name,
+enum { CPROF_NODE_COUNTERS(COUNTER_INDEX) NODE_COUNTER_COUNT };
+#define CHECK_COUNTER(name)                                                                                        \
+    _Static_assert(offsetof(struct cprof_node, name) == offsetof(struct cprof_node, calls) + 8 * COUNTER_AT_##name \
+                       && sizeof(((struct cprof_node *)0)->name) == 8,                                           \
+                   "CPROF_NODE_COUNTERS: " #name " is not where the struct has it");
+CPROF_NODE_COUNTERS(CHECK_COUNTER)
+_Static_assert(offsetof(struct cprof_node, calls) + 8 * NODE_COUNTER_COUNT == sizeof(struct cprof_node),
+               "CPROF_NODE_COUNTERS lacks a counter of struct cprof_node");
+
 struct growable {
     void *items;
     size_t count, capacity, item_size;
@@ -31,7 +43,9 @@ struct scan_state {
     const unsigned char *data;
     size_t used;
     uint64_t base;
-    struct growable functions, nodes, threads, frames, counts, samples, modules;
+    struct growable functions, nodes, threads, frames, counts, samples, modules, heap_sites;
+    int has_heap;
+    struct cprof_heap_record heap;
     int out_of_memory;
 };
 
@@ -50,6 +64,8 @@ static int64_t to_offset(const struct scan_state *state, uint64_t pointer, size_
 static int collect_counts(struct scan_state *state, const struct cprof_record_head *record, const unsigned char *at);
 static int collect_samples(struct scan_state *state, const struct cprof_record_head *record, const unsigned char *at);
 static int collect_module(struct scan_state *state, const struct cprof_record_head *record, const unsigned char *at);
+static int collect_heap_sites(struct scan_state *state, const struct cprof_record_head *record,
+                              const unsigned char *at);
 
 static int collect(const struct cprof_record_head *record, size_t offset, void *context)
 {
@@ -61,6 +77,15 @@ static int collect(const struct cprof_record_head *record, size_t offset, void *
         return collect_samples(state, record, at);
     if (record->kind == CPROF_REC_MODULE && record->size >= sizeof(struct cprof_module_record))
         return collect_module(state, record, at);
+    if (record->kind == CPROF_REC_HEAP_SITES && record->size >= sizeof(struct cprof_heap_sites_record))
+        return collect_heap_sites(state, record, at);
+    if (record->kind == CPROF_REC_HEAP && record->size >= sizeof(struct cprof_heap_record)) {
+        if (!state->has_heap) {
+            memcpy(&state->heap, at, sizeof state->heap);
+            state->has_heap = 1;
+        }
+        return 0;
+    }
     if (record->kind == CPROF_REC_FUNCTION && record->size >= sizeof(struct cprof_function_record)) {
         struct cprof_function_record function;
         struct cprof_read_function *out;
@@ -93,16 +118,9 @@ static int collect(const struct cprof_record_head *record, size_t offset, void *
         }
         if (node.parent && out->parent < 0)
             out->parent = -2; /* dangling: dropped in resolve() */
-        out->calls = node.calls;
-        out->total_ticks = node.total_ticks;
-        out->cpu_ns = node.cpu_ns;
-        out->alloc_count = node.alloc_count;
-        out->alloc_bytes = node.alloc_bytes;
-        out->free_count = node.free_count;
-        out->free_bytes = node.free_bytes;
-        out->wait_ticks = node.wait_ticks;
-        out->slow_ticks = node.slow_ticks;
-        out->slow_calls = node.slow_calls;
+#define COPY_COUNTER(name) out->name = node.name;
+        CPROF_NODE_COUNTERS(COPY_COUNTER)
+#undef COPY_COUNTER
     } else if (record->kind == CPROF_REC_THREAD && record->size >= sizeof(struct cprof_thread_record)) {
         struct cprof_thread_record thread;
         struct cprof_read_thread *out;
@@ -277,6 +295,38 @@ static void resolve_counts(struct scan_state *state)
     }
     state->counts.count = j;
 }
+static int collect_heap_sites(struct scan_state *state, const struct cprof_record_head *record,
+                              const unsigned char *at)
+{
+    struct cprof_heap_sites_record table;
+    uint64_t i;
+    int64_t thread;
+    memcpy(&table, at, sizeof table);
+    if (sizeof table + (uint64_t)table.capacity * sizeof(struct cprof_heap_site) > record->size)
+        return 0;
+    thread = to_offset(state, table.thread, sizeof(struct cprof_thread_record));
+    if (thread < 0)
+        return 0;
+    for (i = 0; i < table.capacity; i++) {
+        struct cprof_heap_site entry;
+        struct cprof_read_heap_site *out;
+        int64_t node;
+        memcpy(&entry, at + sizeof table + i * sizeof entry, sizeof entry);
+        if (!entry.ip || (node = to_offset(state, entry.node, sizeof(struct cprof_node))) < 0)
+            continue;
+        if (!(out = push(&state->heap_sites))) {
+            state->out_of_memory = 1;
+            return 1;
+        }
+        out->thread_offset = (uint64_t)thread;
+        out->node = node;
+        out->ip = entry.ip;
+#define COPY_SITE_COUNTER(name) out->name = entry.name;
+        CPROF_HEAP_SITE_COUNTERS(COPY_SITE_COUNTER)
+#undef COPY_SITE_COUNTER
+    }
+    return 0;
+}
 
 static int by_node_offset(const void *a, const void *b)
 {
@@ -327,6 +377,52 @@ static void resolve_samples(struct scan_state *state)
     state->samples.count = j;
 }
 
+static int by_site_key(const void *a, const void *b)
+{
+    const struct cprof_read_heap_site *x = a, *y = b;
+    if (x->node != y->node)
+        return (x->node > y->node) - (x->node < y->node);
+    return (x->ip > y->ip) - (x->ip < y->ip);
+}
+
+/* Sites of nodes that are records in the image, by node and instruction, summed; the outside site (node -1)
+ * from the heap record goes first. */
+static void resolve_heap_sites(struct scan_state *state)
+{
+    struct cprof_read_heap_site *sites = state->heap_sites.items;
+    size_t i, j, kept = 0;
+    for (i = 0; i < state->heap_sites.count; i++) {
+        struct cprof_read_node key;
+        key.offset = (uint64_t)sites[i].node;
+        if (bsearch(&key, state->nodes.items, state->nodes.count, sizeof key, by_node_offset))
+            sites[kept++] = sites[i];
+    }
+    qsort(sites, kept, sizeof *sites, by_site_key);
+    for (i = 0, j = 0; i < kept; i++) {
+        if (j > 0 && by_site_key(&sites[j - 1], &sites[i]) == 0) {
+#define ADD_SITE_COUNTER(name) sites[j - 1].name += sites[i].name;
+            CPROF_HEAP_SITE_COUNTERS(ADD_SITE_COUNTER)
+#undef ADD_SITE_COUNTER
+        } else
+            sites[j++] = sites[i];
+    }
+    state->heap_sites.count = j;
+    if (state->has_heap && (state->heap.outside.alloc_count || state->heap.outside.released_count)) {
+        struct cprof_read_heap_site *outside = push(&state->heap_sites);
+        if (!outside) {
+            state->out_of_memory = 1;
+            return;
+        }
+        sites = state->heap_sites.items;
+        memmove(sites + 1, sites, j * sizeof *sites);
+        memset(sites, 0, sizeof *sites);
+        sites[0].node = -1;
+#define COPY_OUTSIDE_COUNTER(name) sites[0].name = state->heap.outside.name;
+        CPROF_HEAP_SITE_COUNTERS(COPY_OUTSIDE_COUNTER)
+#undef COPY_OUTSIDE_COUNTER
+    }
+}
+
 static int by_module(const void *a, const void *b)
 {
     const struct cprof_read_module *x = a, *y = b;
@@ -373,6 +469,7 @@ static void resolve(struct scan_state *state)
     resolve_counts(state);
     resolve_samples(state);
     resolve_modules(state);
+    resolve_heap_sites(state);
 }
 
 int cprof_read_run(const unsigned char *data, size_t size, struct cprof_read_result *result)
@@ -400,6 +497,7 @@ int cprof_read_run(const unsigned char *data, size_t size, struct cprof_read_res
     state.counts.item_size = sizeof(struct cprof_read_count);
     state.samples.item_size = sizeof(struct cprof_read_sample);
     state.modules.item_size = sizeof(struct cprof_read_module);
+    state.heap_sites.item_size = sizeof(struct cprof_read_heap_site);
     cprof_scan_records(data, state.used, collect, &state);
     resolve(&state);
     result->functions = state.functions.items;
@@ -416,6 +514,10 @@ int cprof_read_run(const unsigned char *data, size_t size, struct cprof_read_res
     result->sample_count = state.samples.count;
     result->modules = state.modules.items;
     result->module_count = state.modules.count;
+    result->heap_sites = state.heap_sites.items;
+    result->heap_site_count = state.heap_sites.count;
+    result->has_heap = state.has_heap;
+    result->heap = state.heap;
     result->used = state.used;
     result->complete = 0;
     if (size >= CPROF_HEADER_SIZE + sizeof trailer && size >= result->header.used_bytes) { /* not truncated */
@@ -439,5 +541,6 @@ void cprof_read_free(struct cprof_read_result *result)
     free(result->counts);
     free(result->samples);
     free(result->modules);
+    free(result->heap_sites);
     memset(result, 0, sizeof *result);
 }

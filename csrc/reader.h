@@ -18,8 +18,9 @@ struct cprof_read_node {
     int64_t parent;  /* offset of the parent node, -1 for a thread root */
     uint32_t function_id; /* 0 for a thread root */
     uint64_t function_offset; /* the function record's offset (internal to the reader) */
-    uint64_t calls, total_ticks, cpu_ns, alloc_count, alloc_bytes, free_count, free_bytes, wait_ticks, slow_ticks,
-        slow_calls;
+#define CPROF_READ_COUNTER(name) uint64_t name;
+    CPROF_NODE_COUNTERS(CPROF_READ_COUNTER) /* as in struct cprof_node */
+#undef CPROF_READ_COUNTER
 };
 
 struct cprof_read_count {
@@ -39,6 +40,16 @@ struct cprof_read_module {
     const char *path; /* points into the image; not terminated */
     size_t path_len;
     uint64_t base, low, high, mtime_ns, size;
+};
+
+/* One allocation site, summed over the tables it appears in; node -1 is the process's outside site. */
+struct cprof_read_heap_site {
+    uint64_t thread_offset;  /* internal: the table's thread */
+    int64_t node;            /* offset of the node, -1 outside every recorded call */
+    uint64_t ip;
+#define CPROF_READ_SITE_COUNTER(name) uint64_t name;
+    CPROF_HEAP_SITE_COUNTERS(CPROF_READ_SITE_COUNTER)
+#undef CPROF_READ_SITE_COUNTER
 };
 
 struct cprof_read_frame {
@@ -64,7 +75,11 @@ struct cprof_read_result {
     struct cprof_read_count *counts; /* count-only functions: one per (thread, function), summed, sorted */
     struct cprof_read_sample *samples; /* one per (thread, node, ip), summed, sorted */
     struct cprof_read_module *modules; /* one per (path, base), sorted */
-    size_t function_count, node_count, thread_count, frame_count, count_count, sample_count, module_count;
+    int has_heap;                      /* a heap record was found: heap holds the first one */
+    struct cprof_heap_record heap;
+    struct cprof_read_heap_site *heap_sites; /* one per (node, ip), summed, sorted; the outside site first */
+    size_t function_count, node_count, thread_count, frame_count, count_count, sample_count, module_count,
+        heap_site_count;
     char error[160];
 };
 

@@ -33,7 +33,7 @@ __extension__ typedef unsigned long long cprof_u64; /* the same type as the guar
 /* Feature bits: what this run measured. Readers ignore bits they do not know. */
 #define CPROF_FEAT_WALL_TIME (1ull << 0)  /* node.total_ticks holds wall-clock ticks */
 #define CPROF_FEAT_CPU_TIME (1ull << 1)   /* node.cpu_ns holds thread CPU time (--cpu-time) */
-#define CPROF_FEAT_ALLOCS (1ull << 2)     /* node allocation counters are filled (reserved) */
+#define CPROF_FEAT_ALLOCS (1ull << 2)     /* the heap was tracked: node allocation counters, heap records (heap.c) */
 #define CPROF_FEAT_TRACE (1ull << 3)      /* bounded event-trace records follow (reserved) */
 #define CPROF_FEAT_THREAD_CPU (1ull << 4) /* a thread root's cpu_ns holds the thread's whole CPU time at its end */
 #define CPROF_FEAT_WAIT_TIME (1ull << 5)  /* node.wait_ticks holds time spent blocked (csrc/waits.c) */
@@ -176,8 +176,15 @@ struct cprof_node {
     cprof_u64 wait_ticks;     /* CPROF_FEAT_WAIT_TIME: blocked in a waiting call made right here (not in callees) */
     cprof_u64 slow_ticks;     /* CPROF_FEAT_SLOW_PATH: entries into this node that took the slow path (a new call */
     cprof_u64 slow_calls;     /* path, a longjmp repair, stack growth): their time, which lands in the caller */
-    cprof_u64 reserved[1];
+    cprof_u64 realloc_count;  /* CPROF_FEAT_ALLOCS: reallocations made right here */
 };
+
+/* The node's counters, calls to the end of struct cprof_node in struct order, as an X-macro: the C reader and the
+ * binding expand it, so that a new counter is its field above, its name here and its line in cprof/runfile.py's
+ * NODE_COUNTERS. reader.c asserts at compile time that this list and the struct agree. */
+#define CPROF_NODE_COUNTERS(X)                                                                                  \
+    X(calls) X(total_ticks) X(cpu_ns) X(alloc_count) X(alloc_bytes) X(free_count) X(free_bytes) X(wait_ticks) \
+    X(slow_ticks) X(slow_calls) X(realloc_count)
 
 /* One open activation on a thread's shadow stack. */
 struct cprof_frame {
@@ -249,6 +256,71 @@ struct cprof_module_record {
     cprof_u32 reserved;
     /* path_len bytes of path, unterminated, padded to 8 */
 };
+
+/* Heap tracking (csrc/heap.c): one process record, and per-thread tables of allocation sites.
+ *
+ * A site is (node, return address of the allocation call): the innermost recorded call the program was in, and
+ * the instruction that asked (in the program, or inside libc when strdup or fopen allocated on its behalf). Every
+ * block the program gets carries its site, so whoever frees it (another thread too) charges the release back to
+ * the site: live = allocated - released, per site, in a killed run as well. */
+#define CPROF_REC_HEAP 10u        /* the process's heap totals and peak (one per process) */
+#define CPROF_REC_HEAP_SITES 11u  /* one table of a thread's allocation sites */
+
+/* How the heap was seen (heap record .source). */
+#define CPROF_HEAP_OFF 0u          /* switched off at run time (CPROF_HEAP=0) */
+#define CPROF_HEAP_INTERPOSED 1u   /* the shared runtime's malloc family came first in symbol lookup */
+#define CPROF_HEAP_WRAPPED 2u      /* a -static link: the linker routed every call through the runtime (--wrap) */
+#define CPROF_HEAP_FOREIGN 3u      /* the program (or a library before ours) defines its own malloc: not seen */
+
+struct cprof_heap_site {
+    cprof_u64 node;            /* struct cprof_node *; 0: no recorded call was active (the process's outside site) */
+    cprof_u64 ip;              /* return address of the call into the allocator */
+    cprof_u64 thread;          /* struct cprof_thread_record * that owns the table; 0 for the outside site */
+    cprof_u64 alloc_count;     /* blocks handed out here (a realloc that returns a block counts as one) */
+    cprof_u64 alloc_bytes;     /* bytes asked for, not what the allocator rounded them up to */
+    cprof_u64 released_count;  /* of those blocks, freed since (by any thread; realloc releases the old block) */
+    cprof_u64 released_bytes;
+    cprof_u64 realloc_count;   /* of the blocks, how many came from realloc */
+    cprof_u64 temporary_count; /* freed by the same function with no allocation in between (heaptrack's measure) */
+    cprof_u64 peak_bytes;      /* live bytes of this site when the heap record's snapshot was taken */
+    cprof_u64 reserved[2];
+};
+/* The site counters, in struct order (readers copy them by this list; cprof/model/heap.py mirrors it). */
+#define CPROF_HEAP_SITE_COUNTERS(X)                                                                             \
+    X(alloc_count) X(alloc_bytes) X(released_count) X(released_bytes) X(realloc_count) X(temporary_count)       \
+    X(peak_bytes)
+struct cprof_heap_sites_record {
+    struct cprof_record_head head;  /* size: the whole chunk */
+    cprof_u64 thread;               /* struct cprof_thread_record * */
+    cprof_u64 next;                 /* older table of any thread (the snapshot walks them all) */
+    cprof_u32 capacity;
+    cprof_u32 used;
+    cprof_u64 reserved[4];          /* entries start 64 bytes in */
+    /* struct cprof_heap_site entries[capacity]; an entry is in use once its ip or node is non-zero */
+};
+struct cprof_heap_record {
+    struct cprof_record_head head;
+    cprof_u32 source;          /* CPROF_HEAP_* */
+    cprof_u32 epoch;           /* fork generation: blocks of an older one are the parent's, not this run's */
+    cprof_u64 live_bytes;      /* of this run's blocks, now */
+    cprof_u64 live_blocks;
+    cprof_u64 peak_bytes;      /* the most live_bytes ever reached, and when (ticks) */
+    cprof_u64 peak_ticks;
+    cprof_u64 snapshot_bytes;  /* live_bytes when sites' peak_bytes were last copied (within 1/16 of the peak) */
+    cprof_u64 snapshot_ticks;
+    cprof_u64 sites_head;      /* newest site table: struct cprof_heap_sites_record * */
+    cprof_u64 foreign_frees;   /* frees of blocks the runtime did not hand out (before tracking, a parent's) */
+    cprof_u64 untracked;       /* allocations passed through without a header (larger than 2^42 bytes) */
+    cprof_u64 outside_free_count; /* frees made where no call was recorded (frees have no site of their own) */
+    cprof_u64 outside_free_bytes;
+    cprof_u64 reserved[4];
+    struct cprof_heap_site outside; /* allocations made where no call was recorded (thread not yet seen,
+                                       profiling switched off, before the runtime started) */
+};
+/* The heap record's figures as readers pass them on (cprof/runfile.py mirrors the list). */
+#define CPROF_HEAP_FIELDS(X)                                                                                    \
+    X(source) X(epoch) X(live_bytes) X(live_blocks) X(peak_bytes) X(peak_ticks) X(snapshot_bytes)               \
+    X(snapshot_ticks) X(foreign_frees) X(untracked) X(outside_free_count) X(outside_free_bytes)
 
 struct cprof_trailer_record {
     struct cprof_record_head head;

@@ -15,14 +15,11 @@
 #include "cprof_guard.h"
 
 #include <errno.h>
-#include <limits.h>
-#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <ucontext.h>
@@ -31,16 +28,11 @@
 /* Defined (as 1) where exec is interposed (exec_wrappers.c, the shared runtime): only there is sampling safe. */
 extern const int cprof_exec_guarded __attribute__((weak));
 
-#define MODULES_MAX 1024
-
 static struct {
     int active;
     long period_ns;
     struct cprof_run_header *header;
-    pthread_mutex_t modules_lock;
-    size_t module_count;
-    cprof_u64 module_bases[MODULES_MAX]; /* objects already recorded (private memory: only to skip repeats) */
-} sampling = {.modules_lock = PTHREAD_MUTEX_INITIALIZER};
+} sampling;
 
 /* Initial-exec like the guard's own TLS: the runtime may sit in a library loaded into a -fPIC program. */
 static __thread struct cprof_samples_record *thread_table __attribute__((tls_model("initial-exec")));
@@ -188,7 +180,6 @@ void cprof_sampling_start_process(struct cprof_run_header *header)
     header->sample_source = CPROF_SAMPLES_THREAD_TIMER;
     header->features |= CPROF_FEAT_SAMPLES;
     sampling.active = 1;
-    cprof_record_modules();
 }
 
 void cprof_sampling_start_thread(void)
@@ -245,69 +236,4 @@ void cprof_sampling_after_fork(void)
      * stay in use */
     timer_live = 0;
     cprof_sampling_start_thread();
-}
-
-/* ---- modules ------------------------------------------------------------------------------------------ */
-
-static int record_module(struct dl_phdr_info *info, size_t size, void *unused)
-{
-    char path[PATH_MAX];
-    const char *name = info->dlpi_name;
-    size_t length, i, bytes;
-    cprof_u64 low = ~0ull, high = 0;
-    struct cprof_module_record *record;
-    (void)size;
-    (void)unused;
-    for (i = 0; i < sampling.module_count; i++)
-        if (sampling.module_bases[i] == (cprof_u64)info->dlpi_addr)
-            return 0;
-    for (i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *segment = &info->dlpi_phdr[i];
-        if (segment->p_type != PT_LOAD || !(segment->p_flags & PF_X))
-            continue;
-        if (info->dlpi_addr + segment->p_vaddr < low)
-            low = info->dlpi_addr + segment->p_vaddr;
-        if (info->dlpi_addr + segment->p_vaddr + segment->p_memsz > high)
-            high = info->dlpi_addr + segment->p_vaddr + segment->p_memsz;
-    }
-    if (high == 0 || sampling.module_count == MODULES_MAX)
-        return 0;
-    if (!name || !*name) { /* the program itself */
-        ssize_t got = readlink("/proc/self/exe", path, sizeof path - 1);
-        if (got <= 0)
-            return 0;
-        path[got] = 0;
-        name = path;
-    }
-    length = strnlen(name, PATH_MAX);
-    bytes = (sizeof *record + length + 7) / 8 * 8;
-    record = cprof_process_alloc(bytes);
-    if (!record)
-        return 1;
-    record->base = (cprof_u64)info->dlpi_addr;
-    record->low = low;
-    record->high = high;
-    {
-        struct stat file;
-        if (stat(name, &file) == 0) {
-            record->mtime_ns = (cprof_u64)file.st_mtim.tv_sec * 1000000000ull + (cprof_u64)file.st_mtim.tv_nsec;
-            record->size = (cprof_u64)file.st_size;
-        }
-    }
-    record->path_len = (cprof_u32)length;
-    memcpy(record + 1, name, length);
-    record->head.size = (cprof_u32)bytes;
-    __asm__ __volatile__("" ::: "memory");
-    record->head.kind = CPROF_REC_MODULE;
-    sampling.module_bases[sampling.module_count++] = (cprof_u64)info->dlpi_addr;
-    return 0;
-}
-
-void cprof_record_modules(void)
-{
-    if (!sampling.active)
-        return;
-    pthread_mutex_lock(&sampling.modules_lock);
-    dl_iterate_phdr(record_module, NULL);
-    pthread_mutex_unlock(&sampling.modules_lock);
 }

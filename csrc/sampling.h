@@ -18,10 +18,7 @@ void cprof_sampling_after_fork(void);
 /* Whether this process samples. */
 int cprof_sampling_active(void);
 
-/* Writes one module record per loaded object that has none yet (at start-up, and at exit for later dlopens). */
-void cprof_record_modules(void);
-
-/* The runtime's side (runtime.c). A whole chunk of the arena: cprof_arena_chunk may lock and grow the mapping;
+/* The runtime's side (arena.c). A whole chunk of the arena: cprof_arena_chunk may lock and grow the mapping;
  * cprof_arena_try_chunk never locks (the signal handler's only allocation) and returns NULL when the mapped part
  * of the arena is used up. cprof_process_alloc: a small record that belongs to no thread. */
 char *cprof_arena_chunk(void);

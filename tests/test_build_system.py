@@ -144,7 +144,7 @@ def test_profile_json_through_a_build_command_keeps_standard_output_for_the_json
     result = project.cprof("profile", "--bin", "prog", "--json", "--args", "7", "--", "make")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)  # make's own output and the program's went to standard error
-    validate(document, "report-3.json")
+    validate(document, "report-4.json")
     assert by_name(document)["util_add"]["calls"] == 7
     assert "cc" in result.stderr or "gcc" in result.stderr  # make echoed its commands, there
 

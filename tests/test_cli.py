@@ -115,7 +115,7 @@ def report_json(project: Project, *args: str) -> dict:
     result = project.cprof("report", "--json", *args)
     assert result.returncode == 0, result.stderr
     document = result.json()
-    validate(document, "report-3.json")
+    validate(document, "report-4.json")
     return document
 
 
@@ -166,8 +166,11 @@ def tour(tmp_path_factory) -> Project:
 def test_profile_prints_the_report_with_exact_calls(tour):
     result = tour.cprof("report")
     header, rows, footer = table(result.stdout)
-    assert header == ["Function", "Self", "Self %", "Total", "Calls", "Self/call"]
+    # the heap was tracked: the one allocation is stdout's buffer, which libc made inside main's printf
+    assert header == ["Function", "Self", "Self %", "Total", "Calls", "Self/call", "Allocs", "Alloc Bytes", "Frees",
+                      "Free Bytes"]
     assert {row[0]: int(row[4].replace(",", "")) for row in rows} == TOUR_CALLS
+    assert {row[0]: row[6] for row in rows} == {name: "1" if name == "main" else "0" for name in TOUR_CALLS}
     assert rows[0][0] == "heavy" and names(result.stdout).index("heavy") < names(result.stdout).index("light")
     assert re.match(r"run \S+: wall [\d.]+ [mµ]?s, 1 thread, complete$", footer[0])
     assert re.match(r"instrumented functions ran [\d.]+% of this run's [\d.]+ [mµ]?s \(main thread", footer[1])
@@ -269,7 +272,7 @@ def test_a_mode_without_calibration_says_its_times_are_raw_everywhere(project, h
     assert "times are raw: with" in table and "times corrected" not in table and "~" not in table
     assert "times are raw: with" in tour.cprof("report", "--tree").stdout
     document = report_json(tour)
-    validate(document, "report-3.json")
+    validate(document, "report-4.json")
     assert document["corrected"] is False and not document["correction"]["applied"]
     assert document["correction"]["reason"].startswith("times are raw: with")
     assert all(f["self_ns"] == f["raw_self_ns"] and f["self_err_ns"] is None and f["total_err_ns"] is None

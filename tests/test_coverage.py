@@ -80,7 +80,7 @@ def test_a_run_that_covers_little_says_so_in_every_format(project):
     assert warning and float(warning.group(1)) < 10, table
     assert "WARNING: instrumented functions ran only" in project.cprof("report", "--tree").stdout
     document = project.cprof("report", "--json").json()
-    validate(document, "report-3.json")
+    validate(document, "report-4.json")
     coverage = document["coverage"]
     assert coverage["low"] and coverage["share"] < 0.1 and coverage["units"] == 2
     assert coverage["units_fallen_back"] == 1 and coverage["fallbacks"][0]["source"].endswith("main.c")
@@ -107,7 +107,7 @@ def test_waiting_is_told_apart_from_work(project):
     project.write("pool.c", WAITING)
     assert project.cprof("profile", "pool.c", "--", "-pthread").returncode == 0
     document = project.cprof("report", "--json", "--all").json()
-    validate(document, "report-3.json")
+    validate(document, "report-4.json")
     functions = by_name(document)
     # the worker waited in take_job; main waited in hand_out's sleep and in its join
     assert functions["take_job"]["wait_ns"] >= 100e6 and functions["take_job"]["self_ns"] >= 100e6

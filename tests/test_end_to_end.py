@@ -23,7 +23,7 @@ def test_profile_counts_every_call_exactly(project):
     result = project.cprof("profile", "fib.c", "--args", "20", "--json")
     assert result.returncode == 0, result.stderr
     report = result.json()
-    validate(report, "report-3.json")
+    validate(report, "report-4.json")
     functions = by_name(report)
     assert functions["fib"]["calls"] == 21891  # 2 * fib(21) - 1
     assert functions["main"]["calls"] == 1
@@ -72,7 +72,7 @@ def test_inline_guard_counts_exactly_and_behaves_as_plain(project):
     run = project.cprof("run", "--", "18")
     assert run.stdout == project.run("./plain", "18").stdout == "fib(18) = 2584\n"
     report = project.cprof("report", "--json").json()
-    validate(report, "report-3.json")
+    validate(report, "report-4.json")
     assert by_name(report)["fib"]["calls"] == 8361 and by_name(report)["main"]["calls"] == 1
     # the fast paths really are inline: the program calls no out-of-line __cprof_enter_fast
     symbols = project.run("nm", os.path.join(project.root, ".cprof", "build", "direct", "fib")).stdout
@@ -107,7 +107,7 @@ def test_count_only_functions_are_counted_exactly_per_thread_and_said_to_be(proj
                            "--threads", "--", "-pthread", env={"CPROF_SAMPLE_HZ": "0"})
     assert result.returncode == 0, result.stderr
     report = result.json()
-    validate(report, "report-3.json")
+    validate(report, "report-4.json")
     assert report["sampling"] is None
     functions = by_name(report)
     tiny = functions["tiny"]

@@ -27,7 +27,7 @@ def profile(project, body: str, *args: str, expect_status: int | None = None):
     if expect_status is not None:
         assert result.returncode == expect_status, result.stderr
     report = result.json()
-    validate(report, "report-3.json")
+    validate(report, "report-4.json")
     return report, result
 
 
@@ -114,7 +114,7 @@ def test_threads_count_exactly_and_break_down_per_thread(project):
         }
     """)
     report = project.cprof("profile", "prog.c", "--json", "--threads").json()
-    validate(report, "report-3.json")
+    validate(report, "report-4.json")
     work = by_name(report)["work"]
     assert work["calls"] == 10000 * 36
     per_thread = sorted(t["calls"] for t in work["threads"])

@@ -50,7 +50,7 @@ def test_count_only_function_gets_its_sampled_share_of_its_callers_self_time(pro
     result = project.cprof("profile", "--count-only", "leaf", "burner.c", "--json", "--", "-O2", "-g")
     assert result.returncode == 0, result.stderr
     report = result.json()
-    validate(report, "report-3.json")
+    validate(report, "report-4.json")
     sampling = report["sampling"]
     assert sampling is not None and sampling["period_ns"] == 1_000_000 and sampling["dropped_ns"] == 0
     assert sampling["samples_ns"] >= 150_000_000  # of the 400 ms the program burns inside instrumented calls

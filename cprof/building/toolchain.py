@@ -21,12 +21,20 @@ def check_installed() -> None:
             raise CprofError(f"cprof's runtime is missing ({path}); reinstall with 'pip install .'", EXIT_SETUP)
 
 
+# What a -static link routes through the runtime's heap tracking (csrc/heap_wrapped.c): libc.a defines these itself,
+# so the program's calls and libc's own (strdup, fopen) reach the runtime through the linker's --wrap instead.
+HEAP_FUNCTIONS = ("malloc", "free", "calloc", "realloc", "reallocarray", "memalign", "aligned_alloc", "posix_memalign",
+                  "valloc", "pvalloc", "malloc_usable_size")
+
+
 def runtime_link_args(static: bool) -> list[str]:
     """Linked once into every final executable and shared library. The shared runtime keeps one copy per process
     however many instrumented libraries it loads; each executable and library gets its own hidden copy of the
     guard's fast paths, so that guarded calls reach them directly; -static links get one archive of both."""
     if static:
-        return [STATIC_RUNTIME, "-pthread"]
+        # -u: libc.a's members come after the runtime in the link, and may be the only callers of malloc
+        wraps = ",".join(f"--wrap={name}" for name in HEAP_FUNCTIONS)
+        return ["-Wl," + wraps, "-Wl,-u,__wrap_malloc", STATIC_RUNTIME, "-pthread"]
     return [GUARD_ARCHIVE, "-L" + RUNTIME_DIR, "-Wl,-rpath," + RUNTIME_DIR, "-lcprofrt", "-pthread"]
 
 

@@ -8,6 +8,7 @@ from cprof.building.driver import BuildOptions
 from cprof.instrument.filters import FunctionFilter
 from cprof.cli.output import add_output_options
 from cprof.render.table import SORT_KEYS, ReportOptions
+from cprof.render.tree import TREE_WEIGHTS
 
 
 def _number(convert, what: str, minimum: float, inclusive: bool):
@@ -96,18 +97,24 @@ def add_report_options(parser: argparse.ArgumentParser, function_pattern: bool =
                        help="show the N functions first by --sort (default 10)")
     count.add_argument("--all", action="store_true", help="show every function")
     group.add_argument("--sort", choices=list(SORT_KEYS), default="self",
-                       help="order by self time (default), total time, calls, allocations or bytes allocated")
+                       help="order by self time (default), total time, calls, allocations, bytes allocated, or bytes "
+                       "still live at the end")
     group.add_argument("--threads", action="store_true", help="break each function down per thread")
     group.add_argument("--tree", action="store_true", help="print the call tree of each thread, with inclusive times")
     group.add_argument("--min-percent", type=non_negative_float, default=1.0, metavar="P",
                        help="with --tree: hide call paths under P%% of their thread (default 1)")
+    group.add_argument("--by", choices=TREE_WEIGHTS, default="time",
+                       help="with --tree: weigh call paths by inclusive time (default) or by bytes allocated")
+    group.add_argument("--mem", action="store_true",
+                       help="the heap: allocation sites by source line, what was live at the end (leaks) and at "
+                       "the peak, by call path")
     if function_pattern:  # `profile` uses --fn for what to instrument, which also limits the report
         group.add_argument("--fn", dest="report_fn", metavar="PATTERN",
                            help="only functions whose name contains PATTERN (with --tree: highlight them)")
     group.add_argument("--locations", action="store_true", help="show each function's file:line")
     group.add_argument("--uncorrected", action="store_true",
                        help="raw times, the guard's own cost included (default: corrected, with its uncertainty)")
-    add_output_options(group, "cprof-report/3")
+    add_output_options(group, "cprof-report/4")
 
 
 def report_options(args) -> ReportOptions:
@@ -118,4 +125,5 @@ def report_options(args) -> ReportOptions:
         corrected=not args.uncorrected,
         function_pattern=getattr(args, "report_fn", None),
         locations=args.locations,
+        memory=args.mem,
     )

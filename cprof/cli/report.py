@@ -10,6 +10,7 @@ from cprof.cli.output import output_stream, wants_json
 from cprof.errors import EXIT_USAGE, CprofError
 from cprof.model.load import GroupRun, load_view
 from cprof.render.json_report import JsonReport
+from cprof.render.memory import MemoryReport
 from cprof.render.table import FunctionTable
 from cprof.render.tree import CallTree
 from cprof.workspace import Store
@@ -58,10 +59,12 @@ def render_report(view, args) -> None:
             JsonReport(view, options).render(out)
         elif args.tree:
             run = view.representative if isinstance(view, GroupRun) else view
-            CallTree(run, options.corrected, args.min_percent, options.function_pattern).render(out)
+            CallTree(run, options.corrected, args.min_percent, options.function_pattern, args.by).render(out)
             if run is not view:
                 out.write(f"call tree of run {run.id}, the median of group {view.id}'s {len(view.runs)} runs "
                           "by total self time\n")
+        elif options.memory:
+            MemoryReport(view, options.top).render(out)
         else:
             FunctionTable(view, options).render(out)
 

@@ -10,16 +10,18 @@ from dataclasses import dataclass, field
 
 from cprof.model.coverage import Coverage, median_coverage
 from cprof.model.load import function_samples, median_of
-from cprof.model.run import FunctionKey, FunctionStats, Run, raw_reason
+from cprof.model.run import (FUNCTION_COUNTERS, FunctionKey, FunctionStats, Run, add_stats, counters_dataclass,
+                             raw_reason)
+
+# a side's medians of the counters functions sum (calls, alloc_bytes...)
+_SideCounters = counters_dataclass("SideCounters", FUNCTION_COUNTERS, float)
 
 
 @dataclass
-class Side:
+class Side(_SideCounters):
     self_ns: float = 0.0  # median over the side's runs
     spread_ns: float = 0.0  # half the range over the side's runs
     err_ns: float = 0.0  # correction uncertainty (median)
-    calls: float = 0.0
-    alloc_bytes: float = 0.0
     present: bool = False
 
 
@@ -97,19 +99,18 @@ def _side(items: list[FunctionStats | None]) -> Side:
         self_ns=median_of(selves),
         spread_ns=(max(selves) - min(selves)) / 2,
         err_ns=median_of(item.self_err_ns if item else 0.0 for item in items),
-        calls=median_of(item.calls if item else 0 for item in items),
-        alloc_bytes=median_of(item.alloc_bytes if item else 0 for item in items),
         present=True,
+        **{c.attribute: median_of(getattr(item, c.attribute) if item else 0 for item in items)
+           for c in FUNCTION_COUNTERS},
     )
 
 
 def _run_total(run: Run, corrected: bool) -> FunctionStats:
+    """Every function's figures added up: self times and counters mean the whole run's (totals overlap, and are
+    not read)."""
     total = FunctionStats(FunctionKey("(total)", "", 0))
     for item in run.functions(corrected):
-        total.self_ns += item.self_ns
-        total.self_err_ns += item.self_err_ns
-        total.calls += item.calls
-        total.alloc_bytes += item.alloc_bytes
+        add_stats(total, item)
     return total
 
 

@@ -9,13 +9,14 @@ import statistics
 import sys
 
 from cprof.errors import EXIT_CORRUPT, EXIT_NOT_FOUND, CprofError
-from cprof.model.run import FunctionKey, FunctionStats, ProcessData, Run, load_process, raw_reason
+from cprof.model.run import (FUNCTION_COUNTERS, FUNCTION_TIMES, FunctionKey, FunctionStats, ProcessData, Run,
+                             load_process, raw_reason)
+from cprof.runfile import COUNT
 from cprof.workspace import RunEntry, Store
 
 # the FunctionStats fields a group reports the median of; counts stay whole numbers
-_TIME_FIELDS = ("self_ns", "total_ns", "self_err_ns", "total_err_ns", "raw_self_ns", "raw_total_ns", "cpu_ns",
-                "wait_ns")
-_COUNT_FIELDS = ("calls", "alloc_count", "alloc_bytes", "free_count", "free_bytes")
+_COUNT_FIELDS = tuple(c.attribute for c in FUNCTION_COUNTERS if c.unit == COUNT)
+_TIME_FIELDS = FUNCTION_TIMES + tuple(c.attribute for c in FUNCTION_COUNTERS if c.unit != COUNT)
 
 
 def _warn(message: str) -> None:

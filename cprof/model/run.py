@@ -9,7 +9,8 @@ from __future__ import annotations
 import glob
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
+from operator import mul
 
 from cprof.errors import EXIT_CORRUPT, EXIT_NOT_FOUND, CprofError
 from cprof import runfile
@@ -18,6 +19,16 @@ from cprof.model.correction import Calibration, correct_tree
 
 from cprof.runfile import (FEAT_ALLOCS, FEAT_CPU_TIME, FEAT_SAMPLES, FEAT_THREAD_CPU,  # noqa: F401 (re-exported)
                            FEAT_WAIT_TIME, FN_COUNTED, FN_INLINE, FN_SECTION, FN_STATIC)
+from cprof.model.heap import HEAP_NODE_COUNTERS, ProcessHeap, load_heap
+from cprof.runfile import COUNT, NODE_COUNTERS
+
+# every counter of a call-tree node: the run file's, then those its allocation sites give it (model/heap.py)
+MODEL_COUNTERS = NODE_COUNTERS + HEAP_NODE_COUNTERS
+# the counters a function's statistics sum as they are, under the same names as on CallNode
+FUNCTION_COUNTERS = tuple(c for c in MODEL_COUNTERS if c.per_function)
+_RECORD_COUNTER_NAMES = tuple(c.attribute for c in NODE_COUNTERS)
+_MODEL_COUNTER_NAMES = tuple(c.attribute for c in MODEL_COUNTERS)
+_FUNCTION_COUNTER_NAMES = tuple(c.attribute for c in FUNCTION_COUNTERS)
 
 
 def read_run_file(path: str) -> dict:
@@ -50,23 +61,32 @@ class FunctionKey:
     line: int
 
 
+def counters_dataclass(name: str, counters, number: type | None = None) -> type:
+    """A dataclass holding the given node counters under their model names, all zero, for a class to derive
+    from: ints for counts and floats for times, or all of the type `number`. Keyword-only, so that the deriving
+    class's own fields keep their places (CallNode(key, parent)); no __eq__, so that CallNode keeps identity."""
+    fields = []
+    for counter in counters:
+        kind = number or (int if counter.unit == COUNT else float)
+        fields.append((counter.attribute, kind, field(default=kind(), kw_only=True)))
+    return make_dataclass(name, fields, eq=False, namespace={"__module__": __name__})
+
+
+NodeCounters = counters_dataclass("NodeCounters", MODEL_COUNTERS)
+FunctionCounters = counters_dataclass("FunctionCounters", FUNCTION_COUNTERS)
+
+
 @dataclass(eq=False)
-class CallNode:
+class CallNode(NodeCounters):
+    """One calling context. Its counters (NodeCounters: calls, total_ns, cpu_total_ns, wait_ns, alloc_count...,
+    named by runfile.NODE_COUNTERS) are the run file's, raw, times in nanoseconds: total_ns and cpu_total_ns include
+    the callees, the others count this node alone (csrc/runfile.h says what each holds)."""
+
     key: FunctionKey | None  # None for a thread root
     parent: "CallNode | None" = None
     children: dict = field(default_factory=dict)  # FunctionKey -> CallNode
-    calls: int = 0
-    total_ns: float = 0.0  # inclusive, raw
     self_ns: float = 0.0  # raw
-    cpu_total_ns: float = 0.0  # thread CPU time inside, callees included (--cpu-time)
-    cpu_ns: float = 0.0  # the same, callees excluded
-    alloc_count: int = 0
-    alloc_bytes: int = 0
-    free_count: int = 0
-    free_bytes: int = 0
-    wait_ns: float = 0.0  # blocked in a waiting call (a lock, a condition variable, a join, a sleep...) made here
-    slow_ns: float = 0.0  # entries into this node through the runtime's slow path: their time (in the parent's)
-    slow_calls: int = 0
+    cpu_ns: float = 0.0  # thread CPU time, callees excluded (--cpu-time)
     # corrected for the guard's own cost (see correction.py), with the uncertainty of that correction
     corrected_total_ns: float = 0.0
     corrected_self_ns: float = 0.0
@@ -139,6 +159,7 @@ class ProcessData:
     calibration: Calibration
     flags: dict[FunctionKey, int]  # function flags (static, section...)
     sampled_weight: int = 0  # sampling periods the samples of this process stand for, inside recorded calls
+    heap: ProcessHeap | None = None  # what heap tracking saw (None: a run file without a heap record)
 
     @property
     def fork_child(self) -> bool:
@@ -152,11 +173,17 @@ class ProcessData:
         return max((t.end_ns for t in self.threads), default=0.0)
 
 
+# the times FunctionStats derives from the nodes; like the counters, they add up over threads
+FUNCTION_TIMES = ("self_ns", "total_ns", "self_err_ns", "total_err_ns", "raw_self_ns", "raw_total_ns", "cpu_ns")
+
+
 @dataclass
-class FunctionStats:
+class FunctionStats(FunctionCounters):
+    """A function's figures over its nodes: the counters (FunctionCounters: calls, wait_ns, which is part of the
+    self time, alloc_count...) summed, and the times below."""
+
     key: FunctionKey
     flags: int = 0
-    calls: int = 0
     self_ns: float = 0.0  # corrected unless the run was loaded uncorrected
     total_ns: float = 0.0
     self_err_ns: float = 0.0
@@ -164,11 +191,6 @@ class FunctionStats:
     raw_self_ns: float = 0.0
     raw_total_ns: float = 0.0
     cpu_ns: float = 0.0
-    wait_ns: float = 0.0  # of the self time, how much was spent blocked in waiting calls
-    alloc_count: int = 0
-    alloc_bytes: int = 0
-    free_count: int = 0
-    free_bytes: int = 0
     sampled: bool = False  # a count-only function whose self time the samples estimated (no total: no frame)
     threads: dict = field(default_factory=dict)  # (pid, thread index) -> FunctionStats for that thread
 
@@ -208,15 +230,14 @@ def load_process(path: str) -> ProcessData:
     # nodes by offset; attach each to its parent (offsets of roots are known from the thread records)
     nodes: dict[int, CallNode] = {}
     pending = []
-    for offset, parent, function_id, calls, total, cpu, ac, ab, fc, fb, wait, slow, slow_calls in raw["nodes"]:
+    factors = [counter.factor(scale) for counter in NODE_COUNTERS]
+    for offset, parent, function_id, *counters in raw["nodes"]:
         entry = functions.get(function_id)
         node = CallNode(entry[0] if entry else None)
-        node.calls, node.total_ns, node.cpu_total_ns = calls, total * scale, float(cpu)
-        node.alloc_count, node.alloc_bytes, node.free_count, node.free_bytes = ac, ab, fc, fb
-        node.wait_ns = wait * scale
-        node.slow_ns, node.slow_calls = slow * scale, slow_calls
+        vars(node).update(zip(_RECORD_COUNTER_NAMES, map(mul, counters, factors)))  # half the cost of keywords
         nodes[offset] = node
         pending.append((node, parent))
+    heap = load_heap(raw, nodes, header)
     for node, parent in pending:
         parent_node = nodes.get(parent) if parent >= 0 else None
         if parent_node is None or node.key is None:
@@ -262,16 +283,12 @@ def load_process(path: str) -> ProcessData:
     if header["features"] & FEAT_SAMPLES:
         sampling.apply_samples(raw, nodes, threads, flags, calibration)
     return ProcessData(header["pid"], header["parent_pid"], path, header, raw["complete"], threads, calibration, flags,
-                       sum(sample[4] for sample in raw.get("samples", ())))
+                       sum(sample[4] for sample in raw.get("samples", ())), heap)
 
 
 def _merge_into(target: CallNode, source: CallNode) -> None:
-    target.calls += source.calls
-    target.total_ns += source.total_ns
-    target.cpu_total_ns += source.cpu_total_ns
-    target.wait_ns += source.wait_ns
-    target.slow_ns += source.slow_ns
-    target.slow_calls += source.slow_calls
+    for name in _MODEL_COUNTER_NAMES:
+        setattr(target, name, getattr(target, name) + getattr(source, name))
     for key, child in source.children.items():
         if key in target.children:
             _merge_into(target.children[key], child)
@@ -374,7 +391,7 @@ class Run:
             for key, item in per_thread.items():
                 total = stats.setdefault(key, FunctionStats(key, flags.get(key, 0)))
                 item.flags = total.flags
-                _add(total, item)
+                add_stats(total, item)
                 total.threads[(thread.pid, thread.index)] = item
                 total.sampled = total.sampled or item.sampled
         result = [s for s in stats.values() if s.calls or s.total_ns]
@@ -413,12 +430,12 @@ def _accumulate(root: CallNode, out: dict[FunctionKey, FunctionStats], corrected
             item = out.get(key)
             if item is None:
                 item = out[key] = FunctionStats(key)
-            item.calls += node.calls
+            for name in _FUNCTION_COUNTER_NAMES:
+                setattr(item, name, getattr(item, name) + getattr(node, name))
             item.raw_self_ns += node.self_ns
             item.self_ns += node.corrected_self_ns if corrected else node.self_ns
             item.self_err_ns += node.self_err_ns if corrected else 0.0
             item.cpu_ns += node.cpu_ns
-            item.wait_ns += node.wait_ns
             for counted_key, (raw_ns, corrected_ns, err_ns) in node.sampled.items():
                 part = out.get(counted_key)
                 if part is None:
@@ -426,10 +443,6 @@ def _accumulate(root: CallNode, out: dict[FunctionKey, FunctionStats], corrected
                 part.raw_self_ns += raw_ns
                 part.self_ns += corrected_ns if corrected else raw_ns
                 part.self_err_ns += err_ns if corrected else 0.0
-            item.alloc_count += node.alloc_count
-            item.alloc_bytes += node.alloc_bytes
-            item.free_count += node.free_count
-            item.free_bytes += node.free_bytes
             if not active.get(key):
                 item.raw_total_ns += node.total_ns
                 item.total_ns += node.corrected_total_ns if corrected else node.total_ns
@@ -439,7 +452,6 @@ def _accumulate(root: CallNode, out: dict[FunctionKey, FunctionStats], corrected
         stack.extend((child, False) for child in node.children.values())
 
 
-def _add(total: FunctionStats, item: FunctionStats) -> None:
-    for name in ("calls", "self_ns", "total_ns", "self_err_ns", "total_err_ns", "raw_self_ns", "raw_total_ns",
-                 "cpu_ns", "wait_ns", "alloc_count", "alloc_bytes", "free_count", "free_bytes"):
+def add_stats(total: FunctionStats, item: FunctionStats) -> None:
+    for name in FUNCTION_TIMES + _FUNCTION_COUNTER_NAMES:
         setattr(total, name, getattr(total, name) + getattr(item, name))

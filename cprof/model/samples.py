@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 
 from cprof.model.correction import COUNT_ERROR_NS, SAMPLE_Z
+from cprof.model.symbols import changed_modules, module_of, resolve
 from cprof.runfile import FN_COUNTED
 
 RUNTIME = "<cprof>"  # the guard's and the runtime's own instructions
@@ -31,61 +29,6 @@ class SampledShare:
     share_err: float  # one standard error of `share`
 
 
-def _base_name(symbol: str) -> str:
-    """gcc names split-off copies `name.part.0`, `name.cold`, `name.constprop.0`, `name.isra.0`."""
-    return symbol.split(".", 1)[0]
-
-
-def resolve(ips_by_module: dict[str, set[int]], modules: list[tuple]) -> dict[int, list[tuple[str, str]]]:
-    """ip -> its inline chain [(function, file), ...], innermost first; empty when nothing is known (no
-    addr2line, no such file, a stripped object)."""
-    chains: dict[int, list[tuple[str, str]]] = {}
-    tool = shutil.which("addr2line")
-    by_path = {module[0]: module[1] for module in modules}
-    for path, ips in ips_by_module.items():
-        if not tool or not os.path.isfile(path) or not ips:
-            continue
-        ordered = sorted(ips)
-        offsets = "\n".join(hex(ip - by_path[path]) for ip in ordered)
-        try:
-            output = subprocess.run([tool, "-f", "-i", "-a", "-e", path], input=offsets, capture_output=True,
-                                    text=True, errors="replace", timeout=300).stdout
-        except (OSError, subprocess.SubprocessError):
-            continue
-        lines = output.splitlines()
-        index, at = -1, 0
-        while at < len(lines):
-            if lines[at].startswith("0x") and index + 1 < len(ordered):  # the next address begins (-a)
-                index += 1
-                chains[ordered[index]] = []
-                at += 1
-                continue
-            if index >= 0 and at + 1 < len(lines):
-                function, location = lines[at], lines[at + 1]
-                if function != "??":
-                    chains[ordered[index]].append((_base_name(function), location.rsplit(":", 1)[0]))
-            at += 2
-    return chains
-
-
-def module_of(ip: int, modules: list[tuple]) -> str | None:
-    for path, _base, low, high, *_file in modules:
-        if low <= ip < high:
-            return path
-    return None
-
-
-def unchanged(module: tuple) -> bool:
-    """Whether the object's file is still the one the run loaded (same modification time and size): a rebuilt
-    program would resolve the run's instructions to the wrong functions."""
-    path, _base, _low, _high, mtime_ns, size = module
-    try:
-        status = os.stat(path)
-    except OSError:
-        return False
-    return status.st_mtime_ns == mtime_ns and status.st_size == size
-
-
 UNKNOWN = "<unknown>"  # code that cprof does not instrument (a library, a skipped function)
 
 
@@ -98,10 +41,10 @@ class Classifier:
         self.counted = counted  # name -> FunctionKeys of count-only functions with that name
         self.timed_names = timed_names
 
-    def classify(self, chain: list[tuple[str, str]], path: str | None):
+    def classify(self, chain: list[tuple[str, str, int]], path: str | None):
         if path and os.path.basename(path).startswith("libcprofrt"):
             return RUNTIME
-        for function, file in chain:
+        for function, file, _line in chain:
             if function.startswith(RUNTIME_PREFIXES):
                 return RUNTIME
             keys = self.counted.get(function)
@@ -153,9 +96,6 @@ def shares(samples_by_node: dict, classify) -> dict:
     return result
 
 
-_STALE_WARNED: set[str] = set()  # one warning per file and process
-
-
 def apply_samples(raw: dict, nodes: dict, threads: list, flags: dict, calibration) -> None:
     """Takes the count-only functions' sampled share out of each node's self time (nodes: offset -> CallNode of
     one process, threads: its ThreadData, flags: FunctionKey -> FN_* flags). The samples in a
@@ -163,12 +103,7 @@ def apply_samples(raw: dict, nodes: dict, threads: list, flags: dict, calibratio
     too, and its whole size is added to the uncertainty (how much an increment overlaps the function's own work
     depends on the code)."""
     modules = raw.get("modules", [])
-    stale = [m[0] for m in modules if os.path.exists(m[0]) and not unchanged(m)]
-    if stale:  # its instructions would resolve to whatever the new build put there: the samples are not used
-        if stale[0] not in _STALE_WARNED:
-            _STALE_WARNED.add(stale[0])
-            sys.stderr.write(f"cprof: warning: {stale[0]} changed since the run: its samples cannot be resolved, so "
-                             "count-only functions keep no time of their own\n")
+    if changed_modules(modules, "its samples cannot be resolved, so count-only functions keep no time of their own"):
         return
     by_node: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
     ips_by_module: dict[str, set[int]] = {}
@@ -266,5 +201,5 @@ def not_sampled_reason(processes) -> str | None:
     return None
 
 
-__all__ = ["Classifier", "RUNTIME", "UNKNOWN", "SAMPLE_Z", "SampledShare", "apply_samples", "module_of",
-           "not_sampled_reason", "resolve", "sampling_summary", "shares", "unchanged"]
+__all__ = ["Classifier", "RUNTIME", "UNKNOWN", "SAMPLE_Z", "SampledShare", "apply_samples", "not_sampled_reason",
+           "sampling_summary", "shares"]

@@ -17,6 +17,10 @@ def side_label(label: str, runs: int) -> str:
     return f"{label} ({'median of ' + plural(runs, 'run') if runs > 1 else 'one run'})"
 
 
+def _signed_bytes(delta: float) -> str:
+    return ("+" if delta > 0 else "") + format_bytes(delta)
+
+
 class DiffTable:
     def __init__(self, diff: RunDiff, top: int | None = 20, only_significant: bool = False):
         self.diff = diff
@@ -28,11 +32,12 @@ class DiffTable:
         diff = self.diff
         changes = [c for c in diff.changes if c.significant or not self.only_significant]
         shown = changes if self.top is None else changes[: self.top]
-        allocs = any(c.a.alloc_bytes or c.b.alloc_bytes for c in diff.changes)
+        # the heap's columns when allocations changed somewhere: time-only diffs stay narrow
+        allocs = any(c.a.alloc_count != c.b.alloc_count or c.a.alloc_bytes != c.b.alloc_bytes for c in diff.changes)
         out.write(f"A: {side_label(diff.a_label, diff.a_runs)}\nB: {side_label(diff.b_label, diff.b_runs)}\n")
         headers = ["Function", "A self", "B self", "Delta", "Delta %", "Noise", "Calls A", "Calls B"]
         if allocs:
-            headers.append("Alloc delta")
+            headers += ["Allocs delta", "Bytes delta"]
         rows, colours = [], []
         for change in shown:
             a, b = change.a, change.b
@@ -47,7 +52,7 @@ class DiffTable:
                 format_count(round(b.calls)) if b.present else "-",
             ]
             if allocs:
-                row.append(format_bytes(b.alloc_bytes - a.alloc_bytes))
+                row += [f"{round(b.alloc_count - a.alloc_count):+,}", _signed_bytes(b.alloc_bytes - a.alloc_bytes)]
             rows.append(row)
             if not change.significant:
                 colours.append(style.dim)

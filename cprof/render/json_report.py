@@ -1,4 +1,4 @@
-"""`--json` output of report and profile: schema cprof-report/3 (cprof/schemas/report-3.json)."""
+"""`--json` output of report and profile: schema cprof-report/4 (cprof/schemas/report-4.json)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import json
 
 from cprof.model.coverage import Coverage, coverage_of
 from cprof.model.load import GroupRun
-from cprof.model.run import FEAT_ALLOCS, FEAT_CPU_TIME, FEAT_THREAD_CPU, FEAT_WAIT_TIME, FN_SECTION, FN_STATIC, Run
+from cprof.model.run import (FEAT_ALLOCS, FEAT_CPU_TIME, FEAT_THREAD_CPU, FEAT_WAIT_TIME, FN_SECTION, FN_STATIC,
+                             FUNCTION_COUNTERS, Run)
+from cprof.model.heap import SOURCE_NAMES, heap_summary, sites_by_bytes
 from cprof.model.samples import sampling_summary
 from cprof.render.table import ReportOptions, has_feature, selected_functions
 
-REPORT_SCHEMA = "cprof-report/3"
+REPORT_SCHEMA = "cprof-report/4"
 _TIMERS = {1: "tsc", 2: "clock_gettime", 3: "cntvct"}
 
 
@@ -68,7 +70,6 @@ def function_record(item, with_threads: bool, corrected: bool = True) -> dict:
         "line": item.key.line,
         "static": bool(item.flags & FN_STATIC),
         "section": bool(item.flags & FN_SECTION),
-        "calls": item.calls,
         "timed": timed,
         "time_source": item.time_source,
         "self_ns": _optional_ns(item.self_ns if has_self else None),
@@ -79,12 +80,9 @@ def function_record(item, with_threads: bool, corrected: bool = True) -> dict:
         "raw_total_ns": _optional_ns(item.raw_total_ns if timed else None),
         "mostly_correction": item.mostly_correction,
         "cpu_ns": round(item.cpu_ns),
-        "wait_ns": round(item.wait_ns),
-        "alloc_count": item.alloc_count,
-        "alloc_bytes": item.alloc_bytes,
-        "free_count": item.free_count,
-        "free_bytes": item.free_bytes,
     }
+    # calls, wait_ns, alloc_count...: every counter a function sums, each a whole number (of ns for times)
+    record.update((c.attribute, round(getattr(item, c.attribute))) for c in FUNCTION_COUNTERS)
     if with_threads:
         record["threads"] = [
             {"pid": pid, "index": index, "calls": part.calls, "self_ns": round(part.self_ns),
@@ -118,6 +116,29 @@ def coverage_record(coverage: Coverage) -> dict:
     }
 
 
+def heap_record(processes, with_sites: bool) -> dict | None:
+    summary = heap_summary(processes)
+    if summary is None:
+        return None
+    record = {"source": SOURCE_NAMES.get(summary.source, "off"), "tracked": summary.tracked}
+    record.update((name, summary.totals.get(name, 0)) for name in (
+        "alloc_count", "alloc_bytes", "free_count", "free_bytes", "realloc_count", "temporary_count", "live_count",
+        "live_bytes"))
+    record.update(peak_bytes=summary.peak_bytes, peak_ns=round(summary.peak_ns), snapshot_bytes=summary.snapshot_bytes,
+                  foreign_frees=summary.foreign_frees, untracked=summary.untracked)
+    if with_sites:
+        record["sites"] = [site_record(process, site) for process, site in sites_by_bytes(processes)]
+    return record
+
+
+def site_record(process, site) -> dict:
+    return {"pid": process.pid, "path": [key.name for key in site.node.path()] if site.node is not None else [],
+            "function": site.function, "file": site.file, "line": site.line, "module": site.module,
+            "alloc_count": site.alloc_count, "alloc_bytes": site.alloc_bytes, "live_count": site.live_count,
+            "live_bytes": site.live_bytes, "realloc_count": site.realloc_count,
+            "temporary_count": site.temporary_count, "peak_bytes": site.peak_bytes}
+
+
 def report_document(run: Run | GroupRun, options: ReportOptions) -> dict:
     """For a group, `run` describes the group's median run and every function figure is a median over the group."""
     shown, matching = selected_functions(run, options)
@@ -131,6 +152,7 @@ def report_document(run: Run | GroupRun, options: ReportOptions) -> dict:
                                         None if corrected else run.raw_reason or "raw times were asked for"),
         "sort": options.sort,
         "sampling": sampling_summary((run.representative if isinstance(run, GroupRun) else run).processes),
+        "heap": heap_record((run.representative if isinstance(run, GroupRun) else run).processes, options.memory),
         "functions": [function_record(f, options.threads, corrected) for f in shown],
         "hidden_functions": len(matching) - len(shown),
     }

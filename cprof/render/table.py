@@ -20,6 +20,7 @@ SORT_KEYS = {
     "calls": lambda f: f.calls,
     "allocs": lambda f: f.alloc_count,
     "bytes": lambda f: f.alloc_bytes,
+    "live": lambda f: f.live_bytes,
 }
 
 
@@ -31,6 +32,7 @@ class ReportOptions:
     corrected: bool = True
     function_pattern: str | None = None
     locations: bool = False
+    memory: bool = False  # the heap's allocation sites, leaks and peak (report --mem)
 
 
 def has_feature(run: Run, bit: int) -> bool:

@@ -8,7 +8,9 @@ from cprof.model.coverage import coverage_of
 from cprof.model.run import CallNode, Run
 from cprof.render.coverage_note import coverage_lines, thread_note
 from cprof.render.style import Style
-from cprof.render.units import format_count, format_ns, format_percent
+from cprof.render.units import format_bytes, format_count, format_ns, format_percent
+
+TREE_WEIGHTS = ("time", "bytes")  # what a call path's width in the tree is: inclusive time, or bytes allocated
 
 
 @dataclass
@@ -20,16 +22,32 @@ class SampledLeaf:
 
 
 class CallTree:
-    def __init__(self, run: Run, corrected: bool = True, min_percent: float = 1.0, function_pattern: str | None = None):
+    def __init__(self, run: Run, corrected: bool = True, min_percent: float = 1.0, function_pattern: str | None = None,
+                 weight: str = "time"):
         self.run = run
         self.corrected = corrected
         self.min_percent = min_percent
         self.function_pattern = function_pattern
+        self.by_bytes = weight == "bytes"
+        self._inclusive_bytes: dict[int, int] = {}
+        self.format = format_bytes if self.by_bytes else format_ns
 
     def _total(self, node: "CallNode | SampledLeaf") -> float:
         if isinstance(node, SampledLeaf):
             return node.ns
+        if self.by_bytes:
+            return self._bytes(node)
         return node.corrected_total_ns if self.corrected else node.total_ns
+
+    def _bytes(self, node: CallNode) -> int:
+        """Bytes allocated in the node and everything it called."""
+        known = self._inclusive_bytes.get(id(node))
+        if known is None:
+            for each in reversed(list(node.walk())):
+                self._inclusive_bytes[id(each)] = each.alloc_bytes + sum(
+                    self._inclusive_bytes[id(c)] for c in each.children.values())
+            known = self._inclusive_bytes[id(node)]
+        return known
 
     def render(self, out) -> None:
         style = Style.for_stream(out)
@@ -40,7 +58,7 @@ class CallTree:
                 continue
             pid = f"pid {thread.pid}, " if len(self.run.processes) > 1 else ""
             out.write(style.bold(f"thread {thread.index} ({pid}{thread.name or '?'}, tid {thread.tid}): "
-                                 f"{format_ns(whole)}") + style.dim(thread_note(thread_coverage)) + "\n")
+                                 f"{self.format(whole)}" + (" allocated" if self.by_bytes else "")) + style.dim(thread_note(thread_coverage)) + "\n")
             pruned = 0
 
             def shown_children(node):
@@ -65,7 +83,7 @@ class CallTree:
                 if self.function_pattern and self.function_pattern in name:
                     name = style.yellow(name)
                 waited = f", waiting {format_ns(node.wait_ns)}" if node.wait_ns >= 0.01 * whole else ""
-                out.write(f"{prefix}{branch}{format_percent(total, whole):>6} {format_ns(total):>9}  {name}"
+                out.write(f"{prefix}{branch}{format_percent(total, whole):>6} {self.format(total):>9}  {name}"
                           + style.dim(f"  ×{format_count(node.calls)}{waited}") + "\n")
                 children = shown_children(node)
                 extension = "   " if last else "│  "
@@ -88,5 +106,5 @@ class CallTree:
 
     def _ordered(self, node: CallNode) -> list:
         index = 1 if self.corrected else 0
-        leaves = [SampledLeaf(key.name, parts[index]) for key, parts in node.sampled.items()]
+        leaves = [] if self.by_bytes else [SampledLeaf(key.name, parts[index]) for key, parts in node.sampled.items()]
         return sorted([*node.children.values(), *leaves], key=lambda c: -self._total(c))
