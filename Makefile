@@ -3,9 +3,9 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES_TEST := csmith libcsmith-dev cmake
-APT_PACKAGES_BENCH := uftrace libffi-dev linux-perf
+APT_PACKAGES_BENCH := uftrace libffi-dev linux-perf heaptrack zstd
 
-.PHONY: install demo test test-slow deps-test deps-bench corpus bench bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-shares bench-projects readme-tables csmith-300 clean
+.PHONY: install demo test test-slow deps-test deps-bench corpus bench bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-shares bench-heap bench-projects readme-tables csmith-300 clean
 
 install:
 	$(PIP) install --quiet -e '.[test]'
@@ -38,7 +38,7 @@ csmith-300: install deps-test
 	$(PYTHON) scripts/csmith_equivalence.py --programs 300 --output benchmarks/results/csmith.json
 
 # Every README table: each script stores its results in benchmarks/results/, then the tables are printed from them.
-bench: bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-shares bench-projects csmith-300 readme-tables
+bench: bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-shares bench-heap bench-projects csmith-300 readme-tables
 
 bench-build: install corpus
 	$(PYTHON) scripts/bench_build.py
@@ -56,6 +56,10 @@ bench-accuracy: install corpus
 # fib, qsort+hash, Lua, sqlite3, zstd and a csmith program: plain, fully instrumented and adaptive, side by side
 bench-adaptive: install deps-bench corpus
 	$(PYTHON) scripts/bench_adaptive.py --repeat 5
+
+# heap tracking: its cost per malloc+free pair against heaptrack's, and Lua's heap totals against heaptrack's
+bench-heap: install deps-bench corpus
+	$(PYTHON) scripts/bench_heap.py --repeat 7
 
 # the adaptive mode's self-time shares against perf's on the plain program (both built with -fno-inline)
 bench-shares: install deps-bench corpus

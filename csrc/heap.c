@@ -141,38 +141,49 @@ static struct cprof_heap_site *thread_site(struct cprof_thread_record *thread, c
 }
 
 /* The live bytes of every site, copied when the heap grows past the last copy by a sixteenth: the call paths
- * holding the most at the peak, to within that much. Rare (a heap growing a thousandfold takes ~110 copies). */
+ * holding the most at the peak, to within that much. Rare (a heap growing a thousandfold takes ~110 copies).
+ * With `live` 0, only the live blocks are counted. */
 static void take_snapshot(cprof_u64 live)
 {
     struct cprof_heap_record *record = heap.record;
     const struct cprof_heap_sites_record *table;
+    cprof_u64 blocks;
     if (__atomic_exchange_n(&heap.snapshot_lock, 1, __ATOMIC_ACQUIRE))
         return; /* another thread is taking one */
+    record->outside.peak_bytes = record->outside.alloc_bytes - record->outside.released_bytes;
+    blocks = record->outside.alloc_count - record->outside.released_count;
     for (table = (const void *)(uintptr_t)__atomic_load_n(&record->sites_head, __ATOMIC_ACQUIRE); table;
          table = (const void *)(uintptr_t)table->next) {
         struct cprof_heap_site *entries = (struct cprof_heap_site *)(table + 1);
         size_t i;
         for (i = 0; i < table->capacity; i++)
-            if (entries[i].ip)
-                entries[i].peak_bytes = entries[i].alloc_bytes - entries[i].released_bytes;
+            if (entries[i].ip) {
+                if (live)
+                    entries[i].peak_bytes = entries[i].alloc_bytes - entries[i].released_bytes;
+                blocks += entries[i].alloc_count - entries[i].released_count;
+            }
     }
-    record->outside.peak_bytes = record->outside.alloc_bytes - record->outside.released_bytes;
+    record->live_blocks = blocks;
+    if (!live) { /* only the blocks were wanted (at exit) */
+        __atomic_store_n(&heap.snapshot_lock, 0, __ATOMIC_RELEASE);
+        return;
+    }
     record->snapshot_bytes = live;
     record->snapshot_ticks = cprof_runtime_ticks();
     __atomic_store_n(&heap.snapshot_lock, 0, __ATOMIC_RELEASE);
 }
 
+/* One atomic operation per call (the process's live bytes, for its peak): blocks are counted per site instead,
+ * where only the owning thread writes. */
 static void live_changed(cprof_u64 size, int allocated)
 {
     struct cprof_heap_record *record = heap.record;
     cprof_u64 live;
     if (!allocated) {
         __atomic_fetch_sub(&record->live_bytes, size, __ATOMIC_RELAXED);
-        __atomic_fetch_sub(&record->live_blocks, 1, __ATOMIC_RELAXED);
         return;
     }
     live = __atomic_add_fetch(&record->live_bytes, size, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&record->live_blocks, 1, __ATOMIC_RELAXED);
     if (__builtin_expect(live <= record->peak_bytes, 1))
         return;
     record->peak_bytes = live; /* racing threads may lower it by a block: both were peaks within a block */
@@ -237,15 +248,13 @@ static void charge_release(void *pointer, const struct block_header *block)
     }
     if (site == &early_site && heap.record)
         site = &heap.record->outside;
-    if (site->thread && site->thread == (cprof_u64)(uintptr_t)thread) {
-        site->released_count++;
-        site->released_bytes += size;
-        if (pointer == last_block && node == site->node)
-            site->temporary_count++;
-    } else {
-        __atomic_fetch_add(&site->released_count, 1, __ATOMIC_RELAXED);
-        __atomic_fetch_add(&site->released_bytes, size, __ATOMIC_RELAXED);
-    }
+    /* atomic even in the thread that owns the site: another thread may free one of its blocks at the same
+     * moment, and a plain increment here would overwrite that one (the block would then look leaked) */
+    __atomic_fetch_add(&site->released_count, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&site->released_bytes, size, __ATOMIC_RELAXED);
+    if (site->thread && site->thread == (cprof_u64)(uintptr_t)thread && pointer == last_block &&
+        node == site->node)
+        site->temporary_count++; /* only the owner writes it */
     if (heap.record)
         live_changed(size, 0);
 }
@@ -457,7 +466,6 @@ void cprof_heap_start_process(struct cprof_run_header *header)
         record->untracked = early_site.reserved[0];
         record->outside.reserved[0] = 0;
         record->live_bytes = early_site.alloc_bytes - early_site.released_bytes;
-        record->live_blocks = early_site.alloc_count - early_site.released_count;
         header->features |= CPROF_FEAT_ALLOCS;
     }
     record->head.size = (cprof_u32)sizeof *record;
@@ -469,9 +477,12 @@ void cprof_heap_start_process(struct cprof_run_header *header)
 void cprof_heap_finish(void)
 {
     /* a program that ends at its peak (nothing freed since) gets the per-path figures of the peak itself */
-    if (heap.record && heap.record->live_bytes == heap.record->peak_bytes &&
-        heap.record->snapshot_bytes != heap.record->peak_bytes)
+    if (!heap.record)
+        return;
+    if (heap.record->live_bytes == heap.record->peak_bytes && heap.record->snapshot_bytes != heap.record->peak_bytes)
         take_snapshot(heap.record->live_bytes);
+    else
+        take_snapshot(0);
 }
 
 void cprof_heap_after_fork(void)

@@ -303,7 +303,7 @@ struct cprof_heap_record {
     cprof_u32 source;          /* CPROF_HEAP_* */
     cprof_u32 epoch;           /* fork generation: blocks of an older one are the parent's, not this run's */
     cprof_u64 live_bytes;      /* of this run's blocks, now */
-    cprof_u64 live_blocks;
+    cprof_u64 live_blocks;     /* at the last snapshot and at a clean exit (the sites count blocks as they go) */
     cprof_u64 peak_bytes;      /* the most live_bytes ever reached, and when (ticks) */
     cprof_u64 peak_ticks;
     cprof_u64 snapshot_bytes;  /* live_bytes when sites' peak_bytes were last copied (within 1/16 of the peak) */

@@ -200,7 +200,36 @@ def shares(document: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-TABLES = {"projects": ("projects.json", projects), "adaptive": ("adaptive.json", adaptive),
+def heap(document: dict) -> str:
+    cost = document["cost"]
+    lines = _header("per malloc+free pair", *cost["per_pair_ns"].keys())
+    lines.append("| time | " + " | ".join(f"{v:.1f} ns" for v in cost["per_pair_ns"].values()) + " |")
+    lines.append("| added to the plain program | - | " + " | ".join(f"{v:.1f} ns" for v in cost["added_ns"].values())
+                 + " |")
+    lines += ["", f"Target: at most a tenth of heaptrack's added cost ({cost['target_ns']:.1f} ns): "
+              f"**{'met' if cost['met'] else 'not met'}**. Each figure is the slope between runs of "
+              f"{cost['pairs'][0]:,} and {cost['pairs'][1]:,} pairs (medians of {document['repeat']} interleaved "
+              "runs), so start-up is left out.", ""]
+    lua = document["lua"]
+    names = {"alloc_count": "allocations", "alloc_bytes": "bytes allocated", "free_count": "frees",
+             "peak_bytes": "peak heap", "live_bytes": "live at exit"}
+    lines += _header(f"Lua 5.4, `{lua['script']}`", "heaptrack", "cprof", "difference")
+    for key, label in names.items():
+        difference = lua["difference_percent"][key]
+        lines.append(f"| {label} | {lua['heaptrack'][key]:,} | {lua['cprof'][key]:,} | "
+                     f"{'-' if difference is None else f'{difference:+.3f}%'} |")
+    for row in lua["top_functions"]:
+        lines.append(f"| allocations by `{row['function']}` and its callees (heaptrack's top) | "
+                     f"{row['heaptrack_calls']:,} | {row['cprof_allocations']:,} | {row['difference_percent']:+.3f}% |")
+    own = lua["heaptrack"]["heaptrack_own"]
+    lines += ["", f"Within 1%: **{'met' if lua['met'] else 'not met'}**. heaptrack's figures are summed from its "
+              f"own trace, less {own['alloc_count']} allocation ({own['alloc_bytes']:,} bytes) that its preloaded "
+              "library makes at start-up; the two runs are separate runs of the same script. From "
+              f"{_source(document)}."]
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {"heap": ("heap.json", heap), "projects": ("projects.json", projects), "adaptive": ("adaptive.json", adaptive),
           "shares": ("shares.json", shares), "accuracy": ("accuracy.json", accuracy),
           "overhead": ("overhead.json", overhead), "build": ("build.json", build),
           "instrument": ("instrument.json", instrument), "csmith": ("csmith.json", csmith)}

@@ -82,6 +82,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cpu-time", action="store_true",
                        help="also measure CPU time per function: two thread CPU clock reads per call (often over "
                        "1 us a call; 'cprof doctor' measures it), times then uncorrected")
+    group.add_argument("--no-heap", dest="heap", action="store_false",
+                       help="do not track the heap (malloc & co.), without rebuilding: the allocator is then called "
+                       "as without cprof, at the cost of one branch")
     group.add_argument("--ignore-exit-code", action="store_true",
                        help="exit 0 even when the program fails (by default its exit status is cprof's)")
     group.add_argument("--repeat", type=positive_int, default=1, metavar="N",

@@ -121,7 +121,8 @@ def perform_runs(args, store: Store) -> tuple[list[LaunchResult], str | None]:
         meta = dict({"group": group, "repeat_index": index} if group else {}, program=os.path.basename(program),
                     build=build)
         result = launch([program] + args.rest, store, duration=args.duration, kill_timeout=args.kill_timeout,
-                        cpu_time=args.cpu_time, meta=meta, stdout_to_stderr=getattr(args, "json", False),
+                        cpu_time=args.cpu_time, heap=args.heap, meta=meta,
+                        stdout_to_stderr=getattr(args, "json", False),
                         library_dirs=built_library_dirs(store))
         results.append(result)
         if not recorded(result):

@@ -120,6 +120,8 @@ class ProcessHeap:
             chain = chains.get(site.ip - 1) or []
             if chain:  # innermost first: the line of the call itself, in the function it was inlined into or not
                 site.function, site.file, site.line = chain[0]
+                if site.file == "??":  # addr2line knows the function but not its file (a static libc.a)
+                    site.file = ""
 
 
 def load_heap(raw: dict, nodes: dict, header: dict) -> ProcessHeap | None:
@@ -145,7 +147,8 @@ def load_heap(raw: dict, nodes: dict, header: dict) -> ProcessHeap | None:
             site = merged[(id(node), ip)] = AllocationSite(node, ip)
         for name, value in zip(SITE_COUNTERS, counters):
             setattr(site, name, getattr(site, name) + value)
-    heap.sites = list(merged.values())
+    # a fork child's tables keep the parent's entries, emptied at the fork: a site is the child's once it allocated
+    heap.sites = [s for s in merged.values() if s.alloc_count or s.released_count or s.peak_bytes]
     for site in heap.sites:
         if site.node is not None:
             site.node.live_count += site.live_count

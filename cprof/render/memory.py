@@ -10,10 +10,12 @@ from cprof.render.style import Style, render_rows
 from cprof.render.units import format_bytes, format_count, format_ns, plural
 
 
-def path_text(site) -> str:
+def path_text(site, innermost: int = 5) -> str:
+    """The call path's innermost functions (where the allocation is decided; the full path is in --json --mem)."""
     if site.node is None:
         return "(outside every recorded call)"
-    return " → ".join(key.name for key in site.node.path())
+    names = [key.name for key in site.node.path()]
+    return " → ".join((["…"] if len(names) > innermost else []) + names[-innermost:])
 
 
 class MemoryReport:
@@ -41,10 +43,9 @@ class MemoryReport:
         pairs = sites_by_bytes(self.run.processes)
         shown = pairs if self.top is None else pairs[: self.top]
         rows = [[format_count(s.alloc_count), format_bytes(s.alloc_bytes), format_bytes(s.live_bytes),
-                 format_count(s.temporary_count), s.node.key.name if s.node is not None else "-", s.location]
-                for _process, s in shown]
+                 format_count(s.temporary_count), s.location, path_text(s, 3)] for _process, s in shown]
         out.write("\n" + style.bold("allocation sites by bytes allocated") + "\n")
-        for line in render_rows(["Allocs", "Bytes", "Live", "Temporary", "Function", "Site"], rows, {0, 1, 2, 3},
+        for line in render_rows(["Allocs", "Bytes", "Live", "Temporary", "Site", "Call path"], rows, {0, 1, 2, 3},
                                 style):
             out.write(line + "\n")
         if len(pairs) > len(shown):
@@ -71,9 +72,11 @@ class MemoryReport:
         ordered = sorted(paths.values(), key=lambda e: -e[0])
         shown = ordered if self.top is None else ordered[: self.top]
         out.write("\n" + style.bold(title) + "\n")
+        with_blocks = any(blocks for _size, blocks, _site, _locations in shown)  # not known at the peak
         rows = []
         for size, blocks, site, locations in shown:
-            rows.append([format_bytes(size), plural(blocks, "block") if blocks else "", path_text(site),
-                         ", ".join(dict.fromkeys(locations))])
-        for line in render_rows(["Bytes", "Blocks", "Call path", "Sites"], rows, {0, 1}, style):
+            rows.append([format_bytes(size)] + ([plural(blocks, "block")] if with_blocks else [])
+                        + [path_text(site), ", ".join(dict.fromkeys(locations))])
+        headers = ["Bytes"] + (["Blocks"] if with_blocks else []) + ["Call path", "Sites"]
+        for line in render_rows(headers, rows, {0, 1} if with_blocks else {0}, style):
             out.write(line + "\n")

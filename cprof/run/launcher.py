@@ -34,7 +34,7 @@ def _exit_status(wait_status: int) -> int:
 
 
 def launch(argv: list[str], store: Store, *, duration: float | None = None, kill_timeout: float = 5.0,
-           cpu_time: bool = False, meta: dict | None = None, stdout_to_stderr: bool = False,
+           cpu_time: bool = False, heap: bool = True, meta: dict | None = None, stdout_to_stderr: bool = False,
            library_dirs: list[str] | None = None) -> LaunchResult:
     """Runs argv to completion. With stdout_to_stderr the program's standard output goes to our standard error,
     so that ours can carry a JSON report alone. library_dirs go first on LD_LIBRARY_PATH: a program built next to
@@ -47,6 +47,8 @@ def launch(argv: list[str], store: Store, *, duration: float | None = None, kill
         env["LD_LIBRARY_PATH"] = os.pathsep.join(library_dirs + [p for p in [env.get("LD_LIBRARY_PATH")] if p])
     if cpu_time:
         env["CPROF_CPU_TIME"] = "1"
+    if not heap:  # csrc/heap.c: read once, at the program's first allocation
+        env["CPROF_HEAP"] = "0"
     # CPU-time samples give count-only functions their time (csrc/sampling.c); a tick-driven timer makes them
     # nearly free, so every run samples unless the user chose otherwise
     env.setdefault("CPROF_SAMPLE_HZ", str(DEFAULT_SAMPLE_HZ))
