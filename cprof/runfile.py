@@ -105,8 +105,8 @@ _SAMPLE_ENTRY = struct.Struct("<5Q")
 _MODULE = struct.Struct("<IIQQQQQII")  # head, base, low, high, mtime_ns, size, path_len; then the path
 # struct cprof_heap_site's counters, in struct order, as CPROF_HEAP_SITE_COUNTERS in csrc/runfile.h lists them
 SITE_COUNTERS = ("alloc_count", "alloc_bytes", "released_count", "released_bytes", "realloc_count",
-                 "temporary_count", "peak_bytes")
-_HEAP_SITE = struct.Struct(f"<3Q{len(SITE_COUNTERS)}Q2Q")  # node, ip, thread, counters, reserved
+                 "temporary_count", "peak_bytes", "remote_released_count", "remote_released_bytes")
+_HEAP_SITE = struct.Struct(f"<3Q{len(SITE_COUNTERS)}Q")  # node, ip, thread, counters
 _HEAP_SITES = struct.Struct("<IIQQII4Q")  # head, thread, next, capacity, used; then the sites
 # struct cprof_heap_record up to its outside site; HEAP_FIELDS are what readers pass on (CPROF_HEAP_FIELDS)
 _HEAP = struct.Struct("<IIII11Q4Q")
@@ -280,7 +280,7 @@ def read_run(data: bytes) -> dict:
             for index, value in enumerate(counters):
                 total[index] += value
     heap_sites = [(node, ip, *counters) for (node, ip), counters in sorted(sites.items())]
-    if heap is not None and (outside[0] or outside[2]):  # alloc_count, released_count
+    if heap is not None and any(outside):
         heap_sites.insert(0, (-1, 0, *outside))
     unique_modules: dict[tuple[bytes, int], tuple] = {}
     for path, module_base, low, high, mtime_ns, file_size in sorted(modules):

@@ -51,22 +51,26 @@ static struct {
 
 /* Before the runtime has a run file, allocations are charged here and folded into the record's outside site. */
 static struct cprof_heap_site early_site;
+static cprof_u64 early_untracked;
 
 static __thread struct cprof_heap_sites_record *site_table __attribute__((tls_model("initial-exec")));
 static __thread struct cprof_thread_record *site_table_owner __attribute__((tls_model("initial-exec")));
 static __thread struct cprof_heap_site *last_site __attribute__((tls_model("initial-exec")));
 static __thread void *last_block __attribute__((tls_model("initial-exec"))); /* this thread's latest allocation */
+static __thread int paused __attribute__((tls_model("initial-exec")));       /* the runtime's own calls (heap.h) */
 
 static void decide(void);
 
 static int tracking(void)
 {
     if (__builtin_expect(heap.state >= HEAP_PASS_THROUGH, 1))
-        return heap.state == HEAP_TRACKING;
+        return heap.state == HEAP_TRACKING && !paused;
     if (__atomic_load_n(&heap.state, __ATOMIC_ACQUIRE) == HEAP_UNDECIDED)
         decide();
-    return __atomic_load_n(&heap.state, __ATOMIC_ACQUIRE) == HEAP_TRACKING;
+    return __atomic_load_n(&heap.state, __ATOMIC_ACQUIRE) == HEAP_TRACKING && !paused;
 }
+
+void cprof_heap_pause(int pause) { paused = pause; }
 
 /* Calls made while deciding (the symbol lookup may allocate) pass through: their blocks carry no header. */
 static void decide(void)
@@ -140,6 +144,16 @@ static struct cprof_heap_site *thread_site(struct cprof_thread_record *thread, c
     return NULL;
 }
 
+static cprof_u64 site_live_bytes(const struct cprof_heap_site *site)
+{
+    return site->alloc_bytes - site->released_bytes - site->remote_released_bytes;
+}
+
+static cprof_u64 site_live_blocks(const struct cprof_heap_site *site)
+{
+    return site->alloc_count - site->released_count - site->remote_released_count;
+}
+
 /* The live bytes of every site, copied when the heap grows past the last copy by a sixteenth: the call paths
  * holding the most at the peak, to within that much. Rare (a heap growing a thousandfold takes ~110 copies).
  * With `live` 0, only the live blocks are counted. */
@@ -150,8 +164,8 @@ static void take_snapshot(cprof_u64 live)
     cprof_u64 blocks;
     if (__atomic_exchange_n(&heap.snapshot_lock, 1, __ATOMIC_ACQUIRE))
         return; /* another thread is taking one */
-    record->outside.peak_bytes = record->outside.alloc_bytes - record->outside.released_bytes;
-    blocks = record->outside.alloc_count - record->outside.released_count;
+    record->outside.peak_bytes = site_live_bytes(&record->outside);
+    blocks = site_live_blocks(&record->outside);
     for (table = (const void *)(uintptr_t)__atomic_load_n(&record->sites_head, __ATOMIC_ACQUIRE); table;
          table = (const void *)(uintptr_t)table->next) {
         struct cprof_heap_site *entries = (struct cprof_heap_site *)(table + 1);
@@ -159,8 +173,8 @@ static void take_snapshot(cprof_u64 live)
         for (i = 0; i < table->capacity; i++)
             if (entries[i].ip) {
                 if (live)
-                    entries[i].peak_bytes = entries[i].alloc_bytes - entries[i].released_bytes;
-                blocks += entries[i].alloc_count - entries[i].released_count;
+                    entries[i].peak_bytes = site_live_bytes(&entries[i]);
+                blocks += site_live_blocks(&entries[i]);
             }
     }
     record->live_blocks = blocks;
@@ -248,13 +262,16 @@ static void charge_release(void *pointer, const struct block_header *block)
     }
     if (site == &early_site && heap.record)
         site = &heap.record->outside;
-    /* atomic even in the thread that owns the site: another thread may free one of its blocks at the same
-     * moment, and a plain increment here would overwrite that one (the block would then look leaked) */
-    __atomic_fetch_add(&site->released_count, 1, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&site->released_bytes, size, __ATOMIC_RELAXED);
-    if (site->thread && site->thread == (cprof_u64)(uintptr_t)thread && pointer == last_block &&
-        node == site->node)
-        site->temporary_count++; /* only the owner writes it */
+    if (site->thread && site->thread == (cprof_u64)(uintptr_t)thread) {
+        /* only the owning thread writes these: plain increments */
+        site->released_count++;
+        site->released_bytes += size;
+        if (pointer == last_block && node == site->node)
+            site->temporary_count++;
+    } else { /* another thread's block (or the shared outside site): counters of their own, atomic */
+        __atomic_fetch_add(&site->remote_released_count, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&site->remote_released_bytes, size, __ATOMIC_RELAXED);
+    }
     if (heap.record)
         live_changed(size, 0);
 }
@@ -292,7 +309,7 @@ static void *heap_malloc(size_t size, cprof_u64 ip, int from_realloc)
     if (!tracking())
         return REAL(malloc)(size);
     if (too_big(size, HEADER_BYTES)) {
-        __atomic_fetch_add(heap.record ? &heap.record->untracked : &early_site.reserved[0], 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(heap.record ? &heap.record->untracked : &early_untracked, 1, __ATOMIC_RELAXED);
         return REAL(malloc)(size);
     }
     base = REAL(malloc)(size + HEADER_BYTES);
@@ -463,9 +480,8 @@ void cprof_heap_start_process(struct cprof_run_header *header)
     if (heap.state == HEAP_TRACKING) {
         record->outside = early_site;
         record->outside.thread = 0;
-        record->untracked = early_site.reserved[0];
-        record->outside.reserved[0] = 0;
-        record->live_bytes = early_site.alloc_bytes - early_site.released_bytes;
+        record->untracked = early_untracked;
+        record->live_bytes = site_live_bytes(&early_site);
         header->features |= CPROF_FEAT_ALLOCS;
     }
     record->head.size = (cprof_u32)sizeof *record;
@@ -512,6 +528,7 @@ void cprof_heap_reset_record(struct cprof_record_head *record)
         for (i = 0; i < table->capacity; i++) { /* the keys stay: the surviving thread keeps using its table */
             entries[i].alloc_count = entries[i].alloc_bytes = entries[i].released_count = 0;
             entries[i].released_bytes = entries[i].realloc_count = entries[i].temporary_count = 0;
+            entries[i].remote_released_count = entries[i].remote_released_bytes = 0;
             entries[i].peak_bytes = 0;
         }
     }

@@ -10,6 +10,8 @@
 /* Reads CPROF_HEAP (0: off), writes the process's heap record into the arena and sets CPROF_FEAT_ALLOCS when the
  * heap is tracked; allocations made before this moment are folded into the record's outside site. */
 void cprof_heap_start_process(struct cprof_run_header *header);
+/* While the runtime itself calls libc on this thread (start-up, exit), allocations pass through uncounted. */
+void cprof_heap_pause(int paused);
 /* At a clean exit. */
 void cprof_heap_finish(void);
 /* In a fork child, after its arena copy was made: the parent's live blocks are no longer this run's. */

@@ -258,9 +258,19 @@ static void process_start_once(void)
     header->runtime_ns = cprof_monotonic_ns() - began;
 }
 
+/* Set while this thread starts the runtime: what start-up calls in libc may reach the program's own instrumented
+ * code (a program that defines malloc: qsort calls free), whose guard would wait in pthread_once for itself. */
+static __thread int starting_here __attribute__((tls_model("initial-exec")));
+
 int cprof_process_start(void)
 {
+    if (starting_here)
+        return -1; /* not recorded: the runtime is not ready yet */
+    starting_here = 1;
+    cprof_heap_pause(1); /* the runtime's own allocations in libc (gmtime_r's time zone) are not the program's */
     pthread_once(&cprof_rt.once, process_start_once);
+    cprof_heap_pause(0);
+    starting_here = 0;
     return cprof_rt.ready == 1 ? 0 : -1;
 }
 
@@ -274,6 +284,7 @@ __attribute__((destructor)) static void process_finish(void)
     cprof_u64 end_ticks, end_mono;
     if (cprof_rt.ready != 1 || !header)
         return;
+    cprof_heap_pause(1); /* from here on, what allocates is the runtime's exit work */
     timer_pair(&end_ticks, &end_mono);
     /* a whole-run calibration beats the 2 ms one taken at start, once the run is long enough */
     if (cprof_rt.timer.kind != CPROF_TIMER_MONOTONIC && end_mono - header->start_mono_ns > 50000000ull &&
@@ -303,4 +314,5 @@ __attribute__((destructor)) static void process_finish(void)
     trailer->head.size = sizeof *trailer;
     trailer->head.kind = CPROF_REC_TRAILER;
     __atomic_or_fetch(&header->flags, CPROF_RUN_COMPLETE, __ATOMIC_RELEASE);
+    cprof_heap_pause(0); /* later destructors are the program's again */
 }

@@ -407,7 +407,8 @@ static void resolve_heap_sites(struct scan_state *state)
             sites[j++] = sites[i];
     }
     state->heap_sites.count = j;
-    if (state->has_heap && (state->heap.outside.alloc_count || state->heap.outside.released_count)) {
+    if (state->has_heap && (state->heap.outside.alloc_count || state->heap.outside.released_count ||
+                            state->heap.outside.remote_released_count)) {
         struct cprof_read_heap_site *outside = push(&state->heap_sites);
         if (!outside) {
             state->out_of_memory = 1;

@@ -278,17 +278,18 @@ struct cprof_heap_site {
     cprof_u64 thread;          /* struct cprof_thread_record * that owns the table; 0 for the outside site */
     cprof_u64 alloc_count;     /* blocks handed out here (a realloc that returns a block counts as one) */
     cprof_u64 alloc_bytes;     /* bytes asked for, not what the allocator rounded them up to */
-    cprof_u64 released_count;  /* of those blocks, freed since (by any thread; realloc releases the old block) */
+    cprof_u64 released_count;  /* of those blocks, freed since by the owning thread (realloc releases the old one) */
     cprof_u64 released_bytes;
     cprof_u64 realloc_count;   /* of the blocks, how many came from realloc */
     cprof_u64 temporary_count; /* freed by the same function with no allocation in between (heaptrack's measure) */
     cprof_u64 peak_bytes;      /* live bytes of this site when the heap record's snapshot was taken */
-    cprof_u64 reserved[2];
+    cprof_u64 remote_released_count; /* freed by other threads (atomic adds, apart from the owner's plain ones) */
+    cprof_u64 remote_released_bytes;
 };
 /* The site counters, in struct order (readers copy them by this list; cprof/model/heap.py mirrors it). */
 #define CPROF_HEAP_SITE_COUNTERS(X)                                                                             \
     X(alloc_count) X(alloc_bytes) X(released_count) X(released_bytes) X(realloc_count) X(temporary_count)       \
-    X(peak_bytes)
+    X(peak_bytes) X(remote_released_count) X(remote_released_bytes)
 struct cprof_heap_sites_record {
     struct cprof_record_head head;  /* size: the whole chunk */
     cprof_u64 thread;               /* struct cprof_thread_record * */

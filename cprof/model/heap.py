@@ -34,11 +34,13 @@ class AllocationSite:
     ip: int
     alloc_count: int = 0
     alloc_bytes: int = 0
-    released_count: int = 0
+    released_count: int = 0  # freed by the thread that allocated them
     released_bytes: int = 0
     realloc_count: int = 0
     temporary_count: int = 0
     peak_bytes: int = 0  # live bytes at the heap's peak (its snapshot)
+    remote_released_count: int = 0  # freed by other threads
+    remote_released_bytes: int = 0
     # where the call was made, once resolved: the function and line holding the call, and the object it is in
     function: str = ""
     file: str = ""
@@ -47,11 +49,11 @@ class AllocationSite:
 
     @property
     def live_count(self) -> int:
-        return max(0, self.alloc_count - self.released_count)
+        return max(0, self.alloc_count - self.released_count - self.remote_released_count)
 
     @property
     def live_bytes(self) -> int:
-        return max(0, self.alloc_bytes - self.released_bytes)
+        return max(0, self.alloc_bytes - self.released_bytes - self.remote_released_bytes)
 
     @property
     def location(self) -> str:
@@ -148,7 +150,8 @@ def load_heap(raw: dict, nodes: dict, header: dict) -> ProcessHeap | None:
         for name, value in zip(SITE_COUNTERS, counters):
             setattr(site, name, getattr(site, name) + value)
     # a fork child's tables keep the parent's entries, emptied at the fork: a site is the child's once it allocated
-    heap.sites = [s for s in merged.values() if s.alloc_count or s.released_count or s.peak_bytes]
+    heap.sites = [s for s in merged.values()
+                  if s.alloc_count or s.released_count or s.remote_released_count or s.peak_bytes]
     for site in heap.sites:
         if site.node is not None:
             site.node.live_count += site.live_count
