@@ -109,9 +109,10 @@ SITE_COUNTERS = ("alloc_count", "alloc_bytes", "released_count", "released_bytes
 _HEAP_SITE = struct.Struct(f"<3Q{len(SITE_COUNTERS)}Q")  # node, ip, thread, counters
 _HEAP_SITES = struct.Struct("<IIQQII4Q")  # head, thread, next, capacity, used; then the sites
 # struct cprof_heap_record up to its outside site; HEAP_FIELDS are what readers pass on (CPROF_HEAP_FIELDS)
-_HEAP = struct.Struct("<IIII11Q4Q")
+_HEAP = struct.Struct("<IIII13Q2Q")
 _HEAP_RECORD_FIELDS = ("kind size source epoch live_bytes live_blocks peak_bytes peak_ticks snapshot_bytes "
-                       "snapshot_ticks sites_head foreign_frees untracked outside_free_count outside_free_bytes").split()
+                       "snapshot_ticks sites_head foreign_frees untracked outside_free_count outside_free_bytes "
+                       "op_cost_ps op_spread_ps").split()
 HEAP_FIELDS = tuple(f for f in _HEAP_RECORD_FIELDS if f not in ("kind", "size", "sites_head"))
 
 FRAME_SIZE = _FRAME.size

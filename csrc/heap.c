@@ -467,6 +467,93 @@ size_t HEAP_ENTRY(malloc_usable_size)(void *pointer) { return heap_usable_size(p
 
 /* ---- the runtime's side ----------------------------------------------------------------------------------- */
 
+/* ---- calibration ------------------------------------------------------------------------------------------ */
+
+#define CALIBRATION_ROUNDS 9
+#define CALIBRATION_PAIRS 2000
+
+static int compare_costs(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void sort_costs(double *values, int count) /* insertion sort: qsort may call the program's free */
+{
+    int i, j;
+    for (i = 1; i < count; i++)
+        for (j = i; j > 0 && compare_costs(&values[j - 1], &values[j]) > 0; j--) {
+            double swap = values[j];
+            values[j] = values[j - 1];
+            values[j - 1] = swap;
+        }
+}
+
+/* What tracking adds to one allocation or free, so that reports can give it back out of the self time of the
+ * functions that allocated (as the guard's own cost is). Measured on the real path, malloc+free pairs through it
+ * against the same pairs straight to libc, on a scratch thread state whose counts go nowhere; the heap record's
+ * running totals are put back afterwards. */
+static void calibrate(struct cprof_heap_record *record)
+{
+    static struct cprof_thread_record scratch_thread;
+    static struct cprof_frame scratch_frame;
+    static struct cprof_node scratch_node;
+    static struct {
+        struct cprof_heap_sites_record table;
+        struct cprof_heap_site entries[16];
+    } scratch_sites;
+    struct __cprof_thread_hot *saved_tls = __cprof_tls;
+    struct cprof_heap_sites_record *saved_table = site_table;
+    struct cprof_thread_record *saved_owner = site_table_owner;
+    struct cprof_heap_record saved_record = *record;
+    cprof_u64 saved_stamp = heap.stamped_peak;
+    double costs[CALIBRATION_ROUNDS], spreads[CALIBRATION_ROUNDS], median, ps_per_tick;
+    int saved_paused = paused, round, i;
+    if (heap.header->ticks_per_second <= 0)
+        return;
+    ps_per_tick = 1e12 / heap.header->ticks_per_second;
+    scratch_frame.node = (cprof_u64)(uintptr_t)&scratch_node;
+    scratch_thread.top = (cprof_u64)(uintptr_t)&scratch_frame;
+    scratch_sites.table.capacity = 16;
+    __cprof_tls = (struct __cprof_thread_hot *)&scratch_thread;
+    site_table = &scratch_sites.table;
+    site_table_owner = &scratch_thread;
+    last_site = NULL;
+    paused = 0;
+    for (round = 0; round < CALIBRATION_ROUNDS; round++) {
+        cprof_u64 start = cprof_runtime_ticks(), tracked, direct;
+        for (i = 0; i < CALIBRATION_PAIRS; i++) {
+            void *block = heap_malloc(64, 1, 0);
+            __asm__ __volatile__("" : : "r"(block) : "memory");
+            heap_free(block);
+        }
+        tracked = cprof_runtime_ticks() - start;
+        start = cprof_runtime_ticks();
+        for (i = 0; i < CALIBRATION_PAIRS; i++) {
+            void *block = REAL(malloc)(64);
+            __asm__ __volatile__("" : : "r"(block) : "memory");
+            REAL(free)(block);
+        }
+        direct = cprof_runtime_ticks() - start;
+        costs[round] = ((double)tracked - (double)direct) / (2.0 * CALIBRATION_PAIRS);
+    }
+    sort_costs(costs, CALIBRATION_ROUNDS);
+    median = costs[CALIBRATION_ROUNDS / 2];
+    for (round = 0; round < CALIBRATION_ROUNDS; round++)
+        spreads[round] = costs[round] > median ? costs[round] - median : median - costs[round];
+    sort_costs(spreads, CALIBRATION_ROUNDS);
+    __cprof_tls = saved_tls;
+    site_table = saved_table;
+    site_table_owner = saved_owner;
+    last_site = NULL;
+    last_block = NULL;
+    paused = saved_paused;
+    heap.stamped_peak = saved_stamp;
+    *record = saved_record;
+    record->op_cost_ps = median > 0 ? (cprof_u64)(median * ps_per_tick) : 0;
+    record->op_spread_ps = (cprof_u64)(spreads[CALIBRATION_ROUNDS / 2] * ps_per_tick);
+}
+
 void cprof_heap_start_process(struct cprof_run_header *header)
 {
     struct cprof_heap_record *record;
@@ -484,10 +571,12 @@ void cprof_heap_start_process(struct cprof_run_header *header)
         record->live_bytes = site_live_bytes(&early_site);
         header->features |= CPROF_FEAT_ALLOCS;
     }
+    __atomic_store_n(&heap.record, record, __ATOMIC_RELEASE);
+    if (heap.state == HEAP_TRACKING)
+        calibrate(record);
     record->head.size = (cprof_u32)sizeof *record;
     __asm__ __volatile__("" ::: "memory");
     record->head.kind = CPROF_REC_HEAP;
-    __atomic_store_n(&heap.record, record, __ATOMIC_RELEASE);
 }
 
 void cprof_heap_finish(void)

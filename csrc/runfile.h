@@ -314,14 +314,17 @@ struct cprof_heap_record {
     cprof_u64 untracked;       /* allocations passed through without a header (larger than 2^42 bytes) */
     cprof_u64 outside_free_count; /* frees made where no call was recorded (frees have no site of their own) */
     cprof_u64 outside_free_bytes;
-    cprof_u64 reserved[4];
+    cprof_u64 op_cost_ps;      /* what tracking adds to one allocation or free, calibrated at start-up (picoseconds) */
+    cprof_u64 op_spread_ps;    /* and its spread (median absolute deviation over the rounds) */
+    cprof_u64 reserved[2];
     struct cprof_heap_site outside; /* allocations made where no call was recorded (thread not yet seen,
                                        profiling switched off, before the runtime started) */
 };
 /* The heap record's figures as readers pass them on (cprof/runfile.py mirrors the list). */
 #define CPROF_HEAP_FIELDS(X)                                                                                    \
     X(source) X(epoch) X(live_bytes) X(live_blocks) X(peak_bytes) X(peak_ticks) X(snapshot_bytes)               \
-    X(snapshot_ticks) X(foreign_frees) X(untracked) X(outside_free_count) X(outside_free_bytes)
+    X(snapshot_ticks) X(foreign_frees) X(untracked) X(outside_free_count) X(outside_free_bytes) X(op_cost_ps)     \
+    X(op_spread_ps)
 
 struct cprof_trailer_record {
     struct cprof_record_head head;

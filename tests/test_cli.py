@@ -248,7 +248,8 @@ def test_corrected_and_uncorrected(tour):
     uncorrected = report_json(tour, "--uncorrected")
     assert corrected["corrected"] is True and uncorrected["corrected"] is False
     assert corrected["correction"]["applied"] and corrected["correction"]["per_call_ns"] > 0
-    assert uncorrected["correction"] == {"applied": False, "reason": "raw times were asked for", "per_call_ns": None}
+    assert uncorrected["correction"] == {"applied": False, "reason": "raw times were asked for", "per_call_ns": None,
+                                         "heap_op_ns": None}
     for item in uncorrected["functions"]:
         assert item["self_ns"] == item["raw_self_ns"] and item["self_err_ns"] is None  # nothing measured: no zero
     raw = by_name(corrected)

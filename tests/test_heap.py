@@ -742,3 +742,30 @@ def test_tree_by_bytes_weighs_call_paths_by_bytes_allocated(leaks):
         assert re.search(rf"\s{re.escape(size)}  {name}  ×1$", text, re.M), (name, text)
     lines = [line for line in text.splitlines() if "×1" in line]
     assert [line.split()[-2] for line in lines] == ["main", "big", "fill", "mid", "small"]  # heaviest first
+
+
+CHURN = r"""
+#include <stdlib.h>
+void *volatile sink;
+__attribute__((noinline)) void churn(int n) { for (int i = 0; i < n; i++) { sink = malloc(100); free(sink); } }
+int main(void) { churn(20000); return 0; }
+"""
+
+
+def test_heap_tracking_cost_is_given_back_out_of_the_allocating_function(project):
+    """Tracking adds a calibrated cost to each allocation and free, inside the allocator's call and so in the
+    self time of the function that called it: the correction gives it back, per operation, and states it."""
+    build_and_run(project, CHURN)
+    corrected, raw = report(project), report(project, "--uncorrected")
+    op_ns = corrected["correction"]["heap_op_ns"]
+    assert op_ns > 0
+    churn, churn_raw = by_name(corrected)["churn"], by_name(raw)["churn"]
+    operations = churn["alloc_count"] + churn["free_count"]
+    assert operations == 40000
+    guard = corrected["correction"]["per_call_ns"]  # churn's one call: its own guard cost, inside its time
+    assert churn_raw["self_ns"] - churn["self_ns"] == pytest.approx(operations * op_ns + guard, abs=0.05 * operations)
+    assert churn["self_err_ns"] >= operations * 0.18 * op_ns  # the model error widens it, as for the guard
+    assert "heap tracking's (" in project.cprof("report").stdout
+    # untracked, nothing is given back
+    assert project.cprof("run", "--no-heap").returncode == 0
+    assert report(project)["correction"]["heap_op_ns"] == 0

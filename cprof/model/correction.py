@@ -44,13 +44,16 @@ class Calibration:
     outer_spread_ns: float = 0.0
     count_ns: float = 0.0  # what a count-only guard adds to a call (its increment), and its spread
     count_spread_ns: float = 0.0
+    heap_op_ns: float = 0.0  # what heap tracking adds to one allocation or free (csrc/heap.c, calibrate), and its spread
+    heap_op_spread_ns: float = 0.0
     # False when the runtime measured no guard cost: the clock timer (CPROF_TIMER=clock, or no invariant TSC) and
     # --cpu-time send every call through the slow path, which is not calibrated. Nothing is then corrected, and
     # no report may claim it was.
     measured: bool = False
 
     @classmethod
-    def from_header(cls, header: dict) -> "Calibration":
+    def from_header(cls, header: dict, heap: dict | None = None) -> "Calibration":
+        """From the run file's header, and its heap record when the heap was tracked."""
         scale = 1e9 / (header["ticks_per_second"] or 1e9)
         if not header.get("calibration_rounds"):
             return cls()
@@ -61,6 +64,8 @@ class Calibration:
             header["guard_outer_spread"] * scale,
             header.get("count_guard_ticks", 0.0) * scale,
             header.get("count_guard_spread", 0.0) * scale,
+            (heap or {}).get("op_cost_ps", 0) / 1000.0,
+            (heap or {}).get("op_spread_ps", 0) / 1000.0,
             measured=True,
         )
 
@@ -69,23 +74,36 @@ class Calibration:
         return self.inner_ns + self.outer_ns
 
 
+def _heap_operations(node) -> int:
+    """Calls into the allocator that heap tracking saw in this node (a realloc is a release and an allocation, and
+    costs the tracking of both)."""
+    return node.alloc_count + node.free_count
+
+
 def correct_tree(root, calibration: Calibration) -> None:
-    """Fills corrected_self_ns / corrected_total_ns / *_err_ns of every node under `root`."""
+    """Fills corrected_self_ns / corrected_total_ns / *_err_ns of every node under `root`. Heap tracking's cost,
+    inside the allocator's calls and so in the self time of the function that called it, is given back the same
+    way, per allocation and free."""
     order = list(root.walk())
     descendants: dict[int, int] = {}
     slow_below: dict[int, float] = {}  # measured slow-path time of the calls made inside a node
+    heap_below: dict[int, int] = {}  # heap operations made inside a node's callees
     for node in reversed(order):
         descendants[id(node)] = sum(c.calls + descendants[id(c)] for c in node.children.values())
         slow_below[id(node)] = sum(c.slow_ns + slow_below[id(c)] for c in node.children.values())
-    inner, outer = calibration.inner_ns, calibration.outer_ns
+        heap_below[id(node)] = sum(_heap_operations(c) + heap_below[id(c)] for c in node.children.values())
+    inner, outer, heap_op = calibration.inner_ns, calibration.outer_ns, calibration.heap_op_ns
     inner_err = calibration.inner_spread_ns + MODEL_ERROR * inner
     outer_err = calibration.outer_spread_ns + MODEL_ERROR * outer
+    heap_err = calibration.heap_op_spread_ns + MODEL_ERROR * heap_op
     for node in order:
         child_calls = sum(c.calls for c in node.children.values())
         below = descendants[id(node)]
         slow_children = sum(c.slow_ns for c in node.children.values())
-        node.corrected_self_ns = max(0.0, node.self_ns - node.calls * inner - child_calls * outer - slow_children)
+        own_heap, all_heap = _heap_operations(node), _heap_operations(node) + heap_below[id(node)]
+        node.corrected_self_ns = max(0.0, node.self_ns - node.calls * inner - child_calls * outer - slow_children
+                                     - own_heap * heap_op)
         node.corrected_total_ns = max(0.0, node.total_ns - node.calls * inner - below * (inner + outer)
-                                      - slow_below[id(node)])
-        node.self_err_ns = node.calls * inner_err + child_calls * outer_err
-        node.total_err_ns = node.calls * inner_err + below * (inner_err + outer_err)
+                                      - slow_below[id(node)] - all_heap * heap_op)
+        node.self_err_ns = node.calls * inner_err + child_calls * outer_err + own_heap * heap_err
+        node.total_err_ns = node.calls * inner_err + below * (inner_err + outer_err) + all_heap * heap_err

@@ -276,7 +276,7 @@ def load_process(path: str) -> ProcessData:
         if entry is not None and thread_index in by_index:
             counted = by_index[thread_index].counted
             counted[entry[0]] = counted.get(entry[0], 0) + calls
-    calibration = Calibration.from_header(header)
+    calibration = Calibration.from_header(header, raw.get("heap"))
     for thread in threads:
         _derive(thread.root)
         correct_tree(thread.root, calibration)

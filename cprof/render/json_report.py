@@ -95,7 +95,8 @@ def function_record(item, with_threads: bool, corrected: bool = True) -> dict:
 def correction_record(calibration, reason: str | None) -> dict:
     """Whether times had the guard's cost removed, by how much per call, and if not, why."""
     return {"applied": calibration is not None, "reason": reason,
-            "per_call_ns": round(calibration.per_call_ns, 2) if calibration is not None else None}
+            "per_call_ns": round(calibration.per_call_ns, 2) if calibration is not None else None,
+            "heap_op_ns": round(calibration.heap_op_ns, 2) if calibration is not None else None}
 
 
 def coverage_record(coverage: Coverage) -> dict:

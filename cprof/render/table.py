@@ -156,8 +156,10 @@ class FunctionTable:
             calibration = run.main.calibration
             # the errors share one calibration, so they add up: the sum is the uncertainty of the table's total
             error = sum(f.self_err_ns for f in everything)
-            note = (f"times corrected for the guard's cost ({calibration.per_call_ns:.1f} ns/call): all self times "
-                    f"together are {format_ns(sum(f.self_ns for f in everything))} ± {format_ns(error)}")
+            heap_cost = (f" and heap tracking's ({calibration.heap_op_ns:.1f} ns per allocation or free)"
+                         if calibration.heap_op_ns and any(f.alloc_count or f.free_count for f in everything) else "")
+            note = (f"times corrected for the guard's cost ({calibration.per_call_ns:.1f} ns/call){heap_cost}: all "
+                    f"self times together are {format_ns(sum(f.self_ns for f in everything))} ± {format_ns(error)}")
             if any(f.mostly_correction for f in shown):
                 note += "; ~ marks functions whose time is mostly correction"
             parts.append(note + "; --uncorrected shows raw times")
