@@ -126,33 +126,31 @@ def heaptrack_trace_totals(path: str, program: str) -> dict:
     return dict(totals, heaptrack_own=excluded)
 
 
-def heaptrack_top_functions(path: str, count: int) -> list[tuple[str, int]]:
-    """The functions heaptrack_print names first under MOST CALLS TO ALLOCATION FUNCTIONS, with their calls."""
+def heaptrack_top_functions(path: str, program: str, count: int) -> list[tuple[str, int]]:
+    """The program's functions heaptrack_print names first under MOST CALLS TO ALLOCATION FUNCTIONS (the innermost
+    frame of its backtraces that calls the allocator), with their calls; libc's own are left out."""
     text = subprocess.run(["heaptrack_print", "-f", path], capture_output=True, text=True, check=True).stdout
-    section = text.split("MOST CALLS TO ALLOCATION FUNCTIONS", 1)[1].split("\n\n", 1)[0]
-    return [(name, int(calls)) for calls, name in
-            re.findall(r"^(\d+) calls to allocation functions with .* from\n(\S+)", section, re.MULTILINE)][:count]
+    section = text.split("MOST CALLS TO ALLOCATION FUNCTIONS", 1)[1].split("PEAK MEMORY CONSUMERS", 1)[0]
+    entries = re.findall(r"^(\d+) calls to allocation functions with .* from\n(\S+)\n\s+in (\S+)", section,
+                         re.MULTILINE)
+    real_program = os.path.realpath(program)
+    return [(name, int(calls)) for calls, name, where in entries if os.path.realpath(where) == real_program][:count]
 
 
-def inclusive_allocations(run_dir: str) -> dict[str, int]:
-    """Per function: the allocations cprof charged to it and to everything it called (its outermost activations
-    only, so that recursion counts once), read with cprof's model."""
+def allocations_by_caller(run_dir: str, named: set[str]) -> dict[str, int]:
+    """Per function, the allocations cprof charged to it, or to a function it called that heaptrack cannot see: a
+    function whose call of the allocator is its last act (Lua's l_alloc returns realloc's result) calls it with a
+    jump in the plain build, so its frame is gone from heaptrack's backtraces and its caller is named instead. In
+    the instrumented build the guard keeps the frame, and cprof charges the function itself."""
     from cprof.model.run import Run
 
     result: dict[str, int] = {}
     for process in Run.load(run_dir).processes:
-        for thread in process.threads:
-            subtree: dict[int, int] = {}
-            for node in reversed(list(thread.root.walk())):
-                subtree[id(node)] = node.alloc_count + sum(subtree[id(c)] for c in node.children.values())
-            stack = [(thread.root, frozenset())]
-            while stack:
-                node, open_functions = stack.pop()
-                name = node.key.name if node.key else None
-                if name and name not in open_functions:
-                    result[name] = result.get(name, 0) + subtree[id(node)]
-                inner = open_functions | {name} if name else open_functions
-                stack.extend((child, inner) for child in node.children.values())
+        for site in process.heap.sites if process.heap else ():
+            path = [key.name for key in site.node.path()] if site.node is not None else []
+            if path:
+                name = path[-1] if path[-1] in named or len(path) == 1 else path[-2]
+                result[name] = result.get(name, 0) + site.alloc_count
     return result
 
 
@@ -175,10 +173,10 @@ def bench_lua(repeat: int, work: str) -> dict:
     ours = dict(summary.totals, peak_bytes=summary.peak_bytes)
     differences = {name: round(100.0 * (ours[name] - theirs[name]) / theirs[name], 3) if theirs[name] else None
                    for name in ("alloc_count", "alloc_bytes", "free_count", "peak_bytes", "live_bytes")}
-    named = heaptrack_top_functions(trace, TOP_FUNCTIONS)
-    inclusive = inclusive_allocations(runs)
-    functions = [{"function": name, "heaptrack_calls": calls, "cprof_allocations": inclusive.get(name, 0),
-                  "difference_percent": round(100.0 * (inclusive.get(name, 0) - calls) / calls, 3)}
+    named = heaptrack_top_functions(trace, pair.plain, TOP_FUNCTIONS)
+    ours_by_caller = allocations_by_caller(runs, {name for name, _ in named})
+    functions = [{"function": name, "heaptrack_calls": calls, "cprof_allocations": ours_by_caller.get(name, 0),
+                  "difference_percent": round(100.0 * (ours_by_caller.get(name, 0) - calls) / calls, 3)}
                  for name, calls in named]
     worst = max(abs(v) for v in differences.values() if v is not None)
     return {"script": os.path.relpath(script, REPO), "heaptrack": theirs, "cprof": ours,

@@ -219,12 +219,15 @@ def heap(document: dict) -> str:
         lines.append(f"| {label} | {lua['heaptrack'][key]:,} | {lua['cprof'][key]:,} | "
                      f"{'-' if difference is None else f'{difference:+.3f}%'} |")
     for row in lua["top_functions"]:
-        lines.append(f"| allocations by `{row['function']}` and its callees (heaptrack's top) | "
+        lines.append(f"| allocations from `{row['function']}` (a function heaptrack names first) | "
                      f"{row['heaptrack_calls']:,} | {row['cprof_allocations']:,} | {row['difference_percent']:+.3f}% |")
     own = lua["heaptrack"]["heaptrack_own"]
     lines += ["", f"Within 1%: **{'met' if lua['met'] else 'not met'}**. heaptrack's figures are summed from its "
               f"own trace, less {own['alloc_count']} allocation ({own['alloc_bytes']:,} bytes) that its preloaded "
-              "library makes at start-up; the two runs are separate runs of the same script. From "
+              "library makes at start-up; the two are separate runs of the same script (Lua's own count varies by a "
+              "few dozen from run to run). heaptrack names the function whose frame calls the allocator; Lua's "
+              "`l_alloc` returns `realloc`'s result, so in the plain build it jumps there and heaptrack names its "
+              "caller, which cprof's figure follows. From "
               f"{_source(document)}."]
     return "\n".join(lines) + "\n"
 
