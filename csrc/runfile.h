@@ -99,7 +99,7 @@ struct cprof_run_header {
     cprof_u64 threads_head;   /* newest thread record; older ones follow through .next */
     cprof_u64 functions_head; /* newest function record; older ones follow through .next */
     cprof_u64 fork_ticks;     /* fork children: when the fork happened (counts start from zero there) */
-    /* Guard cost measured at start-up with the real inline guard (see calibrate() in runtime.c). */
+    /* Guard cost measured at start-up with the real inline guard (see cprof_calibrate_guard() in calibration.c). */
     double guard_inner_ticks;  /* per call, inside the callee's own measured interval */
     double guard_outer_ticks;  /* per call, landing in the caller's self time */
     double guard_inner_spread; /* spread (median absolute deviation) of the two above */

@@ -83,7 +83,7 @@ CPROF_INTERNAL struct cprof_thread_record *cprof_thread_start(void);
 /* process.c: 0 once the process records (started on first use), -1 when it does not */
 CPROF_INTERNAL int cprof_process_start(void);
 
-/* runtime.c: measures the guard's cost into the run header */
+/* calibration.c: measures the guard's cost into the run header */
 CPROF_INTERNAL void cprof_calibrate_guard(void);
 
 #endif

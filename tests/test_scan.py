@@ -213,7 +213,7 @@ def test_a_nested_function_gets_a_guard_of_its_own_and_compound_literals_are_not
 
 def test_the_spliced_guard_is_the_declaration_the_runtime_calibrates():
     """The runtime subtracts the cost it measured for this exact declaration from every call."""
-    with open(os.path.join(REPO, "csrc", "runtime.c")) as handle:
+    with open(os.path.join(REPO, "csrc", "calibration.c")) as handle:
         runtime = " ".join(handle.read().replace("\\\n", "").split())
     # the calibration macro writes it with `index` as the macro parameter
     assert GUARD.format(index="index") in runtime

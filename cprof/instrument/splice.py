@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The same declaration runtime.c calibrates with (tests/test_scan.py checks the two agree).
+# The same declaration csrc/calibration.c calibrates with (tests/test_scan.py checks the two agree).
 GUARD = (
     "int __cprof_guard __attribute__((cleanup(__cprof_leave), unused)) = "
     "__cprof_enter(&__cprof_sites[{index}], &__cprof_guard);"

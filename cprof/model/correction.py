@@ -3,7 +3,7 @@
 Every instrumented call costs some time *inside* the callee's measured interval (`inner`: the tail of the entry
 guard after its timer read and the head of the exit guard before it) and some time that lands in the *caller*
 (`outer`: the rest of both guards). The runtime measures both with the real inline guard at start-up
-(runtime.c, calibrate_guard); here each node gives back calls x inner of its own time and child_calls x outer of
+(calibration.c, cprof_calibrate_guard); here each node gives back calls x inner of its own time and child_calls x outer of
 its self time. A call that took the runtime's slow path (its call path's first call, a longjmp repair, a stack
 that grew) cost more, in the caller's time: the runtime measures that time itself (node.slow_ticks), and it is
 given back too, exactly.

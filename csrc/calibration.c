@@ -1,0 +1,191 @@
+/* calibration.c — measures at start-up what the guard costs on this machine, with the real inline guard, into the
+ * run header (the reports give that cost back: cprof/model/correction.py). */
+#define _GNU_SOURCE
+#include "runtime_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Measures what the real guard costs on this machine, on a private scratch thread state so that no calibration
+ * node reaches the run: inner = ticks inside the callee's own interval, outer = the rest of a call's extra cost,
+ * which lands in the caller. Both depend on the work around the timer reads (a read cannot complete faster than
+ * the previous one allows), so they are measured around callees of several sizes: the reported figure is their
+ * mean, and its spread covers both the round-to-round noise and that dependence on the code. */
+#define CALIBRATION_STEP(x) (x) = ((x) ^ ((x) >> 7)) * 0x9E3779B1u
+#define CALIBRATION_WORK_0(x)
+#define CALIBRATION_WORK_1(x) CALIBRATION_STEP(x)
+#define CALIBRATION_WORK_3(x) CALIBRATION_STEP(x); CALIBRATION_STEP(x); CALIBRATION_STEP(x)
+#define CALIBRATION_WORK_8(x) CALIBRATION_WORK_3(x); CALIBRATION_WORK_3(x); CALIBRATION_STEP(x); CALIBRATION_STEP(x)
+#define CALIBRATION_WORK_20(x) CALIBRATION_WORK_8(x); CALIBRATION_WORK_8(x); CALIBRATION_WORK_3(x); CALIBRATION_STEP(x)
+enum { CALIBRATION_SIZES = 5 };
+static struct __cprof_site calibration_site[CALIBRATION_SIZES] = {
+    {"<calibration>", "", 0, 0, 1, 0}, {"<calibration>", "", 1, 0, 1, 0}, {"<calibration>", "", 2, 0, 1, 0},
+    {"<calibration>", "", 3, 0, 1, 0}, {"<calibration>", "", 4, 0, 1, 0}};
+#define __cprof_sites calibration_site
+#define CALIBRATION_PAIR(index, steps)                                                                         \
+    static __attribute__((noinline)) unsigned calibration_plain_##steps(unsigned x)                            \
+    {                                                                                                          \
+        CALIBRATION_WORK_##steps(x);                                                                           \
+        __asm__ __volatile__("" : "+r"(x));                                                                    \
+        return x;                                                                                              \
+    }                                                                                                          \
+    static __attribute__((noinline)) unsigned calibration_guarded_##steps(unsigned x)                          \
+    {                                                                                                          \
+        int __cprof_guard __attribute__((cleanup(__cprof_leave), unused)) =                                    \
+            __cprof_enter(&__cprof_sites[index], &__cprof_guard);                                              \
+        CALIBRATION_WORK_##steps(x);                                                                           \
+        __asm__ __volatile__("" : "+r"(x));                                                                    \
+        return x;                                                                                              \
+    }
+CALIBRATION_PAIR(0, 0)
+CALIBRATION_PAIR(1, 1)
+CALIBRATION_PAIR(2, 3)
+CALIBRATION_PAIR(3, 8)
+CALIBRATION_PAIR(4, 20)
+#undef __cprof_sites
+
+/* A count-only guard, counting into a scratch block through a thread-local pointer as in the user's units (see
+ * COUNT_GUARD in cprof/instrument/splice.py). What an increment costs depends on its neighbours: increments back
+ * to back with nothing between (fib, whose calls gcc makes nearly free) chain through memory, one store-to-load
+ * forwarding each, while work around them hides most of the cost. Both ends are measured: a loop of bare
+ * increments, and a call that does the largest calibration work. */
+static struct __cprof_site calibration_count_site = {"<calibration>", "", 9, CPROF_FN_COUNTED, 1, 0};
+static struct __cprof_count_table calibration_count_table = {1, 0, &calibration_count_site};
+static cprof_u64 calibration_count_values[1];
+static __thread cprof_u64 *calibration_count_block __attribute__((tls_model("initial-exec")));
+#define CALIBRATION_COUNTED(steps)                                                                             \
+    static __attribute__((noinline)) unsigned calibration_counted_##steps(unsigned x)                          \
+    {                                                                                                          \
+        int counted __attribute__((unused)) =                                                                  \
+            __cprof_count(&calibration_count_block, &calibration_count_table, 0);                              \
+        CALIBRATION_WORK_##steps(x);                                                                           \
+        __asm__ __volatile__("" : "+r"(x));                                                                    \
+        return x;                                                                                              \
+    }
+CALIBRATION_COUNTED(20)
+
+static cprof_u64 chained_increments(int count, int counting)
+{
+    cprof_u64 start = now_ticks();
+    int i;
+    for (i = 0; i < count; i++) {
+        if (counting)
+            __cprof_count(&calibration_count_block, &calibration_count_table, 0);
+        __asm__ __volatile__("" ::: "memory"); /* every increment goes to memory, as in separate calls */
+    }
+    return now_ticks() - start;
+}
+
+typedef unsigned (*calibration_function)(unsigned);
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median_of(double *values, size_t count)
+{
+    qsort(values, count, sizeof *values, compare_doubles);
+    return count % 2 ? values[count / 2] : (values[count / 2 - 1] + values[count / 2]) / 2;
+}
+
+static double spread_of(const double *values, size_t count, double median)
+{
+    double deviations[64];
+    size_t i;
+    for (i = 0; i < count; i++)
+        deviations[i] = values[i] > median ? values[i] - median : median - values[i];
+    return median_of(deviations, count);
+}
+
+static cprof_u64 loop_ticks(calibration_function function, int calls, unsigned *sink)
+{
+    cprof_u64 start = now_ticks();
+    unsigned x = *sink;
+    int i;
+    for (i = 0; i < calls; i++)
+        x = function(x);
+    *sink = x;
+    return now_ticks() - start;
+}
+
+void cprof_calibrate_guard(void)
+{
+    enum { ROUNDS = 9, CALLS = 500 };
+    static const calibration_function plain[CALIBRATION_SIZES] = {calibration_plain_0, calibration_plain_1,
+        calibration_plain_3, calibration_plain_8, calibration_plain_20};
+    static const calibration_function guarded[CALIBRATION_SIZES] = {calibration_guarded_0, calibration_guarded_1,
+        calibration_guarded_3, calibration_guarded_8, calibration_guarded_20};
+    static struct cprof_node nodes[1 + CALIBRATION_SIZES];
+    static struct cprof_frame frames[8];
+    static struct cprof_thread_record scratch;
+    double inner[CALIBRATION_SIZES][ROUNDS], outer[CALIBRATION_SIZES][ROUNDS], chained[ROUNDS], hidden[ROUNDS];
+    double chained_median, hidden_median;
+    double inner_by_size[CALIBRATION_SIZES], outer_by_size[CALIBRATION_SIZES];
+    double inner_mean = 0, outer_mean = 0, inner_noise = 0, outer_noise = 0, inner_low, inner_high, outer_low,
+           outer_high;
+    struct __cprof_thread_hot *saved = __cprof_tls;
+    unsigned sink = 1;
+    int round, size;
+    frames[0].node = as_u64(&nodes[0]);
+    frames[0].frame_address = ~0ull;
+    scratch.top = as_u64(&frames[0]);
+    scratch.limit = as_u64(&frames[8]);
+    for (size = 0; size < CALIBRATION_SIZES; size++) {
+        nodes[1 + size].parent = as_u64(&nodes[0]);
+        calibration_site[size].cache = (struct __cprof_node_hot *)&nodes[1 + size];
+    }
+    __cprof_tls = (struct __cprof_thread_hot *)&scratch;
+    for (round = 0; round < ROUNDS; round++)
+        for (size = 0; size < CALIBRATION_SIZES; size++) {
+            cprof_u64 inside = nodes[1 + size].total_ticks;
+            double empty = (double)loop_ticks(plain[0], CALLS, &sink);
+            double work = (double)loop_ticks(plain[size], CALLS, &sink);
+            double with_guard = (double)loop_ticks(guarded[size], CALLS, &sink);
+            inside = nodes[1 + size].total_ticks - inside;
+            /* the callee's own work, as the plain program spends it, is what the loop adds over the empty call */
+            inner[size][round] = ((double)inside - (work - empty)) / CALLS;
+            outer[size][round] = (with_guard - work) / CALLS - inner[size][round];
+        }
+    calibration_count_block = calibration_count_values;
+    for (round = 0; round < ROUNDS; round++) {
+        double bare = (double)chained_increments(CALLS, 0);
+        double work = (double)loop_ticks(calibration_plain_20, CALLS, &sink);
+        chained[round] = ((double)chained_increments(CALLS, 1) - bare) / CALLS;
+        hidden[round] = ((double)loop_ticks(calibration_counted_20, CALLS, &sink) - work) / CALLS;
+    }
+    chained_median = median_of(chained, ROUNDS);
+    hidden_median = median_of(hidden, ROUNDS);
+    chained_median = chained_median > 0 ? chained_median : 0;
+    hidden_median = hidden_median > 0 ? hidden_median : 0;
+    /* the middle of the two ends, and half their distance plus the rounds' noise as the spread */
+    cprof_rt.header->count_guard_ticks = (chained_median + hidden_median) / 2;
+    cprof_rt.header->count_guard_spread = (chained_median > hidden_median ? chained_median - hidden_median
+                                                                    : hidden_median - chained_median) / 2 +
+                                    (spread_of(chained, ROUNDS, chained_median) +
+                                     spread_of(hidden, ROUNDS, hidden_median)) / 2;
+    __cprof_tls = saved;
+    for (size = 0; size < CALIBRATION_SIZES; size++) {
+        inner_by_size[size] = median_of(inner[size], ROUNDS);
+        outer_by_size[size] = median_of(outer[size], ROUNDS);
+        inner_noise += spread_of(inner[size], ROUNDS, inner_by_size[size]) / CALIBRATION_SIZES;
+        outer_noise += spread_of(outer[size], ROUNDS, outer_by_size[size]) / CALIBRATION_SIZES;
+        inner_mean += inner_by_size[size] / CALIBRATION_SIZES;
+        outer_mean += outer_by_size[size] / CALIBRATION_SIZES;
+    }
+    inner_low = inner_high = inner_by_size[0];
+    outer_low = outer_high = outer_by_size[0];
+    for (size = 1; size < CALIBRATION_SIZES; size++) {
+        inner_low = inner_by_size[size] < inner_low ? inner_by_size[size] : inner_low;
+        inner_high = inner_by_size[size] > inner_high ? inner_by_size[size] : inner_high;
+        outer_low = outer_by_size[size] < outer_low ? outer_by_size[size] : outer_low;
+        outer_high = outer_by_size[size] > outer_high ? outer_by_size[size] : outer_high;
+    }
+    cprof_rt.header->guard_inner_ticks = inner_mean;
+    cprof_rt.header->guard_outer_ticks = outer_mean;
+    cprof_rt.header->guard_inner_spread = (inner_high - inner_low) / 2 + inner_noise;
+    cprof_rt.header->guard_outer_spread = (outer_high - outer_low) / 2 + outer_noise;
+    cprof_rt.header->calibration_rounds = ROUNDS;
+}
+
