@@ -6,12 +6,12 @@ import argparse
 import sys
 
 from cprof.cli.options import non_negative_float, positive_int
-from cprof.cli.output import add_output_options, output_stream, wants_json
+from cprof.cli.output import add_output_options, chosen_renderer, output_stream
 from cprof.errors import EXIT_NOT_FOUND, EXIT_REGRESSION, CprofError
 from cprof.model.diff import diff_runs
 from cprof.model.load import load_runs
-from cprof.render.diff_table import DiffTable
-from cprof.render.json_diff import JsonDiff
+from cprof.render.base import DIFF
+from cprof.render.diff_table import DiffOptions
 from cprof.workspace import Store
 
 DESCRIPTION = """\
@@ -43,7 +43,7 @@ def register(subparsers) -> None:
                         help="exit 1 when a function (of at least 1%% of A's time) or the total got more than PCT "
                         "percent slower, beyond the noise")
     parser.add_argument("--uncorrected", action="store_true", help="compare raw times, the guard's cost included")
-    add_output_options(parser, "cprof-diff/2")
+    add_output_options(parser, "cprof-diff/2", DIFF)
     parser.set_defaults(run=run)
 
 
@@ -55,7 +55,7 @@ def _label(reference: str | None, runs) -> str:
 
 def run(args) -> int:
     store = Store()
-    as_json = wants_json(args)
+    renderer = chosen_renderer(args, DIFF)  # a usage mistake is reported before the store is read
     a_ref, b_ref = (args.a or "latest~1"), (args.b or "latest")
     try:
         a_runs, b_runs = load_runs(store, a_ref), load_runs(store, b_ref)
@@ -68,10 +68,7 @@ def run(args) -> int:
         sys.stderr.write("cprof: warning: A and B are the same run; run the program again to compare\n")
     diff = diff_runs(a_runs, b_runs, _label(args.a, a_runs), _label(args.b, b_runs), corrected=not args.uncorrected)
     with output_stream(args) as out:
-        if as_json:
-            JsonDiff(diff, args.fail_over).render(out)
-        else:
-            DiffTable(diff, None if args.all else args.top, args.significant).render(out)
+        renderer(DiffOptions(None if args.all else args.top, args.significant, args.fail_over)).render(diff, out)
     if args.fail_over is not None:
         reasons = diff.regressions_over(args.fail_over)
         if reasons:

@@ -129,4 +129,6 @@ def report_options(args) -> ReportOptions:
         function_pattern=getattr(args, "report_fn", None),
         locations=args.locations,
         memory=args.mem,
+        min_percent=args.min_percent,
+        weight=args.by,
     )

@@ -8,35 +8,46 @@ import os
 import sys
 
 from cprof.errors import EXIT_USAGE, CprofError
-
-_FORMATS = {".json": "json", ".txt": "text"}
-
-
-def _format_of(path: str) -> str:
-    return _FORMATS.get(os.path.splitext(path)[1].lower(), "")
-
+from cprof.render.base import RUN, known_extensions, renderer_for_file, renderer_named, renderers
 
 def output_file(path: str) -> str:
-    """An argparse type: a file name whose extension says the format."""
-    if not _format_of(path):
-        raise argparse.ArgumentTypeError(f"unknown format of {path}: name the file .json or .txt")
+    """An argparse type: a file name whose extension says the format (cprof/render/base.py's registry)."""
+    extensions = known_extensions()
+    if not any(path.lower().endswith(ext) for ext in extensions):
+        *others, last = sorted(extensions)
+        raise argparse.ArgumentTypeError(f"unknown format of {path}: name the file "
+                                         f"{', '.join(others)}{' or ' if others else ''}{last}")
     return path
 
 
-def add_output_options(group, schema: str) -> None:
+def add_output_options(group, schema: str, subject: str = RUN) -> None:
     group.add_argument("--json", action="store_true", help=f"machine-readable output (schema {schema})")
+    group.add_argument("--format", choices=list(renderers(subject)), metavar="NAME",
+                       help=f"how to draw it: {', '.join(renderers(subject))} (default: from --output's extension, "
+                       "else table)")
     group.add_argument("--output", dest="output_file", type=output_file, metavar="FILE",
-                       help="write to FILE instead of standard output: JSON for FILE.json, text for FILE.txt")
+                       help="write to FILE instead of standard output, in the format its extension names (.txt "
+                       "text, .json JSON)")
 
 
-def wants_json(args) -> bool:
-    """--json, or an --output file whose extension asks for JSON."""
-    if not args.output_file:
-        return args.json
-    kind = _format_of(args.output_file)
-    if args.json and kind != "json":
-        raise CprofError(f"--json and --output {args.output_file} disagree; name the file .json", EXIT_USAGE)
-    return kind == "json"
+def chosen_renderer(args, subject: str = RUN, shortcut: str | None = None, default: str = "table"):
+    """The renderer asked for: --format (or --json, or a command's own shortcut such as report --tree), else the
+    --output file's extension, else `default`. A structured format and a file named for another disagree."""
+    explicit = getattr(args, "format", None) or ("json" if getattr(args, "json", False) else None) or shortcut
+    by_file = renderer_for_file(subject, args.output_file) if getattr(args, "output_file", None) else None
+    if not explicit:
+        return by_file or renderer_named(subject, default)
+    chosen = renderer_named(subject, explicit)
+    if by_file is not None and by_file is not chosen and not (by_file.text and chosen.text):
+        flag = "--json" if getattr(args, "json", False) and not getattr(args, "format", None) else f"--format {explicit}"
+        hint = f"; name the file {chosen.extensions[0]}" if chosen.extensions else ""
+        raise CprofError(f"{flag} and --output {args.output_file} disagree{hint}", EXIT_USAGE)
+    return chosen
+
+
+def wants_json(args, subject: str = RUN) -> bool:
+    """Whether the output is the JSON document (which `profile` keeps standard output for)."""
+    return chosen_renderer(args, subject).name == "json"
 
 
 @contextlib.contextmanager

@@ -6,13 +6,10 @@ import argparse
 import difflib
 
 from cprof.cli.options import add_report_options, report_options
-from cprof.cli.output import output_stream, wants_json
+from cprof.cli.output import chosen_renderer, output_stream
 from cprof.errors import EXIT_USAGE, CprofError
 from cprof.model.load import GroupRun, load_view
-from cprof.render.json_report import JsonReport
-from cprof.render.memory import MemoryReport
-from cprof.render.table import FunctionTable
-from cprof.render.tree import CallTree
+from cprof.render.base import RUN
 from cprof.workspace import Store
 
 DESCRIPTION = """\
@@ -53,23 +50,12 @@ def render_report(view, args) -> None:
     """Shared with `cprof profile`. `view` is a Run, or a GroupRun for a whole group."""
     options = report_options(args)
     check_function_pattern(view, options.function_pattern)
-    as_json = wants_json(args)
+    renderer = chosen_renderer(args, RUN, "tree" if args.tree else "mem" if args.mem else None)
     with output_stream(args) as out:
-        if as_json:
-            JsonReport(view, options).render(out)
-        elif args.tree:
-            run = view.representative if isinstance(view, GroupRun) else view
-            CallTree(run, options.corrected, args.min_percent, options.function_pattern, args.by).render(out)
-            if run is not view:
-                out.write(f"call tree of run {run.id}, the median of group {view.id}'s {len(view.runs)} runs "
-                          "by total self time\n")
-        elif options.memory:
-            MemoryReport(view, options.top).render(out)
-        else:
-            FunctionTable(view, options).render(out)
+        renderer(options).render(view, out)
 
 
 def run(args) -> int:
-    wants_json(args)  # a usage mistake is reported before the store is read
+    chosen_renderer(args, RUN)  # a usage mistake is reported before the store is read
     render_report(load_view(Store(), args.reference), args)
     return 0

@@ -73,7 +73,9 @@ _STALE_WARNED: set[tuple[str, str]] = set()  # one warning per file, subject and
 def changed_modules(modules: list[tuple], what: str) -> list[str]:
     """The objects rebuilt since the run (their addresses would resolve to whatever the new build put there),
     with one warning per object and process saying that `what` cannot be resolved."""
-    stale = [m[0] for m in modules if os.path.exists(m[0]) and not unchanged(m)]
+    # cprof's own runtime is told by its file name, never by its symbols: a reinstall does not make a run stale
+    stale = [m[0] for m in modules if os.path.exists(m[0]) and not unchanged(m)
+             and not os.path.basename(m[0]).startswith("libcprofrt")]
     for path in stale[:1]:
         if (path, what) not in _STALE_WARNED:
             _STALE_WARNED.add((path, what))

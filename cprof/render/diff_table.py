@@ -3,7 +3,10 @@ that clear it are coloured (red slower, green faster), the others dimmed."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from cprof.model.diff import RunDiff, Side
+from cprof.render.base import DIFF, Renderer, register
 from cprof.render.coverage_note import coverage_lines
 from cprof.render.style import Style, render_rows
 from cprof.render.units import format_bytes, format_count, format_ns, format_signed_percent, plural
@@ -21,15 +24,30 @@ def _signed_bytes(delta: float) -> str:
     return ("+" if delta > 0 else "") + format_bytes(delta)
 
 
-class DiffTable:
-    def __init__(self, diff: RunDiff, top: int | None = 20, only_significant: bool = False):
-        self.diff = diff
-        self.top = top
-        self.only_significant = only_significant
+@dataclass
+class DiffOptions:
+    top: int | None = 20  # None: every function
+    only_significant: bool = False
+    fail_over: float | None = None  # the --fail-over threshold the JSON reports against
 
-    def render(self, out) -> None:
+
+@register
+class DiffTable(Renderer):
+    """Functions by the size of their change, each with the noise it has to clear."""
+
+    name = "table"
+    subject = DIFF
+    extensions = (".txt",)
+    text = True
+
+    def __init__(self, options: DiffOptions | None = None):
+        super().__init__(options or DiffOptions())
+        self.top = self.options.top
+        self.only_significant = self.options.only_significant
+
+    def render(self, view: RunDiff, out) -> None:
         style = Style.for_stream(out)
-        diff = self.diff
+        diff = self.diff = view
         changes = [c for c in diff.changes if c.significant or not self.only_significant]
         shown = changes if self.top is None else changes[: self.top]
         # the heap's columns when allocations changed somewhere: time-only diffs stay narrow

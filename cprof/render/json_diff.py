@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 from cprof.model.diff import RunDiff, Side
+from cprof.render.base import DIFF, Renderer, register
+from cprof.render.diff_table import DiffOptions
 from cprof.render.json_report import coverage_record
 
 DIFF_SCHEMA = "cprof-diff/2"
@@ -42,10 +44,17 @@ def diff_document(diff: RunDiff, fail_over: float | None = None) -> dict:
     return document
 
 
-class JsonDiff:
-    def __init__(self, diff: RunDiff, fail_over: float | None = None):
-        self.document = diff_document(diff, fail_over)
+@register
+class JsonDiff(Renderer):
+    """The diff as JSON (schema cprof-diff/2)."""
 
-    def render(self, out) -> None:
-        json.dump(self.document, out, indent=2)
+    name = "json"
+    subject = DIFF
+    extensions = (".json",)
+
+    def __init__(self, options: DiffOptions | None = None):
+        super().__init__(options or DiffOptions())
+
+    def render(self, view: RunDiff, out) -> None:
+        json.dump(diff_document(view, self.options.fail_over), out, indent=2)
         out.write("\n")

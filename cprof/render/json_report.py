@@ -10,6 +10,7 @@ from cprof.model.run import (FEAT_ALLOCS, FEAT_CPU_TIME, FEAT_THREAD_CPU, FEAT_W
                              FUNCTION_COUNTERS, Run)
 from cprof.model.heap import SOURCE_NAMES, heap_summary, sites_by_bytes
 from cprof.model.samples import sampling_summary
+from cprof.render.base import Renderer, register
 from cprof.render.table import ReportOptions, has_feature, selected_functions
 
 REPORT_SCHEMA = "cprof-report/4"
@@ -163,10 +164,16 @@ def report_document(run: Run | GroupRun, options: ReportOptions) -> dict:
     return document
 
 
-class JsonReport:
-    def __init__(self, run: Run | GroupRun, options: ReportOptions):
-        self.document = report_document(run, options)
+@register
+class JsonReport(Renderer):
+    """The report as JSON (schema cprof-report/4); with options.memory, every allocation site too."""
 
-    def render(self, out) -> None:
-        json.dump(self.document, out, indent=2)
+    name = "json"
+    extensions = (".json",)
+
+    def __init__(self, options: ReportOptions | None = None):
+        super().__init__(options or ReportOptions())
+
+    def render(self, view: Run | GroupRun, out) -> None:
+        json.dump(report_document(view, self.options), out, indent=2)
         out.write("\n")

@@ -6,7 +6,9 @@ from __future__ import annotations
 from cprof.model.heap import heap_summary, sites_by_bytes
 from cprof.model.load import GroupRun
 from cprof.model.run import Run
+from cprof.render.base import Renderer, register
 from cprof.render.style import Style, render_rows
+from cprof.render.table import ReportOptions
 from cprof.render.units import format_bytes, format_count, format_ns, plural
 
 
@@ -18,12 +20,19 @@ def path_text(site, innermost: int = 5) -> str:
     return " → ".join((["…"] if len(names) > innermost else []) + names[-innermost:])
 
 
-class MemoryReport:
-    def __init__(self, run: Run | GroupRun, top: int | None = 10):
-        self.run = run.representative if isinstance(run, GroupRun) else run
-        self.top = top
+@register
+class MemoryReport(Renderer):
+    """The heap: totals, sites by source line, leaks and the peak (`report --mem`)."""
 
-    def render(self, out) -> None:
+    name = "mem"
+    text = True
+
+    def __init__(self, options: ReportOptions | None = None):
+        super().__init__(options or ReportOptions())
+        self.top = self.options.top
+
+    def render(self, view: Run | GroupRun, out) -> None:
+        self.run = view.representative if isinstance(view, GroupRun) else view
         style = Style.for_stream(out)
         summary = heap_summary(self.run.processes)
         if summary is None:

@@ -10,6 +10,7 @@ from cprof.model.load import GroupRun
 from cprof.model.run import FEAT_ALLOCS, FEAT_CPU_TIME, FN_SECTION, FunctionStats, Run
 from cprof.model.samples import not_sampled_reason, sampling_summary
 from cprof.paths import display_path
+from cprof.render.base import Renderer, register
 from cprof.render.coverage_note import coverage_lines
 from cprof.render.style import Style, render_rows
 from cprof.render.units import format_bytes, format_count, format_ns, format_percent, plural, signal_name
@@ -32,7 +33,9 @@ class ReportOptions:
     corrected: bool = True
     function_pattern: str | None = None
     locations: bool = False
-    memory: bool = False  # the heap's allocation sites, leaks and peak (report --mem)
+    memory: bool = False  # the heap's allocation sites, leaks and peak (report --mem; in JSON: every site)
+    min_percent: float = 1.0  # the call tree hides call paths under this share of their thread
+    weight: str = "time"  # what a call path weighs in the tree: "time" or "bytes" (tree.TREE_WEIGHTS)
 
 
 def has_feature(run: Run, bit: int) -> bool:
@@ -58,12 +61,19 @@ def selected_functions(run: Run, options: ReportOptions) -> tuple[list[FunctionS
     return shown, ordered
 
 
-class FunctionTable:
-    def __init__(self, run: Run | GroupRun, options: ReportOptions):
-        self.run = run
-        self.options = options
+@register
+class FunctionTable(Renderer):
+    """One row per function: the default report."""
 
-    def render(self, out) -> None:
+    name = "table"
+    extensions = (".txt",)
+    text = True
+
+    def __init__(self, options: ReportOptions | None = None):
+        super().__init__(options or ReportOptions())
+
+    def render(self, view: Run | GroupRun, out) -> None:
+        self.run = view
         style = Style.for_stream(out)
         run, options = self.run, self.options
         shown, matching = selected_functions(run, options)

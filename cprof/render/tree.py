@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cprof.model.coverage import coverage_of
+from cprof.model.load import GroupRun
 from cprof.model.run import CallNode, Run
+from cprof.render.base import Renderer, register
 from cprof.render.coverage_note import coverage_lines, thread_note
+from cprof.render.table import ReportOptions
 from cprof.render.style import Style
 from cprof.render.units import format_bytes, format_count, format_ns, format_percent
 
@@ -21,14 +24,19 @@ class SampledLeaf:
     ns: float
 
 
-class CallTree:
-    def __init__(self, run: Run, corrected: bool = True, min_percent: float = 1.0, function_pattern: str | None = None,
-                 weight: str = "time"):
-        self.run = run
-        self.corrected = corrected
-        self.min_percent = min_percent
-        self.function_pattern = function_pattern
-        self.by_bytes = weight == "bytes"
+@register
+class CallTree(Renderer):
+    """Each thread's call tree with inclusive times (or bytes), pruned below a share of the thread."""
+
+    name = "tree"
+    text = True
+
+    def __init__(self, options: ReportOptions | None = None):
+        super().__init__(options or ReportOptions())
+        self.corrected = self.options.corrected
+        self.min_percent = self.options.min_percent
+        self.function_pattern = self.options.function_pattern
+        self.by_bytes = self.options.weight == "bytes"
         self._inclusive_bytes: dict[int, int] = {}
         self.format = format_bytes if self.by_bytes else format_ns
 
@@ -49,7 +57,15 @@ class CallTree:
             known = self._inclusive_bytes[id(node)]
         return known
 
-    def render(self, out) -> None:
+    def render(self, view: Run | GroupRun, out) -> None:
+        """A group's tree is that of its median run (by total self time), and says so."""
+        self.run = view.representative if isinstance(view, GroupRun) else view
+        self._draw(out)
+        if self.run is not view:
+            out.write(f"call tree of run {self.run.id}, the median of group {view.id}'s {len(view.runs)} runs "
+                      "by total self time\n")
+
+    def _draw(self, out) -> None:
         style = Style.for_stream(out)
         coverage = coverage_of(self.run)
         for thread, thread_coverage in zip(self.run.threads, coverage.threads):

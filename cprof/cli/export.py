@@ -1,0 +1,53 @@
+"""`cprof export`: a stored run in a format other tools read (folded stacks for flamegraph.pl, inferno, speedscope)."""
+
+from __future__ import annotations
+
+import argparse
+
+from cprof.cli.output import chosen_renderer, output_file, output_stream
+from cprof.errors import EXIT_USAGE, CprofError
+from cprof.model.load import load_view
+from cprof.render.base import RUN, renderers
+from cprof.render.table import ReportOptions
+from cprof.workspace import Store
+
+DESCRIPTION = """\
+Write a stored run (default: the latest) for other tools. Every call path of every thread with its own value:
+self time in ns (corrected for the guard's cost, as reports are), or with --calls its calls, or with --bytes the
+bytes it allocated. A group is exported from its median run."""
+
+
+def export_formats() -> list[str]:
+    return [name for name, cls in renderers(RUN).items() if getattr(cls, "export", False)]
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("export", help="write a run for other tools (folded stacks)",
+                                   usage="cprof export [RUN] [--format NAME] [-o FILE]", description=DESCRIPTION,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog="RUN: a tag, run id (or unique prefix), group id, latest, latest~N, or a "
+                                   "path to a run directory or file")
+    parser.add_argument("reference", nargs="?", metavar="RUN", help="which run or group (default: latest)")
+    parser.add_argument("--format", choices=export_formats(), metavar="NAME",
+                        help=f"{', '.join(export_formats())} (default: from -o's extension, else folded)")
+    parser.add_argument("-o", "--output", dest="output_file", type=output_file, metavar="FILE",
+                        help="write to FILE (default: standard output)")
+    weight = parser.add_mutually_exclusive_group()
+    weight.add_argument("--calls", dest="weight", action="store_const", const="calls", default="time",
+                        help="weigh call paths by their calls")
+    weight.add_argument("--bytes", dest="weight", action="store_const", const="bytes",
+                        help="weigh call paths by the bytes they allocated")
+    parser.add_argument("--uncorrected", action="store_true", help="raw times, the guard's own cost included")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    renderer = chosen_renderer(args, RUN, default="folded")
+    if not getattr(renderer, "export", False):
+        raise CprofError(f"--output {args.output_file}: cprof export writes {', '.join(export_formats())}; "
+                         "cprof report writes the other formats", EXIT_USAGE)
+    view = load_view(Store(), args.reference)
+    options = ReportOptions(top=None, corrected=not args.uncorrected, weight=args.weight)
+    with output_stream(args) as out:
+        renderer(options).render(view, out)
+    return 0

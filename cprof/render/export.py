@@ -1,0 +1,45 @@
+"""Exports of a run's stacks for other tools: folded stacks (`a;b;c N`, what flamegraph.pl, inferno and speedscope
+read)."""
+
+from __future__ import annotations
+
+from cprof.model.stacks import run_stacks
+from cprof.render.base import Renderer, register
+from cprof.render.table import ReportOptions
+
+
+def frame_name(name: str) -> str:
+    """A frame as folded stacks can carry it: `;` separates frames and a line ends a stack (a section's name from
+    cprof.h may hold either)."""
+    return name.replace(";", ":").replace("\n", " ").replace("\r", " ")
+
+
+def thread_frame(thread, run) -> str | None:
+    """The thread as the outermost frame, when the run has more than one (or more than one process)."""
+    if len(run.threads) < 2:
+        return None
+    pid = f"{thread.pid}/" if len(run.processes) > 1 else ""
+    return frame_name(f"{thread.name or 'thread'} [{pid}{thread.index}]")
+
+
+@register
+class FoldedStacks(Renderer):
+    """One line per call path with its own value: `main;parse;lex 1234` (ns of self time by default; calls or
+    bytes allocated with options.weight). Whole numbers; paths whose own value is zero are left out."""
+
+    name = "folded"
+    extensions = (".folded",)
+    export = True
+
+    def __init__(self, options: ReportOptions | None = None):
+        super().__init__(options or ReportOptions())
+
+    def render(self, view, out) -> None:
+        run = getattr(view, "representative", view)
+        for stack in run_stacks(run, self.options.weight, self.options.corrected):
+            value = round(stack.self_value)
+            if value <= 0:
+                continue
+            frames = [frame_name(name) for name in stack.names]
+            outer = thread_frame(stack.thread, run)
+            out.write(";".join(([outer] if outer else []) + frames) + f" {value}\n")

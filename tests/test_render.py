@@ -1,0 +1,135 @@
+"""Renderers on runs built in memory (a fixed clock, no compiler): the registry, the stacks view and the exports."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from conftest import validate
+from cprof import runfile
+from cprof.errors import CprofError
+from cprof.model.correction import Calibration, correct_tree
+from cprof.model.run import CallNode, FunctionKey, ProcessData, Run, ThreadData, _derive
+from cprof.model.stacks import run_stacks
+from cprof.render.base import DIFF, RUN, renderer_for_file, renderer_named, renderers
+from cprof.render.table import ReportOptions
+
+MS = 1_000_000
+
+
+def _key(name: str) -> FunctionKey:
+    return FunctionKey(name, f"{name.split()[0]}.c", 1)
+
+
+def _node(name: str, calls: int, total_ns: float, children=(), alloc_bytes: int = 0) -> CallNode:
+    node = CallNode(_key(name), calls=calls, total_ns=total_ns, alloc_bytes=alloc_bytes,
+                    alloc_count=1 if alloc_bytes else 0)
+    for child in children:
+        child.parent = node
+        node.children[child.key] = child
+    return node
+
+
+def memory_run(threads: int = 1) -> Run:
+    """main (10 ms) calls parse (6 ms, of it lex 2 ms) and the section `emit; <b>` (1 ms, 4 KiB allocated);
+    a second thread, when asked for, runs worker (3 ms)."""
+    header = {name: 0 for name in runfile._PUBLIC_HEADER_FIELDS}
+    header.update(ticks_per_second=1e9, end_mono_ns=20 * MS, end_ticks=20 * MS, pid=100, timer_kind=1,
+                  features=runfile.FEAT_ALLOCS, cmdline=["prog"], flags=1)
+    thread_list = []
+    trees = [[_node("main", 1, 10 * MS, [_node("parse", 2, 6 * MS, [_node("lex", 5, 2 * MS)]),
+                                          _node("emit; <b>", 1, 1 * MS, alloc_bytes=4096)])],
+             [_node("worker", 1, 3 * MS)]]
+    for index, calls in enumerate(trees[:threads]):
+        root = CallNode(None)
+        for child in calls:
+            child.parent = root
+            root.children[child.key] = child
+        _derive(root)
+        correct_tree(root, Calibration())
+        thread_list.append(ThreadData(index, 200 + index, f"t{index}", root, 0.0, 20 * MS, 0, pid=100))
+    process = ProcessData(100, 1, "100.cprof", header, True, thread_list, Calibration(), {})
+    return Run("memory-run", "/nonexistent", {"command": ["prog"]}, [process])
+
+
+def rendered(name: str, view, options=None, subject: str = RUN) -> str:
+    out = io.StringIO()
+    renderer_named(subject, name)(options).render(view, out)
+    return out.getvalue()
+
+
+def test_the_registry_knows_every_format_by_name_and_by_extension():
+    assert {"table", "tree", "mem", "json", "folded"} <= set(renderers(RUN))
+    assert set(renderers(DIFF)) == {"table", "json"}
+    assert renderer_for_file(RUN, "out.json").name == "json"
+    assert renderer_for_file(RUN, "OUT.TXT").name == "table"
+    assert renderer_for_file(RUN, "stacks.folded").name == "folded"
+    assert renderer_for_file(RUN, "picture.png") is None
+    with pytest.raises(CprofError, match="unknown format 'png'"):
+        renderer_named(RUN, "png")
+
+
+def test_every_run_renderer_draws_a_run_built_in_memory():
+    run = memory_run()
+    table = rendered("table", run)
+    assert [line.split()[0] for line in table.splitlines()[1:5]] == ["parse", "main", "lex", "emit;"]  # by self
+    tree = rendered("tree", run, ReportOptions(min_percent=0))
+    assert "└─ 100.0%   10.0 ms  main" in tree and "│  └─  20.0%   2.00 ms  lex  ×5" in tree
+    document = json.loads(rendered("json", run))
+    validate(document, "report-4.json")
+    assert {f["name"]: f["self_ns"] for f in document["functions"]} == {
+        "main": 3 * MS, "parse": 4 * MS, "lex": 2 * MS, "emit; <b>": 1 * MS}
+    assert rendered("mem", run).startswith("this run has no heap record")
+
+
+def test_the_stacks_view_gives_every_call_path_its_own_and_inclusive_value():
+    run = memory_run()
+    by_path = {s.names: (s.self_value, s.total_value, s.calls) for s in run_stacks(run)}
+    assert by_path == {("main",): (3 * MS, 10 * MS, 1), ("main", "parse"): (4 * MS, 6 * MS, 2),
+                       ("main", "parse", "lex"): (2 * MS, 2 * MS, 5), ("main", "emit; <b>"): (1 * MS, 1 * MS, 1)}
+    calls = {s.names: (s.self_value, s.total_value) for s in run_stacks(run, "calls")}
+    assert calls[("main",)] == (1, 9) and calls[("main", "parse")] == (2, 7)
+    allocated = {s.names: (s.self_value, s.total_value) for s in run_stacks(run, "bytes")}
+    assert allocated[("main",)] == (0, 4096) and allocated[("main", "emit; <b>")] == (4096, 4096)
+
+
+def test_folded_stacks_escape_separators_and_name_threads_when_there_are_several():
+    one = rendered("folded", memory_run())
+    assert one.splitlines() == ["main 3000000", "main;parse 4000000", "main;parse;lex 2000000",
+                                "main;emit: <b> 1000000"]
+    # the folded sum is the run's self time: nothing lost, nothing counted twice
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in one.splitlines()) == 10 * MS
+    two = rendered("folded", memory_run(threads=2)).splitlines()
+    assert "t0 [0];main;parse;lex 2000000" in two and "t1 [1];worker 3000000" in two
+    by_bytes = rendered("folded", memory_run(), ReportOptions(weight="bytes"))
+    assert by_bytes == "main;emit: <b> 4096\n"
+
+
+def test_export_writes_folded_stacks_of_a_real_run(project):
+    from test_cli import TOUR, TOUR_CALLS
+
+    project.write("tour.c", TOUR)
+    assert project.cprof("profile", "tour.c").returncode == 0
+    folded = project.cprof("export")
+    assert folded.returncode == 0, folded.stderr
+    lines = folded.stdout.splitlines()
+    paths = {line.rsplit(" ", 1)[0] for line in lines}
+    assert {"main", "main;heavy", "main;light"} <= paths
+    report = json.loads(project.cprof("report", "--json", "--all").stdout)
+    # the export's values are the report's self times, path by path, summed per function
+    per_function: dict[str, int] = {}
+    for line in lines:
+        path, value = line.rsplit(" ", 1)
+        per_function[path.split(";")[-1]] = per_function.get(path.split(";")[-1], 0) + int(value)
+    for function in report["functions"]:
+        assert abs(per_function.get(function["name"], 0) - function["self_ns"]) <= 2, function["name"]
+    calls = project.cprof("export", "--calls", "-o", "calls.folded")
+    assert calls.returncode == 0 and "wrote calls.folded" in calls.stderr
+    with open(f"{project.root}/calls.folded") as handle:
+        counted = {line.rsplit(" ", 1)[0].split(";")[-1]: int(line.rsplit(" ", 1)[1]) for line in handle}
+    assert {name: counted.get(name, 0) for name in TOUR_CALLS} == TOUR_CALLS
+    refused = project.cprof("export", "-o", "out.json")
+    assert refused.returncode == 2 and "cprof export writes folded" in refused.stderr
+    assert project.cprof("report", "--format", "folded").stdout == folded.stdout
