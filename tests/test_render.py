@@ -133,3 +133,46 @@ def test_export_writes_folded_stacks_of_a_real_run(project):
     refused = project.cprof("export", "-o", "out.json")
     assert refused.returncode == 2 and "cprof export writes folded" in refused.stderr
     assert project.cprof("report", "--format", "folded").stdout == folded.stdout
+
+
+def _speedscope_schema() -> dict:
+    import os
+
+    with open(os.path.join(os.path.dirname(__file__), "schemas", "speedscope.json")) as handle:
+        return json.load(handle)
+
+
+def test_speedscope_export_follows_the_file_format_and_keeps_every_value():
+    import jsonschema
+
+    document = json.loads(rendered("speedscope", memory_run(threads=2)))
+    jsonschema.validate(document, _speedscope_schema())
+    frames = [frame["name"] for frame in document["shared"]["frames"]]
+    first, second = document["profiles"]
+    assert first["unit"] == "nanoseconds" and first["endValue"] == sum(first["weights"]) == 10 * MS
+    stacks = {tuple(frames[i] for i in sample): weight for sample, weight in zip(first["samples"], first["weights"])}
+    assert stacks == {("main",): 3 * MS, ("main", "parse"): 4 * MS, ("main", "parse", "lex"): 2 * MS,
+                      ("main", "emit; <b>"): 1 * MS}
+    assert [frames[i] for i in second["samples"][0]] == ["worker"] and second["weights"] == [3 * MS]
+    bytes_document = json.loads(rendered("speedscope", memory_run(), ReportOptions(weight="bytes")))
+    assert bytes_document["profiles"][0]["unit"] == "bytes" and bytes_document["profiles"][0]["weights"] == [4096]
+
+
+def test_speedscope_export_of_a_real_run_validates(project):
+    import jsonschema
+
+    project.write("a.c", """
+        #include <stdlib.h>
+        void *volatile sink;
+        __attribute__((noinline)) void leaf(int i) { sink = malloc(16 + i); free(sink); }
+        int main(void) { for (int i = 0; i < 100; i++) leaf(i); return 0; }
+    """)
+    assert project.cprof("profile", "a.c").returncode == 0
+    written = project.cprof("export", "-o", "run.speedscope.json")
+    assert written.returncode == 0, written.stderr
+    with open(f"{project.root}/run.speedscope.json") as handle:
+        document = json.load(handle)
+    jsonschema.validate(document, _speedscope_schema())
+    frames = [frame["name"] for frame in document["shared"]["frames"]]
+    [profile] = document["profiles"]
+    assert ["main", "leaf"] in [[frames[i] for i in sample] for sample in profile["samples"]]
