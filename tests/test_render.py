@@ -176,3 +176,88 @@ def test_speedscope_export_of_a_real_run_validates(project):
     frames = [frame["name"] for frame in document["shared"]["frames"]]
     [profile] = document["profiles"]
     assert ["main", "leaf"] in [[frames[i] for i in sample] for sample in profile["samples"]]
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _frames(svg_text: str) -> dict[str, dict]:
+    """name -> the frame's geometry and details, from the SVG as a browser would parse it (well-formed XML)."""
+    import xml.etree.ElementTree as ElementTree
+
+    root = ElementTree.fromstring(svg_text.encode())
+    frames = {}
+    for group in root.iter(f"{SVG}g"):
+        frames[group.get("data-n")] = {"x": float(group.get("data-x")), "w": float(group.get("data-w")),
+                                       "depth": int(group.get("data-d")), "classes": group.get("class").split(),
+                                       "title": group.find(f"{SVG}title").text,
+                                       "label": group.find(f"{SVG}text").text}
+    return frames
+
+
+def test_the_flamegraph_draws_each_call_path_as_wide_as_its_inclusive_time():
+    svg = rendered("flame", memory_run())
+    frames = _frames(svg)
+    assert set(frames) == {"all", "main", "parse", "lex", "emit; <b>"}
+    assert frames["all"]["w"] == frames["main"]["w"] == 1200.0
+    assert frames["parse"]["w"] == pytest.approx(720.0) and frames["lex"]["w"] == pytest.approx(240.0)
+    assert frames["lex"]["depth"] == 3 and frames["lex"]["x"] == pytest.approx(frames["parse"]["x"])
+    # siblings side by side inside their parent
+    assert frames["emit; <b>"]["x"] + frames["emit; <b>"]["w"] <= frames["parse"]["x"] + 0.01 or \
+        frames["parse"]["x"] + frames["parse"]["w"] <= frames["emit; <b>"]["x"] + 0.01
+    assert "total 6.00 ms (60.00% of the run), self 4.00 ms, 2 calls" in frames["parse"]["title"]
+    assert frames["lex"]["title"].startswith("lex  lex.c:1")
+    # one file, nothing fetched: the script is inside and no URL is loaded
+    assert "<script><![CDATA[" in svg and "http" not in svg.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_names_cannot_run_anything_in_the_flamegraph():
+    run = memory_run()
+    evil = "<script>alert(1)</script>"
+    node = run.threads[0].root.children[_key("main")].children[_key("emit; <b>")]
+    node.key = FunctionKey(evil, "x.c", 1)
+    svg = rendered("flame", run)
+    assert evil not in svg  # escaped wherever it appears
+    assert _frames(svg)[evil]["label"] == evil  # and still shown as the name it is
+
+
+def test_frames_under_a_pixel_are_merged_and_the_file_stays_small():
+    """A thousand leaves each under a pixel wide become one grey frame that says how many it stands for."""
+    run = memory_run()
+    main = run.threads[0].root.children[_key("main")]
+    for index in range(1000):
+        leaf = _node(f"tiny{index}", 1, 1_000)
+        leaf.parent = main
+        main.children[leaf.key] = leaf
+    _derive(run.threads[0].root)
+    correct_tree(run.threads[0].root, Calibration())
+    svg = rendered("flame", run)
+    frames = _frames(svg)
+    assert not any(name.startswith("tiny") for name in frames)
+    [merged] = [f for f in frames.values() if "merged" in f["classes"]]
+    assert merged["title"].startswith("1000 narrow frames") and "1000 call paths each under a pixel wide" in \
+        merged["title"]
+    assert len(svg) < 20_000
+
+
+def test_mostly_correction_frames_look_different():
+    run = memory_run()
+    lex = run.threads[0].root.children[_key("main")].children[_key("parse")].children[_key("lex")]
+    lex.corrected_self_ns = lex.corrected_total_ns = 0.4 * lex.self_ns  # the guard took most of it
+    frames = _frames(rendered("flame", run))
+    assert "approx" in frames["lex"]["classes"] and frames["lex"]["label"] == "~lex"
+    assert "mostly the guard's own cost" in frames["lex"]["title"]
+
+
+def test_flame_writes_an_svg_of_a_real_run(project):
+    from test_cli import TOUR
+
+    project.write("tour.c", TOUR)
+    assert project.cprof("profile", "tour.c").returncode == 0
+    drawn = project.cprof("flame", "-o", "tour.svg")
+    assert drawn.returncode == 0, drawn.stderr
+    with open(f"{project.root}/tour.svg") as handle:
+        frames = _frames(handle.read())
+    assert {"main", "heavy", "light"} <= set(frames)
+    assert frames["heavy"]["w"] > frames["light"]["w"]
+    assert project.cprof("report", "--output", "same.svg").returncode == 0  # the extension picks the renderer

@@ -13,8 +13,8 @@ from cprof.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_SETUP, EXIT_USAGE
 from cprof.workspace import ENV_HOME
 
 # One module per subcommand, each with `register(subparsers)` that sets the parser's `run(args) -> int`.
-SUBCOMMANDS = ("build", "run", "report", "profile", "tag", "diff", "export", "runs", "merge", "instrument", "doctor",
-               "cc")
+SUBCOMMANDS = ("build", "run", "report", "profile", "tag", "diff", "flame", "export", "runs", "merge", "instrument",
+               "doctor", "cc")
 # the subcommands that take arguments after "--" (a program's, a build command, compiler flags)
 TAKES_REST = {"build", "run", "profile", "instrument"}
 

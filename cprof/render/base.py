@@ -64,7 +64,7 @@ def known_extensions() -> set[str]:
 
 
 # The modules whose renderers register themselves when imported (as cprof/cli/main.py lists the subcommands).
-RENDERER_MODULES = ("table", "tree", "memory", "json_report", "export", "diff_table", "json_diff")
+RENDERER_MODULES = ("table", "tree", "memory", "json_report", "export", "flame", "diff_table", "json_diff")
 
 
 def _load_all() -> None:

@@ -1,0 +1,275 @@
+"""`cprof flame`: an aggregated flamegraph of a run as one self-contained SVG (its script embedded, nothing fetched):
+width by inclusive time (or calls, or bytes allocated), hover for the details, click to zoom, a regex search that
+highlights and reports the matched share, zoom and search kept in the URL. Frames narrower than a pixel are merged
+into one grey frame per parent, so a tree of a million call paths stays small and readable."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from xml.sax.saxutils import escape, quoteattr
+
+from cprof.model.stacks import run_stacks
+from cprof.paths import display_path
+from cprof.render.base import Renderer, register
+from cprof.render.table import ReportOptions
+from cprof.render.units import format_bytes, format_count, format_ns
+
+WIDTH = 1200  # pixels of the drawing
+FRAME_HEIGHT = 17
+TOP = 44  # room for the title and the controls
+MIN_WIDTH = 1.0  # frames narrower than this many pixels are merged
+UNITS = {"time": format_ns, "calls": format_count, "bytes": format_bytes}
+
+
+@dataclass(eq=False)
+class Frame:
+    name: str
+    location: str = ""
+    total: float = 0.0
+    own: float = 0.0
+    calls: int = 0
+    approximate: bool = False  # mostly the guard's cost (the reports' ~)
+    sampled: bool = False  # a count-only function's sampled self time
+    merged: int = 0  # for a frame standing for narrow ones: how many
+    children: dict = field(default_factory=dict)
+
+
+def frame_tree(run, metric: str, corrected: bool) -> Frame:
+    """One tree for the whole run: a frame per call path, merged over threads when there is one, else under a
+    frame per thread."""
+    root = Frame("all")
+    several = len(run.threads) > 1
+    for stack in run_stacks(run, metric, corrected):
+        node = root
+        if several:
+            label = f"{stack.thread.name or 'thread'} [{stack.thread.index}]"
+            node = node.children.setdefault(("thread", stack.thread.pid, stack.thread.index), Frame(label))
+        for key in stack.keys:
+            child = node.children.get(key)
+            if child is None:
+                child = node.children[key] = Frame(key.name, f"{display_path(key.file)}:{key.line}")
+            node = child
+        node.own += stack.self_value
+        node.total += stack.total_value if not stack.sampled else stack.self_value
+        node.calls += stack.calls
+        node.approximate = node.approximate or stack.mostly_correction
+        node.sampled = stack.sampled
+    _fill_totals(root)
+    return root
+
+
+def _fill_totals(root: Frame) -> None:
+    """The root and thread frames are their children's sum; a function's frame keeps its own inclusive value (a
+    measured time counts recursion once), never less than what its children draw inside it."""
+    order, stack = [], [root]
+    while stack:
+        frame = stack.pop()
+        order.append(frame)
+        stack.extend(frame.children.values())
+    for frame in reversed(order):
+        below = sum(child.total for child in frame.children.values())
+        frame.total = max(frame.total, below) if frame.location else below
+
+
+def _colour(frame: Frame) -> str:
+    if frame.merged:
+        return "rgb(190,190,190)"
+    if frame.location == "":
+        return "rgb(220,220,235)"
+    hue = zlib.crc32(frame.name.encode("utf-8", "replace"))
+    return f"rgb({205 + hue % 50},{80 + (hue >> 8) % 120},{40 + (hue >> 16) % 50})"
+
+
+@register
+class FlameGraph(Renderer):
+    """The SVG flamegraph (`cprof flame`, or any report --output FILE.svg)."""
+
+    name = "flame"
+    extensions = (".svg",)
+
+    def __init__(self, options: ReportOptions | None = None, title: str | None = None):
+        super().__init__(options or ReportOptions())
+        self.title = title
+
+    def render(self, view, out) -> None:
+        run = getattr(view, "representative", view)
+        metric = self.options.weight
+        root = frame_tree(run, metric, self.options.corrected)
+        whole = root.total or 1.0
+        unit = UNITS[metric]
+        rows: list[str] = []
+        depth_max = 0
+        ids = 0
+        # iterative layout: (frame, x in pixels, depth)
+        pending = [(root, 0.0, 0)]
+        while pending:
+            frame, x, depth = pending.pop()
+            width = frame.total / whole * WIDTH
+            depth_max = max(depth_max, depth)
+            rows.append(self._frame(ids, frame, x, depth, width, whole, unit))
+            ids += 1
+            child_x = x
+            narrow_total, narrow_count = 0.0, 0
+            for child in sorted(frame.children.values(), key=lambda c: c.name):
+                child_width = child.total / whole * WIDTH
+                if child_width < MIN_WIDTH:
+                    narrow_total += child.total
+                    narrow_count += 1 + _descendants(child)
+                    continue
+                pending.append((child, child_x, depth + 1))
+                child_x += child_width
+            if narrow_count and narrow_total / whole * WIDTH >= MIN_WIDTH / 4:
+                merged = Frame(f"{narrow_count} narrow frames", total=narrow_total, merged=narrow_count)
+                rows.append(self._frame(ids, merged, child_x, depth + 1, narrow_total / whole * WIDTH, whole, unit))
+                ids += 1
+                depth_max = max(depth_max, depth + 1)
+        height = TOP + (depth_max + 1) * FRAME_HEIGHT + 24
+        measure = {"time": "inclusive time", "calls": "calls", "bytes": "bytes allocated"}[metric]
+        title = self.title or f"cprof run {run.id}: width is {measure}"
+        out.write(_document(title, height, metric, whole, unit(whole), "\n".join(rows)))
+
+    @staticmethod
+    def _frame(frame_id: int, frame: Frame, x: float, depth: int, width: float, whole: float, unit) -> str:
+        y = TOP + depth * FRAME_HEIGHT
+        share = 100.0 * frame.total / whole
+        details = [frame.name + (f"  {frame.location}" if frame.location else "")]
+        if frame.merged:
+            details.append(f"{frame.merged} call paths each under a pixel wide: {unit(frame.total)} ({share:.2f}%)")
+        else:
+            details.append(f"total {unit(frame.total)} ({share:.2f}% of the run), self {unit(frame.own)}"
+                           + (f", {format_count(frame.calls)} calls" if frame.calls else ""))
+        if frame.approximate:
+            details.append("~ mostly the guard's own cost, corrected: an estimate")
+        if frame.sampled:
+            details.append("only counted: its self time sampled")
+        classes = "f" + (" approx" if frame.approximate else "") + (" merged" if frame.merged else "")
+        label = ("~" if frame.approximate else "") + frame.name
+        return (f'<g class={quoteattr(classes)} id="f{frame_id}" data-x="{x:.2f}" data-w="{width:.2f}" '
+                f'data-d="{depth}" data-v="{frame.total:.0f}" data-n={quoteattr(frame.name)}>'
+                f"<title>{escape(chr(10).join(details))}</title>"
+                f'<rect x="{x:.2f}" y="{y}" width="{max(width - 0.5, 0.1):.2f}" height="{FRAME_HEIGHT - 1}" '
+                f'fill="{_colour(frame)}"/>'
+                f'<text x="{x + 3:.2f}" y="{y + FRAME_HEIGHT - 5}">{escape(label)}</text></g>')
+
+
+def _descendants(frame: Frame) -> int:
+    count, stack = 0, list(frame.children.values())
+    while stack:
+        child = stack.pop()
+        count += 1
+        stack.extend(child.children.values())
+    return count
+
+
+SCRIPT = r"""
+(function () {
+  var svg = document.documentElement, frames = Array.prototype.slice.call(document.querySelectorAll("g.f"));
+  var WIDTH = +svg.getAttribute("data-width"), whole = +svg.getAttribute("data-whole");
+  var status = document.getElementById("status"), zoomed = null, pattern = "";
+  function fit(g, from, scale, minDepth) {
+    var x = (+g.getAttribute("data-x") - from) * scale, w = +g.getAttribute("data-w") * scale;
+    var visible = +g.getAttribute("data-d") >= minDepth && x + w > 0 && x < WIDTH;
+    g.style.display = visible ? "" : "none";
+    if (!visible) return;
+    var rect = g.querySelector("rect"), text = g.querySelector("text");
+    rect.setAttribute("x", x); rect.setAttribute("width", Math.max(w - 0.5, 0.1));
+    text.setAttribute("x", x + 3);
+    var name = g.getAttribute("data-n"), room = Math.floor((w - 6) / 7);
+    text.textContent = room < 3 ? "" : (name.length > room ? name.slice(0, room - 2) + ".." : name);
+  }
+  function contains(outer, inner) {
+    var ox = +outer.getAttribute("data-x"), ow = +outer.getAttribute("data-w"), ix = +inner.getAttribute("data-x");
+    return ix >= ox - 0.01 && ix < ox + ow - 0.01;
+  }
+  function zoom(g) {
+    zoomed = g;
+    var from = g ? +g.getAttribute("data-x") : 0, scale = g ? WIDTH / Math.max(+g.getAttribute("data-w"), 0.01) : 1;
+    var depth = g ? +g.getAttribute("data-d") : 0;
+    frames.forEach(function (f) {
+      var related = !g || contains(g, f) || (+f.getAttribute("data-d") < depth && contains(f, g));
+      if (!related) { f.style.display = "none"; return; }
+      fit(f, from, scale, 0);
+      f.classList.toggle("ancestor", !!g && +f.getAttribute("data-d") < depth);
+    });
+    save();
+  }
+  function search(text) {
+    pattern = text || "";
+    var re = null;
+    try { re = pattern ? new RegExp(pattern) : null; } catch (e) { status.textContent = "not a regular expression"; return; }
+    var matched = [];
+    frames.forEach(function (f) {
+      var hit = !!re && re.test(f.getAttribute("data-n")) && !f.classList.contains("merged");
+      f.classList.toggle("match", hit);
+      if (hit) matched.push(f);
+    });
+    // nested matches are counted once: only the outermost of each is summed
+    var share = 0;
+    matched.forEach(function (f) {
+      var inside = matched.some(function (o) { return o !== f && +o.getAttribute("data-d") < +f.getAttribute("data-d") && contains(o, f); });
+      if (!inside) share += +f.getAttribute("data-v");
+    });
+    status.textContent = re ? ("matched " + (100 * share / whole).toFixed(2) + "% (" + matched.length + " frames): " + pattern) : "";
+    save();
+  }
+  function save() {
+    var parts = [];
+    if (zoomed) parts.push("zoom=" + zoomed.id);
+    if (pattern) parts.push("s=" + encodeURIComponent(pattern));
+    history.replaceState(null, "", parts.length ? "#" + parts.join("&") : location.pathname + location.search);
+  }
+  function restore() {
+    var state = {};
+    location.hash.replace(/^#/, "").split("&").forEach(function (p) {
+      var at = p.indexOf("="); if (at > 0) state[p.slice(0, at)] = decodeURIComponent(p.slice(at + 1));
+    });
+    var target = state.zoom ? document.getElementById(state.zoom) : null;
+    zoom(target && target.classList.contains("f") ? target : null);
+    search(state.s || "");
+  }
+  frames.forEach(function (f) {
+    f.addEventListener("click", function (event) { event.stopPropagation(); zoom(f.getAttribute("data-d") === "0" ? null : f); });
+  });
+  document.getElementById("reset").addEventListener("click", function () { zoom(null); });
+  document.getElementById("search").addEventListener("click", function () {
+    var text = prompt("Search (a regular expression)", pattern);
+    if (text !== null) search(text);
+  });
+  document.addEventListener("keydown", function (event) {
+    if ((event.ctrlKey || event.metaKey) && event.key === "f") { event.preventDefault(); document.getElementById("search").dispatchEvent(new Event("click")); }
+    if (event.key === "Escape") { zoom(null); search(""); }
+  });
+  window.cprofFlame = {zoom: zoom, search: search};
+  restore();
+})();
+"""
+
+STYLE = """
+text { font: 12px ui-monospace, monospace; fill: #000; pointer-events: none; }
+g.f rect { stroke: none; cursor: pointer; }
+g.f:hover rect { stroke: #000; stroke-width: 0.5; }
+g.approx rect { opacity: 0.55; }
+g.approx text { font-style: italic; }
+g.merged text { fill: #444; }
+g.match rect { fill: rgb(230, 0, 230) !important; }
+g.ancestor rect { opacity: 0.5; }
+.control { font: 12px sans-serif; cursor: pointer; fill: #224; text-decoration: underline; pointer-events: all; }
+#status { font: 12px sans-serif; fill: #333; }
+"""
+
+
+def _document(title: str, height: int, metric: str, whole: float, whole_text: str, body: str) -> str:
+    return (f'<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
+            f'viewBox="0 0 {WIDTH} {height}" data-width="{WIDTH}" data-whole="{whole:.0f}" data-metric="{metric}">\n'
+            f"<style>{STYLE}</style>\n"
+            f'<rect width="100%" height="100%" fill="#fffdf8"/>\n'
+            f'<text x="{WIDTH / 2}" y="16" text-anchor="middle" style="font-size:15px">{escape(title)} '
+            f"({escape(whole_text)})</text>\n"
+            f'<text id="reset" class="control" x="8" y="34">Reset zoom</text>\n'
+            f'<text id="search" class="control" x="{WIDTH - 60}" y="34">Search</text>\n'
+            f'<text id="status" x="110" y="34"></text>\n'
+            f"{body}\n"
+            f"<script><![CDATA[{SCRIPT}]]></script>\n</svg>\n")
+
