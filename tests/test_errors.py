@@ -92,7 +92,7 @@ def test_run_before_anything_is_built(project):
     (["report", "--bogus"], ["report: unrecognized arguments: --bogus", "cprof report --help"]),
     (["report", "--top", "3", "--all"], ["not allowed with"]),
     (["report", "--min-percent", "-1"], ["--min-percent"]),
-    (["report", "--output", "out.csv"], ["--output", "out.csv", ".json or .txt"]),
+    (["report", "--output", "out.csv"], ["--output", "unknown format of out.csv", ".json, .speedscope.json, .svg or .txt"]),
     (["report", "--json", "--output", "out.txt"], ["--json", "out.txt"]),
     (["report", "--", "x"], ["report: takes nothing after '--'"]),
     (["diff", "--top", "-2"], ["diff", "--top"]),
