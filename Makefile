@@ -5,7 +5,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES_TEST := csmith libcsmith-dev cmake
 APT_PACKAGES_BENCH := uftrace libffi-dev linux-perf heaptrack zstd
 
-.PHONY: install demo test test-slow deps-test deps-bench corpus bench bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-shares bench-heap bench-projects readme-tables csmith-300 clean
+.PHONY: install demo test test-slow test-browser deps-test deps-bench corpus bench bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-shares bench-heap bench-projects readme-tables csmith-300 clean
 
 install:
 	$(PIP) install --quiet -e '.[test]'
@@ -25,11 +25,17 @@ demo: install
 # The default test run: unit, runtime, end-to-end and a few dozen random programs (well under CI's limit).
 test: install deps-test
 	$(MAKE) -C tests/native run
-	$(PYTHON) -m pytest -q -m "not slow"
+	$(PYTHON) -m pytest -q -m "not slow and not browser"
 
 # Real projects from Debian source packages (Lua, zlib, sqlite3) and the long random-program run.
 test-slow: install deps-test
 	$(PYTHON) -m pytest -q -m slow
+
+# The flamegraph SVG in headless Chromium (Debian's chromium, driven by Playwright); a screenshot lands in .artifacts/.
+test-browser: install deps-test
+	@dpkg -s chromium >/dev/null 2>&1 || ($(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+	$(PYTHON) -m pip install -q playwright
+	$(PYTHON) -m pytest -q -m browser
 
 corpus:
 	scripts/fetch_corpus.sh lua5.4 zlib sqlite3 libzstd gzip brotli xz-utils
