@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from cprof.cli.options import RUN_EPILOG, add_run_reference, add_weight_options
 from cprof.cli.output import chosen_renderer, output_file, output_stream
 from cprof.errors import EXIT_USAGE, CprofError
 from cprof.model.load import load_view
@@ -24,20 +25,13 @@ def export_formats() -> list[str]:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("export", help="write a run for other tools (folded stacks)",
                                    usage="cprof export [RUN] [--format NAME] [-o FILE]", description=DESCRIPTION,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog="RUN: a tag, run id (or unique prefix), group id, latest, latest~N, or a "
-                                   "path to a run directory or file")
-    parser.add_argument("reference", nargs="?", metavar="RUN", help="which run or group (default: latest)")
+                                   formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EPILOG)
+    add_run_reference(parser)
     parser.add_argument("--format", choices=export_formats(), metavar="NAME",
                         help=f"{', '.join(export_formats())} (default: from -o's extension, else folded)")
     parser.add_argument("-o", "--output", dest="output_file", type=output_file, metavar="FILE",
                         help="write to FILE (default: standard output)")
-    weight = parser.add_mutually_exclusive_group()
-    weight.add_argument("--calls", dest="weight", action="store_const", const="calls", default="time",
-                        help="weigh call paths by their calls")
-    weight.add_argument("--bytes", dest="weight", action="store_const", const="bytes",
-                        help="weigh call paths by the bytes they allocated")
-    parser.add_argument("--uncorrected", action="store_true", help="raw times, the guard's own cost included")
+    add_weight_options(parser, "weigh call paths by their calls", "weigh call paths by the bytes they allocated")
     parser.set_defaults(run=run)
 
 

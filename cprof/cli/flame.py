@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from cprof.cli.options import RUN_EPILOG, add_run_reference, add_weight_options
 from cprof.cli.output import output_stream
 from cprof.model.load import load_view
 from cprof.render.flame import FlameGraph
@@ -21,18 +22,11 @@ expression and says what share of the run it matches, Escape resets; the URL kee
 def register(subparsers) -> None:
     parser = subparsers.add_parser("flame", help="draw a run as an SVG flamegraph",
                                    usage="cprof flame [RUN] [-o FILE.svg] [--calls | --bytes]", description=DESCRIPTION,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog="RUN: a tag, run id (or unique prefix), group id, latest, latest~N, or a "
-                                   "path to a run directory or file")
-    parser.add_argument("reference", nargs="?", metavar="RUN", help="which run or group (default: latest)")
+                                   formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EPILOG)
+    add_run_reference(parser)
     parser.add_argument("-o", "--output", dest="output_file", default="flame.svg", metavar="FILE",
                         help="where to write the SVG (default flame.svg)")
-    weight = parser.add_mutually_exclusive_group()
-    weight.add_argument("--calls", dest="weight", action="store_const", const="calls", default="time",
-                        help="as wide as their calls")
-    weight.add_argument("--bytes", dest="weight", action="store_const", const="bytes",
-                        help="as wide as the bytes they allocated")
-    parser.add_argument("--uncorrected", action="store_true", help="raw times, the guard's own cost included")
+    add_weight_options(parser, "as wide as their calls", "as wide as the bytes they allocated")
     parser.add_argument("--title", help="the title drawn on top (default: the run and what widths mean)")
     parser.set_defaults(run=run)
 

@@ -93,6 +93,24 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tag", metavar="NAME", help="tag the run (or the group)")
 
 
+RUN_EPILOG = ("RUN: a tag, run id (or unique prefix), group id, latest, latest~N, or a path to a run directory or "
+              "file")
+
+
+def add_run_reference(parser: argparse.ArgumentParser) -> None:
+    """The optional RUN argument of the commands that show one stored run."""
+    parser.add_argument("reference", nargs="?", metavar="RUN", help="which run or group (default: latest)")
+
+
+def add_weight_options(parser: argparse.ArgumentParser, calls_help: str, bytes_help: str) -> None:
+    """What a call path weighs (cprof/model/stacks.py METRICS): time by default, --calls or --bytes; and raw time."""
+    weight = parser.add_mutually_exclusive_group()
+    weight.add_argument("--calls", dest="weight", action="store_const", const="calls", default="time",
+                        help=calls_help)
+    weight.add_argument("--bytes", dest="weight", action="store_const", const="bytes", help=bytes_help)
+    parser.add_argument("--uncorrected", action="store_true", help="raw times, the guard's own cost included")
+
+
 def add_report_options(parser: argparse.ArgumentParser, function_pattern: bool = True) -> None:
     group = parser.add_argument_group("reporting")
     count = group.add_mutually_exclusive_group()

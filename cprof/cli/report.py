@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import difflib
 
-from cprof.cli.options import add_report_options, report_options
+from cprof.cli.options import RUN_EPILOG, add_report_options, add_run_reference, report_options
 from cprof.cli.output import chosen_renderer, output_stream
 from cprof.errors import EXIT_USAGE, CprofError
 from cprof.model.load import GroupRun, load_view
@@ -24,9 +24,8 @@ over the group's runs."""
 def register(subparsers) -> None:
     parser = subparsers.add_parser("report", help="show a run", usage="cprof report [RUN] [options]",
                                    description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog="RUN: a tag, run id (or unique prefix), group id, latest, latest~N, "
-                                   "or a path to a run directory or file")
-    parser.add_argument("reference", nargs="?", metavar="RUN", help="which run or group (default: latest)")
+                                   epilog=RUN_EPILOG)
+    add_run_reference(parser)
     add_report_options(parser)
     parser.set_defaults(run=run)
 

@@ -23,8 +23,10 @@ class Renderer:
     text: ClassVar[bool] = False  # for people (a .txt file may hold any of these), not for programs
     export: ClassVar[bool] = False  # a format for other tools (`cprof export`)
 
+    options_type: ClassVar[type] = type(None)  # what options it takes: ReportOptions or DiffOptions, all defaults
+
     def __init__(self, options=None):
-        self.options = options
+        self.options = options if options is not None else self.options_type()
 
     def render(self, view, out) -> None:
         raise NotImplementedError

@@ -36,12 +36,13 @@ class DiffTable(Renderer):
     """Functions by the size of their change, each with the noise it has to clear."""
 
     name = "table"
+    options_type = DiffOptions
     subject = DIFF
     extensions = (".txt",)
     text = True
 
     def __init__(self, options: DiffOptions | None = None):
-        super().__init__(options or DiffOptions())
+        super().__init__(options)
         self.top = self.options.top
         self.only_significant = self.options.only_significant
 

@@ -32,9 +32,7 @@ class FoldedStacks(Renderer):
     name = "folded"
     extensions = (".folded",)
     export = True
-
-    def __init__(self, options: ReportOptions | None = None):
-        super().__init__(options or ReportOptions())
+    options_type = ReportOptions
 
     def render(self, view, out) -> None:
         run = getattr(view, "representative", view)
@@ -59,9 +57,7 @@ class Speedscope(Renderer):
     name = "speedscope"
     extensions = (".speedscope.json",)
     export = True
-
-    def __init__(self, options: ReportOptions | None = None):
-        super().__init__(options or ReportOptions())
+    options_type = ReportOptions
 
     def render(self, view, out) -> None:
         from cprof import __version__

@@ -86,10 +86,11 @@ class FlameGraph(Renderer):
     """The SVG flamegraph (`cprof flame`, or any report --output FILE.svg)."""
 
     name = "flame"
+    options_type = ReportOptions
     extensions = (".svg",)
 
     def __init__(self, options: ReportOptions | None = None, title: str | None = None):
-        super().__init__(options or ReportOptions())
+        super().__init__(options)
         self.title = title
 
     def render(self, view, out) -> None:

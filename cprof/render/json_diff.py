@@ -51,9 +51,7 @@ class JsonDiff(Renderer):
     name = "json"
     subject = DIFF
     extensions = (".json",)
-
-    def __init__(self, options: DiffOptions | None = None):
-        super().__init__(options or DiffOptions())
+    options_type = DiffOptions
 
     def render(self, view: RunDiff, out) -> None:
         json.dump(diff_document(view, self.options.fail_over), out, indent=2)

@@ -170,9 +170,7 @@ class JsonReport(Renderer):
 
     name = "json"
     extensions = (".json",)
-
-    def __init__(self, options: ReportOptions | None = None):
-        super().__init__(options or ReportOptions())
+    options_type = ReportOptions
 
     def render(self, view: Run | GroupRun, out) -> None:
         json.dump(report_document(view, self.options), out, indent=2)

@@ -25,10 +25,11 @@ class MemoryReport(Renderer):
     """The heap: totals, sites by source line, leaks and the peak (`report --mem`)."""
 
     name = "mem"
+    options_type = ReportOptions
     text = True
 
     def __init__(self, options: ReportOptions | None = None):
-        super().__init__(options or ReportOptions())
+        super().__init__(options)
         self.top = self.options.top
 
     def render(self, view: Run | GroupRun, out) -> None:

@@ -66,11 +66,12 @@ class FunctionTable(Renderer):
     """One row per function: the default report."""
 
     name = "table"
+    options_type = ReportOptions
     extensions = (".txt",)
     text = True
 
     def __init__(self, options: ReportOptions | None = None):
-        super().__init__(options or ReportOptions())
+        super().__init__(options)
 
     def render(self, view: Run | GroupRun, out) -> None:
         self.run = view

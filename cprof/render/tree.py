@@ -29,10 +29,11 @@ class CallTree(Renderer):
     """Each thread's call tree with inclusive times (or bytes), pruned below a share of the thread."""
 
     name = "tree"
+    options_type = ReportOptions
     text = True
 
     def __init__(self, options: ReportOptions | None = None):
-        super().__init__(options or ReportOptions())
+        super().__init__(options)
         self.corrected = self.options.corrected
         self.min_percent = self.options.min_percent
         self.function_pattern = self.options.function_pattern
