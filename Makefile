@@ -2,7 +2,8 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES_TEST := csmith libcsmith-dev cmake
+# valgrind's callgrind_annotate and golang-go's `go tool pprof` read the callgrind and pprof exports back in the tests
+APT_PACKAGES_TEST := csmith libcsmith-dev cmake valgrind golang-go
 APT_PACKAGES_BENCH := uftrace libffi-dev linux-perf heaptrack zstd
 
 .PHONY: install demo test test-slow test-browser deps-test deps-bench corpus bench bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-shares bench-heap bench-projects readme-tables csmith-300 clean

@@ -12,7 +12,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 CSRC = "csrc"
-RUNTIME_SOURCES = ["runtime.c", "calibration.c", "arena.c", "calltree.c", "threads.c", "process.c", "timer.c", "records.c",
+RUNTIME_SOURCES = ["runtime.c", "calibration.c", "arena.c", "calltree.c", "threads.c", "process.c", "trace.c", "timer.c", "records.c",
                    "guard_fast.c", "sampling.c", "modules.c", "waits.c", "exec_wrappers.c", "heap_interposed.c",
                    "heap_wrapped.c"]
 PUBLIC_HEADERS = ["cprof.h", "cprof_guard.h"]

@@ -10,7 +10,10 @@ Both return the same plain structure, which tests compare on the same files:
      "samples": [(thread_index, node_offset, ip, caller, weight, signals)],  (CPU-time samples, summed, sorted)
      "modules": [(path, base, low, high, mtime_ns, size)],  (loaded objects, one per (path, base), sorted)
      "heap": {HEAP_FIELDS...} | None,  (the heap record's figures, when the heap was tracked or switched off)
-     "heap_sites": [(node_offset | -1, ip, *SITE_COUNTERS)]}  (summed per (node, ip), sorted; outside site first)
+     "heap_sites": [(node_offset | -1, ip, *SITE_COUNTERS)],  (summed per (node, ip), sorted; outside site first)
+     "trace": [(thread_index, events)]}  (threads with traced calls, by index; events: bytes of native u64
+                                          triples (node_offset | TRACE_CUT, start_ticks, end_ticks), in the
+                                          order the thread wrote them)
 Every size and pointer is checked before use: a truncated or corrupt file yields what can be trusted.
 """
 
@@ -29,20 +32,22 @@ CHUNK_SIZE = 65536
 CMDLINE_MAX = 2048
 
 REC_FUNCTION, REC_THREAD, REC_NODE, REC_STACK, REC_TRAILER, REC_PAD, REC_COUNTS = 1, 2, 3, 4, 5, 6, 7
-REC_SAMPLES, REC_MODULE, REC_HEAP, REC_HEAP_SITES = 8, 9, 10, 11
+REC_SAMPLES, REC_MODULE, REC_HEAP, REC_HEAP_SITES, REC_TRACE = 8, 9, 10, 11, 12
+TRACE_CUT = 1  # a trace event's node bit: the call was still open when the trace stopped, which is its end
 # function flags and header feature bits (csrc/runfile.h)
 FN_STATIC, FN_SECTION, FN_INLINE, FN_COUNTED = 1, 2, 4, 8
-FEAT_CPU_TIME, FEAT_ALLOCS, FEAT_THREAD_CPU, FEAT_WAIT_TIME, FEAT_SAMPLES = 1 << 1, 1 << 2, 1 << 4, 1 << 5, 1 << 7
+FEAT_CPU_TIME, FEAT_ALLOCS, FEAT_TRACE, FEAT_THREAD_CPU, FEAT_WAIT_TIME, FEAT_SAMPLES = (1 << 1, 1 << 2, 1 << 3, 1 << 4,
+                                                                                1 << 5, 1 << 7)
 
 # struct cprof_run_header, field by field
-_HEADER = struct.Struct("<8sIIQQQIIdQQQQQiiiIQQQddddIIQIIQQIIQQdd8Q")
+_HEADER = struct.Struct("<8sIIQQQIIdQQQQQiiiIQQQddddIIQIIQQIIQQdd5Q3Q")
 _HEADER_FIELDS = (
     "magic version header_size features base_address used_bytes chunk_size timer_kind ticks_per_second "
     "start_ticks start_mono_ns start_unix_ns end_ticks end_mono_ns pid parent_pid exit_status flags "
     "threads_head functions_head fork_ticks guard_inner_ticks guard_outer_ticks guard_inner_spread "
     "guard_outer_spread calibration_rounds cmdline_len lost_frames timer_ordered reserved_u32 runtime_ns "
     "sample_period_ns sample_source reserved_u32b samples_outside samples_dropped count_guard_ticks "
-    "count_guard_spread"
+    "count_guard_spread trace_min_ns trace_limit_bytes trace_bytes trace_stop_ticks trace_dropped"
 ).split()
 _PUBLIC_HEADER_FIELDS = [
     f for f in _HEADER_FIELDS
@@ -102,6 +107,8 @@ _TRAILER = struct.Struct("<II8sQQ")
 _COUNTS = struct.Struct("<IIQQII")  # head, thread, table, count; then count function pointers and count values
 _SAMPLES = struct.Struct("<IIQII5Q")  # head, thread, capacity, used; then (node, ip, caller, weight, signals)
 _SAMPLE_ENTRY = struct.Struct("<5Q")
+_TRACE = struct.Struct("<IIQII5Q")  # head, thread, capacity, used; then (node | cut, start, end) events
+_TRACE_EVENT = struct.Struct("<3Q")
 _MODULE = struct.Struct("<IIQQQQQII")  # head, base, low, high, mtime_ns, size, path_len; then the path
 # struct cprof_heap_site's counters, in struct order, as CPROF_HEAP_SITE_COUNTERS in csrc/runfile.h lists them
 SITE_COUNTERS = ("alloc_count", "alloc_bytes", "released_count", "released_bytes", "realloc_count",
@@ -179,7 +186,7 @@ def read_run(data: bytes) -> dict:
         return offset
 
     functions, raw_nodes, threads, raw_counts, thread_at = [], [], [], [], {}
-    raw_samples, modules, raw_sites, heap = [], set(), [], None
+    raw_samples, modules, raw_sites, heap, trace_tables = [], set(), [], None, []
     for kind, offset, size in _records(data, used):
         if kind == REC_FUNCTION and size >= _FUNCTION.size:
             _, _, _, fid, line, flags, name_len, file_len = _FUNCTION.unpack_from(data, offset)
@@ -224,6 +231,11 @@ def read_run(data: bytes) -> dict:
                 node_offset = to_offset(node_pointer, NODE_SIZE)
                 if weight and node_offset >= 0:
                     raw_samples.append((thread_offset, node_offset, ip, caller, weight, signals))
+        elif kind == REC_TRACE and size >= _TRACE.size:
+            _, _, thread_pointer, capacity, events, *_ = _TRACE.unpack_from(data, offset)
+            thread_offset = to_offset(thread_pointer, THREAD_SIZE)
+            if events <= capacity and _TRACE.size + _TRACE_EVENT.size * capacity <= size and thread_offset >= 0:
+                trace_tables.append((thread_offset, offset, events))
         elif kind == REC_HEAP_SITES and size >= _HEAP_SITES.size:
             _, _, thread_pointer, _, capacity, _, *_ = _HEAP_SITES.unpack_from(data, offset)
             at = offset + _HEAP_SITES.size
@@ -288,6 +300,8 @@ def read_run(data: bytes) -> dict:
         unique_modules.setdefault((path, module_base),
                                   (path.decode("utf-8", "replace"), module_base, low, high, mtime_ns, file_size))
 
+    trace = _read_traces(data, sorted(trace_tables), thread_at, node_offsets, to_offset)
+
     complete = False
     if len(data) >= HEADER_SIZE + _TRAILER.size and len(data) >= header["used_bytes"]:  # not truncated
         trailer_kind, _, trailer_magic, _, _ = _TRAILER.unpack_from(data, HEADER_SIZE)
@@ -304,7 +318,24 @@ def read_run(data: bytes) -> dict:
         "modules": list(unique_modules.values()),
         "heap": {k: heap[k] for k in HEAP_FIELDS} if heap is not None else None,
         "heap_sites": heap_sites,
+        "trace": trace,
     }
+
+
+def _read_traces(data, tables, thread_at: dict, node_offsets: set, to_offset) -> list[tuple[int, bytes]]:
+    """Each thread's tables in the order it took them (by offset: the arena only grows), events of known nodes."""
+    events_by_thread: dict[int, list[int]] = {}
+    for thread_offset, offset, events in tables:
+        if thread_offset not in thread_at:
+            continue
+        kept = events_by_thread.setdefault(thread_at[thread_offset], [])
+        at = offset + _TRACE.size
+        for node_pointer, start, end in _TRACE_EVENT.iter_unpack(data[at : at + _TRACE_EVENT.size * events]):
+            node = to_offset(node_pointer & ~TRACE_CUT, NODE_SIZE)
+            if node in node_offsets and end >= start:
+                kept.extend((node | (node_pointer & TRACE_CUT), start, end))
+    return [(index, struct.pack(f"={len(values)}Q", *values))
+            for index, values in sorted(events_by_thread.items()) if values]
 
 
 def _read_thread(data, offset: int, to_offset):

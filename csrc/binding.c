@@ -46,7 +46,7 @@ static PyObject *header_dict(const struct cprof_run_header *h)
     }
     result = Py_BuildValue(
         "{s:I,s:K,s:K,s:K,s:I,s:d,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:i,s:I,s:K,s:d,s:d,s:d,s:d,s:I,s:K,s:I,s:K,s:K,s:I,"
-        "s:K,s:K,s:d,s:d,s:N}",
+        "s:K,s:K,s:d,s:d,s:K,s:K,s:K,s:K,s:K,s:N}",
         "version",
         h->version, "features", h->features, "base_address", h->base_address, "used_bytes", h->used_bytes,
         "timer_kind", h->timer_kind, "ticks_per_second", h->ticks_per_second, "start_ticks", h->start_ticks,
@@ -58,7 +58,9 @@ static PyObject *header_dict(const struct cprof_run_header *h)
         h->lost_frames, "timer_ordered", h->timer_ordered, "runtime_ns", h->runtime_ns,
         "sample_period_ns", h->sample_period_ns, "sample_source", h->sample_source, "samples_outside",
         h->samples_outside, "samples_dropped", h->samples_dropped, "count_guard_ticks", h->count_guard_ticks,
-        "count_guard_spread", h->count_guard_spread, "cmdline", cmdline);
+        "count_guard_spread", h->count_guard_spread, "trace_min_ns", h->trace_min_ns, "trace_limit_bytes",
+        h->trace_limit_bytes, "trace_bytes", h->trace_bytes, "trace_stop_ticks", h->trace_stop_ticks,
+        "trace_dropped", h->trace_dropped, "cmdline", cmdline);
     return result;
 }
 
@@ -134,7 +136,7 @@ static PyObject *to_python(const struct cprof_read_result *r)
     PyObject *functions = PyList_New((Py_ssize_t)r->function_count);
     PyObject *nodes = PyList_New((Py_ssize_t)r->node_count);
     PyObject *threads = PyList_New((Py_ssize_t)r->thread_count);
-    PyObject *counts = NULL, *samples = NULL, *modules = NULL, *heap = NULL, *heap_sites = NULL;
+    PyObject *counts = NULL, *samples = NULL, *modules = NULL, *heap = NULL, *heap_sites = NULL, *traces = NULL;
     PyObject *header = header_dict(&r->header);
     size_t i, j;
     if (!functions || !nodes || !threads || !header)
@@ -210,11 +212,24 @@ static PyObject *to_python(const struct cprof_read_result *r)
             goto fail;
         PyList_SET_ITEM(heap_sites, (Py_ssize_t)i, item);
     }
-    return Py_BuildValue("{s:N,s:O,s:N,s:N,s:N,s:N,s:N,s:N,s:N,s:N}", "header", header, "complete",
+    /* (thread index, the events as bytes: (node offset | cut, start, end) as native u64s) — a trace holds
+     * millions of events, which the model unpacks only when a view needs them */
+    if (!(traces = PyList_New((Py_ssize_t)r->trace_count)))
+        goto fail;
+    for (i = 0; i < r->trace_count; i++) {
+        const struct cprof_read_trace *trace = &r->traces[i];
+        PyObject *item = Py_BuildValue("(Iy#)", trace->thread_index, (const char *)trace->events,
+                                       (Py_ssize_t)(trace->count * sizeof *trace->events));
+        if (!item)
+            goto fail;
+        PyList_SET_ITEM(traces, (Py_ssize_t)i, item);
+    }
+    return Py_BuildValue("{s:N,s:O,s:N,s:N,s:N,s:N,s:N,s:N,s:N,s:N,s:N}", "header", header, "complete",
                          r->complete ? Py_True : Py_False, "functions", functions, "nodes", nodes, "threads", threads,
                          "counts", counts, "samples", samples, "modules", modules, "heap", heap,
-                         "heap_sites", heap_sites);
+                         "heap_sites", heap_sites, "trace", traces);
 fail:
+    Py_XDECREF(traces);
     Py_XDECREF(heap);
     Py_XDECREF(heap_sites);
     Py_XDECREF(samples);

@@ -120,6 +120,11 @@ void cprof_calibrate_guard(void)
     static struct cprof_node nodes[1 + CALIBRATION_SIZES];
     static struct cprof_frame frames[8];
     static struct cprof_thread_record scratch;
+    /* a traced run's guard appends every exit: measured into a table of its own, which trace.c reuses when full */
+    static struct {
+        struct cprof_trace_record table;
+        struct cprof_trace_event events[256];
+    } scratch_trace = {.table = {.capacity = 256}};
     double inner[CALIBRATION_SIZES][ROUNDS], outer[CALIBRATION_SIZES][ROUNDS], chained[ROUNDS], hidden[ROUNDS];
     double chained_median, hidden_median;
     double inner_by_size[CALIBRATION_SIZES], outer_by_size[CALIBRATION_SIZES];
@@ -132,6 +137,7 @@ void cprof_calibrate_guard(void)
     frames[0].frame_address = ~0ull;
     scratch.top = as_u64(&frames[0]);
     scratch.limit = as_u64(&frames[8]);
+    scratch.trace = as_u64(&scratch_trace.table);
     for (size = 0; size < CALIBRATION_SIZES; size++) {
         nodes[1 + size].parent = as_u64(&nodes[0]);
         calibration_site[size].cache = (struct __cprof_node_hot *)&nodes[1 + size];

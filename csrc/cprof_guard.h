@@ -72,7 +72,8 @@ static __inline__ __attribute__((always_inline, unused)) int __cprof_count(__cpr
 /* Initial-exec TLS: the guard may sit in a -fPIC shared library, and the default model there would turn every
  * guard into a __tls_get_addr call. The runtime keeps this TLS block small so dlopen still finds static room. */
 extern __thread struct __cprof_thread_hot *__cprof_tls __attribute__((tls_model("initial-exec")));
-/* 0: inline timer, 1: profiling off (the guard costs one predictable branch), 2: every event via the runtime */
+/* 0: inline timer, 1: profiling off (the guard costs one predictable branch), 2: every event via the runtime,
+ * 3: tracing (inline entries, every exit via the runtime, which appends the call to the trace) */
 extern int __cprof_mode;
 extern int __cprof_enter_slow(struct __cprof_site *site, void *guard, __cprof_u64 frame_address,
                               void *return_address);
@@ -129,7 +130,8 @@ __CPROF_FAST_PATH int __cprof_enter_fast(struct __cprof_site *site, void *guard,
     struct __cprof_thread_hot *thread;
     struct __cprof_frame_hot *frame;
     struct __cprof_node_hot *node;
-    if (__builtin_expect(__cprof_mode != 0, 0)) /* 1: off, the only cost a disabled run pays; 2: clock mode */
+    /* 1: off, the only cost a disabled run pays; 2: clock mode; 3: tracing, whose entries are the fast ones */
+    if (__builtin_expect(__cprof_mode != 0, 0) && __cprof_mode != 3)
         return __cprof_mode == 1 ? 0 : __cprof_enter_slow(site, guard, cfa, return_address);
     thread = __cprof_tls;
     if (__builtin_expect(thread == 0, 0))

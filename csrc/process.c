@@ -5,6 +5,7 @@
 #include "modules.h"
 #include "records.h"
 #include "sampling.h"
+#include "trace.h"
 #include "waits.h"
 
 #include <errno.h>
@@ -108,6 +109,8 @@ static int reset_record(const struct cprof_record_head *record, size_t offset, v
 #undef ZERO_COUNTER
     } else if (record->kind == CPROF_REC_HEAP || record->kind == CPROF_REC_HEAP_SITES) {
         cprof_heap_reset_record((struct cprof_record_head *)record);
+    } else if (record->kind == CPROF_REC_TRACE) {
+        cprof_trace_reset_record((struct cprof_record_head *)record);
     } else if (record->kind == CPROF_REC_COUNTS) {
         const struct cprof_counts_record *counts = (const struct cprof_counts_record *)record;
         memset((cprof_u64 *)(counts + 1) + counts->count, 0, counts->count * sizeof(cprof_u64));
@@ -182,6 +185,7 @@ static void on_fork_child(void)
     header->samples_outside = header->samples_dropped = 0;
     cprof_sampling_after_fork();
     cprof_heap_after_fork();
+    cprof_trace_after_fork(header);
 }
 
 static void before_fork(void)
@@ -194,6 +198,14 @@ static void after_fork_in_parent(void)
 {
     pthread_mutex_unlock(&cprof_rt.arena_lock);
     pthread_mutex_unlock(&cprof_rt.lock);
+}
+
+int cprof_recording_mode(void)
+{
+    /* leaving mode 2 would hand timing back to an inline counter that is not valid here */
+    if (cprof_rt.timer.kind == CPROF_TIMER_MONOTONIC || cprof_rt.cpu_time)
+        return 2;
+    return cprof_tracing ? 3 : 0;
 }
 
 static void process_start_once(void)
@@ -248,12 +260,13 @@ static void process_start_once(void)
     pthread_atfork(before_fork, after_fork_in_parent, on_fork_child);
     /* The inline guard reads the counter itself; without a trustworthy one (or when CPU time is wanted too)
      * every event goes through the slow path, which reads the right clocks. */
-    __cprof_mode = (cprof_rt.timer.kind == CPROF_TIMER_MONOTONIC || cprof_rt.cpu_time) ? 2 : 0;
+    cprof_trace_start_process(header);
+    __cprof_mode = cprof_recording_mode();
     cprof_sampling_start_process(header);
     cprof_heap_start_process(header);
     cprof_record_modules(); /* where sampled instructions and allocation calls resolve */
     cprof_rt.ready = 1;
-    if (__cprof_mode == 0 && !(getenv("CPROF_CALIBRATE") && strcmp(getenv("CPROF_CALIBRATE"), "0") == 0))
+    if ((__cprof_mode == 0 || __cprof_mode == 3) && !(getenv("CPROF_CALIBRATE") && strcmp(getenv("CPROF_CALIBRATE"), "0") == 0))
         cprof_calibrate_guard();
     header->runtime_ns = cprof_monotonic_ns() - began;
 }
@@ -298,7 +311,7 @@ __attribute__((destructor)) static void process_finish(void)
         }
     /* the guard's cost in ticks depends on the core's clock, which is often still low at start-up after idle:
      * once the run has kept the core busy for a while, measure again and use that */
-    if (__cprof_mode == 0 && end_mono - header->start_mono_ns > 50000000ull) {
+    if ((__cprof_mode == 0 || __cprof_mode == 3) && end_mono - header->start_mono_ns > 50000000ull) {
         cprof_u64 began = cprof_monotonic_ns();
         cprof_calibrate_guard();
         header->runtime_ns += cprof_monotonic_ns() - began;

@@ -43,7 +43,7 @@ struct scan_state {
     const unsigned char *data;
     size_t used;
     uint64_t base;
-    struct growable functions, nodes, threads, frames, counts, samples, modules, heap_sites;
+    struct growable functions, nodes, threads, frames, counts, samples, modules, heap_sites, trace_tables;
     int has_heap;
     struct cprof_heap_record heap;
     int out_of_memory;
@@ -67,6 +67,12 @@ static int collect_module(struct scan_state *state, const struct cprof_record_he
 static int collect_heap_sites(struct scan_state *state, const struct cprof_record_head *record,
                               const unsigned char *at);
 
+/* A trace table found in the image: its events are gathered per thread once every node is known. */
+struct trace_table {
+    uint64_t thread_offset, offset;
+    uint32_t used;
+};
+
 static int collect(const struct cprof_record_head *record, size_t offset, void *context)
 {
     struct scan_state *state = context;
@@ -79,6 +85,22 @@ static int collect(const struct cprof_record_head *record, size_t offset, void *
         return collect_module(state, record, at);
     if (record->kind == CPROF_REC_HEAP_SITES && record->size >= sizeof(struct cprof_heap_sites_record))
         return collect_heap_sites(state, record, at);
+    if (record->kind == CPROF_REC_TRACE && record->size >= sizeof(struct cprof_trace_record)) {
+        struct cprof_trace_record table;
+        struct trace_table *out;
+        int64_t thread;
+        memcpy(&table, at, sizeof table);
+        thread = to_offset(state, table.thread, offsetof(struct cprof_thread_record, trace));
+        if (thread < 0 || table.used > table.capacity ||
+            sizeof table + (uint64_t)table.capacity * sizeof(struct cprof_trace_event) > record->size)
+            return 0;
+        if (!(out = push(&state->trace_tables)))
+            return state->out_of_memory = 1;
+        out->thread_offset = (uint64_t)thread;
+        out->offset = offset;
+        out->used = table.used;
+        return 0;
+    }
     if (record->kind == CPROF_REC_HEAP && record->size >= sizeof(struct cprof_heap_record)) {
         if (!state->has_heap) {
             memcpy(&state->heap, at, sizeof state->heap);
@@ -121,11 +143,12 @@ static int collect(const struct cprof_record_head *record, size_t offset, void *
 #define COPY_COUNTER(name) out->name = node.name;
         CPROF_NODE_COUNTERS(COPY_COUNTER)
 #undef COPY_COUNTER
-    } else if (record->kind == CPROF_REC_THREAD && record->size >= sizeof(struct cprof_thread_record)) {
-        struct cprof_thread_record thread;
+    } else if (record->kind == CPROF_REC_THREAD && record->size >= offsetof(struct cprof_thread_record, trace)) {
+        struct cprof_thread_record thread; /* runs recorded before the trace field have a shorter record */
         struct cprof_read_thread *out;
         int64_t stack, top, root;
-        memcpy(&thread, at, sizeof thread);
+        memset(&thread, 0, sizeof thread);
+        memcpy(&thread, at, record->size < sizeof thread ? record->size : sizeof thread);
         root = to_offset(state, thread.root, sizeof(struct cprof_node));
         if (root < 0)
             return 0;
@@ -445,6 +468,79 @@ static void resolve_modules(struct scan_state *state)
     state->modules.count = j;
 }
 
+static int by_trace_table(const void *a, const void *b)
+{
+    const struct trace_table *x = a, *y = b;
+    if (x->thread_offset != y->thread_offset)
+        return (x->thread_offset > y->thread_offset) - (x->thread_offset < y->thread_offset);
+    return (x->offset > y->offset) - (x->offset < y->offset);
+}
+
+static int by_trace_thread(const void *a, const void *b)
+{
+    const struct cprof_read_trace *x = a, *y = b;
+    return (x->thread_index > y->thread_index) - (x->thread_index < y->thread_index);
+}
+
+/* Each thread's tables in the order it took them (the arena only grows, so by offset), their events with nodes
+ * as offsets. Returns the per-thread traces, or NULL with *count 0 when there are none. */
+static struct cprof_read_trace *resolve_traces(struct scan_state *state, size_t *count)
+{
+    struct trace_table *tables = state->trace_tables.items;
+    struct cprof_read_thread *threads = state->threads.items;
+    struct cprof_read_trace *traces;
+    size_t i, j, made = 0;
+    *count = 0;
+    if (!state->trace_tables.count)
+        return NULL;
+    qsort(tables, state->trace_tables.count, sizeof *tables, by_trace_table);
+    if (!(traces = calloc(state->trace_tables.count, sizeof *traces))) {
+        state->out_of_memory = 1;
+        return NULL;
+    }
+    for (i = 0; i < state->trace_tables.count; i = j) {
+        struct cprof_read_trace *trace = &traces[made];
+        size_t events = 0, k;
+        memset(trace, 0, sizeof *trace);
+        for (j = i; j < state->trace_tables.count && tables[j].thread_offset == tables[i].thread_offset; j++)
+            events += tables[j].used;
+        for (k = 0; k < state->threads.count && threads[k].offset != tables[i].thread_offset; k++)
+            ;
+        if (k == state->threads.count || !events)
+            continue;
+        if (!(trace->events = malloc(events * sizeof *trace->events))) {
+            state->out_of_memory = 1;
+            break;
+        }
+        trace->thread_index = threads[k].index;
+        trace->thread_offset = tables[i].thread_offset;
+        for (k = i; k < j; k++) {
+            const unsigned char *at = state->data + tables[k].offset + sizeof(struct cprof_trace_record);
+            uint32_t e;
+            for (e = 0; e < tables[k].used; e++) {
+                struct cprof_trace_event event;
+                struct cprof_read_node key;
+                int64_t node;
+                memcpy(&event, at + (size_t)e * sizeof event, sizeof event);
+                node = to_offset(state, event.node & ~CPROF_TRACE_CUT, sizeof(struct cprof_node));
+                key.offset = (uint64_t)node;
+                if (node < 0 || event.end_ticks < event.start_ticks ||
+                    !bsearch(&key, state->nodes.items, state->nodes.count, sizeof key, by_node_offset))
+                    continue;
+                event.node = (uint64_t)node | (event.node & CPROF_TRACE_CUT);
+                trace->events[trace->count++] = event;
+            }
+        }
+        if (trace->count)
+            made++;
+        else
+            free(trace->events);
+    }
+    qsort(traces, made, sizeof *traces, by_trace_thread);
+    *count = made;
+    return traces;
+}
+
 /* Function pointers become ids; nodes whose function or parent is not a record in the image are dropped. */
 static void resolve(struct scan_state *state)
 {
@@ -499,8 +595,11 @@ int cprof_read_run(const unsigned char *data, size_t size, struct cprof_read_res
     state.samples.item_size = sizeof(struct cprof_read_sample);
     state.modules.item_size = sizeof(struct cprof_read_module);
     state.heap_sites.item_size = sizeof(struct cprof_read_heap_site);
+    state.trace_tables.item_size = sizeof(struct trace_table);
     cprof_scan_records(data, state.used, collect, &state);
     resolve(&state);
+    result->traces = resolve_traces(&state, &result->trace_count);
+    free(state.trace_tables.items);
     result->functions = state.functions.items;
     result->function_count = state.functions.count;
     result->nodes = state.nodes.items;
@@ -543,5 +642,11 @@ void cprof_read_free(struct cprof_read_result *result)
     free(result->samples);
     free(result->modules);
     free(result->heap_sites);
+    if (result->traces) {
+        size_t i;
+        for (i = 0; i < result->trace_count; i++)
+            free(result->traces[i].events);
+        free(result->traces);
+    }
     memset(result, 0, sizeof *result);
 }

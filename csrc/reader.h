@@ -52,6 +52,15 @@ struct cprof_read_heap_site {
 #undef CPROF_READ_SITE_COUNTER
 };
 
+/* One thread's event trace: its tables' events in the order they were written (by their ends), nodes as
+ * offsets (with CPROF_TRACE_CUT kept in bit 0); events of nodes that are not records in the image are dropped. */
+struct cprof_read_trace {
+    uint32_t thread_index;
+    uint64_t thread_offset;  /* internal */
+    struct cprof_trace_event *events;
+    size_t count;
+};
+
 struct cprof_read_frame {
     uint64_t node;  /* offset of the node */
     uint64_t start_ticks;
@@ -78,8 +87,9 @@ struct cprof_read_result {
     int has_heap;                      /* a heap record was found: heap holds the first one */
     struct cprof_heap_record heap;
     struct cprof_read_heap_site *heap_sites; /* one per (node, ip), summed, sorted; the outside site first */
+    struct cprof_read_trace *traces;          /* one per thread that has events, by thread index */
     size_t function_count, node_count, thread_count, frame_count, count_count, sample_count, module_count,
-        heap_site_count;
+        heap_site_count, trace_count;
     char error[160];
 };
 

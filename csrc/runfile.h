@@ -34,7 +34,7 @@ __extension__ typedef unsigned long long cprof_u64; /* the same type as the guar
 #define CPROF_FEAT_WALL_TIME (1ull << 0)  /* node.total_ticks holds wall-clock ticks */
 #define CPROF_FEAT_CPU_TIME (1ull << 1)   /* node.cpu_ns holds thread CPU time (--cpu-time) */
 #define CPROF_FEAT_ALLOCS (1ull << 2)     /* the heap was tracked: node allocation counters, heap records (heap.c) */
-#define CPROF_FEAT_TRACE (1ull << 3)      /* bounded event-trace records follow (reserved) */
+#define CPROF_FEAT_TRACE (1ull << 3)      /* a bounded event trace per thread: trace records follow (trace.c) */
 #define CPROF_FEAT_THREAD_CPU (1ull << 4) /* a thread root's cpu_ns holds the thread's whole CPU time at its end */
 #define CPROF_FEAT_WAIT_TIME (1ull << 5)  /* node.wait_ticks holds time spent blocked (csrc/waits.c) */
 #define CPROF_FEAT_SLOW_PATH (1ull << 6)  /* node.slow_ticks / slow_calls: entries through the runtime's slow path */
@@ -120,7 +120,13 @@ struct cprof_run_header {
     cprof_u64 samples_dropped;   /* weight of samples that found no room in the run file */
     double count_guard_ticks;    /* what a count-only guard adds to a call (calibrate_guard), and its spread */
     double count_guard_spread;
-    cprof_u64 reserved[8];
+    /* The event trace (CPROF_FEAT_TRACE, csrc/trace.c): what was asked for, and where it stopped */
+    cprof_u64 trace_min_ns;      /* calls shorter than this were left out */
+    cprof_u64 trace_limit_bytes; /* trace tables may take this much of the run file; then the trace stops */
+    cprof_u64 trace_bytes;       /* taken so far (atomic) */
+    cprof_u64 trace_stop_ticks;  /* 0, or when the limit was reached: calls ending later are cut or left out */
+    cprof_u64 trace_dropped;     /* calls not recorded: begun after the stop, or no room at all */
+    cprof_u64 reserved[3];
     char cmdline[CPROF_CMDLINE_MAX];
 };
 
@@ -154,6 +160,7 @@ struct cprof_thread_record {
     /* runtime-private allocation cursor into the thread's current chunk */
     cprof_u64 chunk_cursor;
     cprof_u64 chunk_end;
+    cprof_u64 trace;          /* struct cprof_trace_record *: the thread's current trace table, 0 before its first */
 };
 
 /* One calling context: a function reached along one path from the thread root. */
@@ -325,6 +332,30 @@ struct cprof_heap_record {
     X(source) X(epoch) X(live_bytes) X(live_blocks) X(peak_bytes) X(peak_ticks) X(snapshot_bytes)               \
     X(snapshot_ticks) X(foreign_frees) X(untracked) X(outside_free_count) X(outside_free_bytes) X(op_cost_ps)     \
     X(op_spread_ps)
+
+/* The event trace (cprof run --trace, csrc/trace.c): every call of a timed function that lasted at least the
+ * header's trace_min_ns, as (node, start, end), appended when the call ends, so a thread's events are in order of
+ * their ends and nest perfectly (a call ends after every call it made). Per-thread tables of a whole chunk each,
+ * written only by their thread: a killed run keeps every event whose `used` was published. Calls still open when
+ * the run ended are on the thread's stack (readers close them at its end). When the tables reach
+ * trace_limit_bytes the trace stops at that instant: calls that end later are recorded cut at the stop (bit 0
+ * of node) if they began before it, or left out (header trace_dropped). The cut ones may take tables past the
+ * limit: they are bounded by the depth of each thread's stack at the stop. */
+#define CPROF_REC_TRACE 12u
+#define CPROF_TRACE_CUT 1ull      /* node bit: the call was still open at the trace's stop, which is its end here */
+struct cprof_trace_event {
+    cprof_u64 node;           /* struct cprof_node * | CPROF_TRACE_CUT */
+    cprof_u64 start_ticks;
+    cprof_u64 end_ticks;
+};
+struct cprof_trace_record {
+    struct cprof_record_head head;  /* size: the whole chunk */
+    cprof_u64 thread;               /* struct cprof_thread_record * */
+    cprof_u32 capacity;
+    cprof_u32 used;                 /* events written; each is whole before this counts it */
+    cprof_u64 reserved[5];          /* events start 64 bytes in */
+    /* struct cprof_trace_event events[capacity] */
+};
 
 struct cprof_trailer_record {
     struct cprof_record_head head;

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "runtime_internal.h"
 #include "heap.h"
+#include "trace.h"
 #include "waits.h"
 
 #include <stdlib.h>
@@ -52,12 +53,15 @@ cprof_u64 cprof_runtime_ticks(void) { return now_ticks(); }
 
 /* ---- the slow paths the guard calls --------------------------------------------------------------------- */
 
-static void close_frame(struct cprof_frame *frame, cprof_u64 now, cprof_u64 cpu_now)
+static void close_frame(struct cprof_thread_record *thread, struct cprof_frame *frame, cprof_u64 now,
+                        cprof_u64 cpu_now)
 {
     struct cprof_node *node = as_pointer(frame->node);
     node->total_ticks += now - frame->start_ticks;
     if (cprof_rt.cpu_time)
         node->cpu_ns += cpu_now - frame->cpu_start_ns;
+    if (cprof_tracing)
+        cprof_trace_call(thread, frame, now);
 }
 
 /* Whether `frame` cannot be an ancestor of a call entering with (cfa, return_address, guard); see the guard. */
@@ -90,7 +94,7 @@ int __cprof_enter_slow(struct __cprof_site *site, void *guard, cprof_u64 cfa, vo
     frame = as_pointer(thread->top);
     /* frames that cannot be our ancestors belong to functions a longjmp has already left */
     while (frame > base && left_behind(frame, cfa, return_address, guard)) {
-        close_frame(frame, now, cpu_now);
+        close_frame(thread, frame, now, cpu_now);
         frame--;
     }
     thread->top = as_u64(frame);
@@ -135,7 +139,7 @@ void __cprof_leave_slow(void *guard, cprof_u64 now)
     cprof_u64 cpu_now = 0;
     if (!thread)
         return;
-    if (__cprof_mode != 0)
+    if (__cprof_mode != 0 && __cprof_mode != 3) /* mode 3 (tracing): the guard's own read is the exit time */
         now = now_ticks();
     if (cprof_rt.cpu_time)
         cpu_now = cprof_thread_cpu_ns();
@@ -146,7 +150,7 @@ void __cprof_leave_slow(void *guard, cprof_u64 now)
     if (own == base) /* already unwound by a repair: nothing left to close */
         return;
     for (; frame >= own; frame--) /* frames above ours were abandoned by a longjmp */
-        close_frame(frame, now, cpu_now);
+        close_frame(thread, frame, now, cpu_now);
     thread->last_ticks = now;
     __asm__ __volatile__("" ::: "memory");
     thread->top = as_u64(own - 1);
@@ -242,8 +246,5 @@ void cprof_set_enabled(int enabled)
     if (cprof_process_start() != 0)
         return;
     /* leaving mode 2 would hand timing back to an inline counter that is not valid here */
-    if (enabled)
-        __cprof_mode = (cprof_rt.timer.kind == CPROF_TIMER_MONOTONIC || cprof_rt.cpu_time) ? 2 : 0;
-    else
-        __cprof_mode = 1;
+    __cprof_mode = enabled ? cprof_recording_mode() : 1;
 }

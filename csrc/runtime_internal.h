@@ -82,6 +82,9 @@ CPROF_INTERNAL struct cprof_thread_record *cprof_thread_start(void);
 
 /* process.c: 0 once the process records (started on first use), -1 when it does not */
 CPROF_INTERNAL int cprof_process_start(void);
+/* the guard's mode while recording: 0 (inline timer), 2 (every event via the runtime: no trustworthy counter, or
+ * CPU time too) or 3 (tracing: entries inline, exits via the runtime, which appends the trace) */
+CPROF_INTERNAL int cprof_recording_mode(void);
 
 /* calibration.c: measures the guard's cost into the run header */
 CPROF_INTERNAL void cprof_calibrate_guard(void);

@@ -16,17 +16,23 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def browser():
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, tmp_path_factory):
     svg = tmp_path_factory.mktemp("flame") / "flame.svg"
     svg.write_text(rendered("flame", memory_run(threads=2)))
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1200, "height": 260})
-        page.goto(svg.as_uri())
-        yield page
-        browser.close()
+    page = browser.new_page(viewport={"width": 1200, "height": 260})
+    page.goto(svg.as_uri())
+    yield page
+    page.close()
 
 
 def frame(page, name: str):
@@ -72,3 +78,78 @@ def test_search_highlights_matches_reports_their_share_and_survives_a_reload(pag
     page.screenshot(path=os.path.join(REPO, ".artifacts", "flame-search.png"))
     page.keyboard.press("Escape")
     assert page.locator("#status").text_content() == "" and "s=" not in page.url
+
+
+THREADS = """
+    #include <pthread.h>
+    #include <unistd.h>
+    volatile long sink;
+    __attribute__((noinline)) void leaf(int x) { for (int i = 0; i < x; i++) sink += i; }
+    __attribute__((noinline)) void mid(int n) { for (int i = 0; i < n; i++) leaf(50 + i); }
+    __attribute__((noinline)) void nap(void) { usleep(3000); }
+    void *worker(void *arg) { for (int i = 0; i < 40; i++) mid(20); nap(); return arg; }
+    int main(void) {
+        pthread_t thread;
+        pthread_create(&thread, 0, worker, 0);
+        for (int i = 0; i < 100; i++) mid(10);
+        nap();
+        pthread_join(thread, 0);
+        return 0;
+    }
+"""
+
+
+@pytest.fixture(scope="module")
+def chart_page(browser, tmp_path_factory):
+    """The flamechart of a real traced run of a two-thread program."""
+    from conftest import Project
+
+    project = Project(str(tmp_path_factory.mktemp("chart")))
+    project.write("prog.c", THREADS)
+    assert project.cprof("profile", "--trace", "prog.c", "--", "-O2", "-pthread").returncode == 0
+    drawn = project.cprof("flame", "--chart", "-o", "chart.svg")
+    assert drawn.returncode == 0, drawn.stderr
+    page = browser.new_page(viewport={"width": 1200, "height": 260})
+    page.goto("file://" + os.path.join(project.root, "chart.svg"))
+    yield page
+    page.close()
+
+
+def axis_labels(page) -> list[str]:
+    return page.locator("#axis text").all_text_contents()
+
+
+def test_the_chart_draws_a_time_axis_and_hovering_a_call_gives_when_and_how_long(chart_page):
+    labels = axis_labels(chart_page)
+    assert 5 <= len(labels) <= 60 and all(label.split()[-1] in ("s", "ms", "us", "ns") for label in labels)
+    nap = chart_page.locator('g.f[data-n="nap"][data-l="0"]')
+    nap.hover()
+    details = nap.locator("title").text_content()
+    assert details.startswith("nap  ") and " for 3." in details and " ms (as recorded" in details
+
+
+def test_clicking_a_call_zooms_time_on_every_lane_and_the_url_keeps_it(chart_page):
+    before = axis_labels(chart_page)
+    nap = chart_page.locator('g.f[data-n="nap"][data-l="0"]')
+    nap.click()
+    assert float(nap.locator("rect").get_attribute("width")) == pytest.approx(1199.5)
+    after = axis_labels(chart_page)
+    assert after != before and any(label.endswith(" us") or label.endswith(" ms") for label in after)
+    # the other thread's lane stays: whatever of it lies in the zoomed span is drawn
+    assert chart_page.locator('g.f[data-l="1"]').count() > 0
+    assert "zoom=" in chart_page.url
+    chart_page.reload()
+    assert float(nap.locator("rect").get_attribute("width")) == pytest.approx(1199.5)
+    assert axis_labels(chart_page) == after
+    chart_page.locator("#reset").click()
+    assert axis_labels(chart_page) == before and "zoom=" not in chart_page.url
+
+
+def test_search_in_the_chart_highlights_every_lane(chart_page):
+    chart_page.once("dialog", lambda dialog: dialog.accept("^nap$"))
+    chart_page.locator("#search").click()
+    assert chart_page.locator("g.match").count() == 2
+    assert chart_page.locator("#status").text_content().startswith("matched ")
+    os.makedirs(os.path.join(REPO, ".artifacts"), exist_ok=True)
+    chart_page.screenshot(path=os.path.join(REPO, ".artifacts", "chart-search.png"))
+    chart_page.keyboard.press("Escape")

@@ -62,7 +62,7 @@ def rendered(name: str, view, options=None, subject: str = RUN) -> str:
 
 def test_the_registry_knows_every_format_by_name_and_by_extension():
     assert {"table", "tree", "mem", "json", "folded"} <= set(renderers(RUN))
-    assert set(renderers(DIFF)) == {"table", "json"}
+    assert set(renderers(DIFF)) == {"table", "json", "flame"}
     assert renderer_for_file(RUN, "out.json").name == "json"
     assert renderer_for_file(RUN, "OUT.TXT").name == "table"
     assert renderer_for_file(RUN, "stacks.folded").name == "folded"

@@ -8,7 +8,7 @@ import sys
 from cprof.cli.options import non_negative_float, positive_int
 from cprof.cli.output import add_output_options, chosen_renderer, output_stream
 from cprof.errors import EXIT_NOT_FOUND, EXIT_REGRESSION, CprofError
-from cprof.model.diff import diff_runs
+from cprof.model.diff import RunDiff, diff_runs
 from cprof.model.load import load_runs
 from cprof.render.base import DIFF
 from cprof.render.diff_table import DiffOptions
@@ -25,6 +25,7 @@ examples:
   cprof diff                                  the run before the latest against the latest
   cprof diff before                           the run or group tagged 'before' against the latest
   cprof diff before after --fail-over 10      exit 1 when something got more than 10% slower
+  cprof diff before after --output d.svg      a differential flamegraph, as cprof flame --diff draws it
 """
 
 
@@ -53,20 +54,24 @@ def _label(reference: str | None, runs) -> str:
     return runs[0].meta.get("group") if len(runs) > 1 else runs[0].id
 
 
-def run(args) -> int:
-    store = Store()
-    renderer = chosen_renderer(args, DIFF)  # a usage mistake is reported before the store is read
-    a_ref, b_ref = (args.a or "latest~1"), (args.b or "latest")
+def compare(store: Store, a: str | None, b: str | None, corrected: bool) -> RunDiff:
+    """A (default: the run or group before the latest) against B (default: the latest); `cprof flame --diff` loads
+    its two sides the same way."""
     try:
-        a_runs, b_runs = load_runs(store, a_ref), load_runs(store, b_ref)
+        a_runs, b_runs = load_runs(store, a or "latest~1"), load_runs(store, b or "latest")
     except CprofError as error:
-        if args.a is None and "goes back too far" in error.message:
+        if a is None and "goes back too far" in error.message:
             raise CprofError("diff needs two runs and only one is stored; run again, or name two runs",
                              EXIT_NOT_FOUND) from None
         raise
     if {r.path for r in a_runs} == {r.path for r in b_runs}:
         sys.stderr.write("cprof: warning: A and B are the same run; run the program again to compare\n")
-    diff = diff_runs(a_runs, b_runs, _label(args.a, a_runs), _label(args.b, b_runs), corrected=not args.uncorrected)
+    return diff_runs(a_runs, b_runs, _label(a, a_runs), _label(b, b_runs), corrected=corrected)
+
+
+def run(args) -> int:
+    renderer = chosen_renderer(args, DIFF)  # a usage mistake is reported before the store is read
+    diff = compare(Store(), args.a, args.b, corrected=not args.uncorrected)
     with output_stream(args) as out:
         renderer(DiffOptions(None if args.all else args.top, args.significant, args.fail_over)).render(diff, out)
     if args.fail_over is not None:

@@ -1,4 +1,4 @@
-"""`cprof export`: a stored run in a format other tools read (folded stacks for flamegraph.pl, inferno, speedscope)."""
+"""`cprof export`: a stored run in a format other tools read (folded stacks, speedscope, callgrind, pprof)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,28 @@ from cprof.workspace import Store
 DESCRIPTION = """\
 Write a stored run (default: the latest) for other tools. Every call path of every thread with its own value:
 self time in ns (corrected for the guard's cost, as reports are), or with --calls its calls, or with --bytes the
-bytes it allocated. A group is exported from its median run."""
+bytes it allocated. A group is exported from its median run.
+
+formats (also picked by -o's extension, given here):
+  folded      .folded: one line per call path, `main;parse;lex 1234` (flamegraph.pl, inferno)
+  speedscope  .speedscope.json: speedscope's JSON, one profile per thread (evented, in time order, from a run
+              recorded with --trace)
+  chrome      .trace.json: Chrome's trace-event JSON for Perfetto and chrome://tracing: from a trace, every
+              recorded call where and as long as it ran; else the call tree laid out as nested events
+  callgrind   .callgrind: KCachegrind's and callgrind_annotate's format, each function's self cost and its calls
+              with their inclusive cost (threads merged)
+  pprof       .pb.gz or .pprof: gzipped protobuf for `go tool pprof`, one sample per call path with its calls,
+              time and bytes allocated (the weight asked for is the default type), its thread as labels"""
 
 
 def export_formats() -> list[str]:
-    return [name for name, cls in renderers(RUN).items() if getattr(cls, "export", False)]
+    """The registry's export formats, the default (folded) first."""
+    names = [name for name, cls in renderers(RUN).items() if getattr(cls, "export", False)]
+    return sorted(names, key=lambda name: name != "folded")
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("export", help="write a run for other tools (folded stacks)",
+    parser = subparsers.add_parser("export", help="write a run for other tools (folded, speedscope, callgrind, pprof)",
                                    usage="cprof export [RUN] [--format NAME] [-o FILE]", description=DESCRIPTION,
                                    formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EPILOG)
     add_run_reference(parser)
@@ -42,6 +55,6 @@ def run(args) -> int:
                          "cprof report writes the other formats", EXIT_USAGE)
     view = load_view(Store(), args.reference)
     options = ReportOptions(top=None, corrected=not args.uncorrected, weight=args.weight)
-    with output_stream(args) as out:
+    with output_stream(args, binary=getattr(renderer, "binary", False)) as out:
         renderer(options).render(view, out)
     return 0

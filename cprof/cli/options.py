@@ -9,6 +9,7 @@ from cprof.instrument.filters import FunctionFilter
 from cprof.cli.output import add_output_options
 from cprof.render.table import SORT_KEYS, ReportOptions
 from cprof.render.tree import TREE_WEIGHTS
+from cprof.run.launcher import DEFAULT_TRACE_LIMIT
 
 
 def _number(convert, what: str, minimum: float, inclusive: bool):
@@ -29,6 +30,27 @@ positive_float = _number(float, "a number", 0, inclusive=False)
 non_negative_float = _number(float, "a number", 0, inclusive=True)
 positive_int = _number(int, "a whole number", 1, inclusive=True)
 non_negative_int = _number(int, "a whole number", 0, inclusive=True)
+
+
+def _with_unit(units: dict[str, int], what: str, example: str):
+    """An argparse type: a non-negative number with an optional unit suffix, as a whole number of the base unit."""
+    def parse(text: str) -> int:
+        lowered = text.strip().lower()
+        suffix = next((unit for unit in sorted(units, key=len, reverse=True) if unit and lowered.endswith(unit)), "")
+        try:
+            value = float(lowered[: len(lowered) - len(suffix)])
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: '{text}' (for example {example})") from None
+        if value < 0 or value != value:
+            raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+        return round(value * units[suffix])
+
+    return parse
+
+
+duration_ns = _with_unit({"": 1, "ns": 1, "us": 1000, "ms": 10**6, "s": 10**9}, "a duration", "10us, 2ms")
+size_bytes = _with_unit({"": 1, "b": 1, "k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20, "g": 2**30, "gib": 2**30},
+                        "a size", "64M, 1G")
 
 
 def add_build_options(parser: argparse.ArgumentParser) -> None:
@@ -85,6 +107,14 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-heap", dest="heap", action="store_false",
                        help="do not track the heap (malloc & co.), without rebuilding: the allocator is then called "
                        "as without cprof, at the cost of one branch")
+    group.add_argument("--trace", action="store_true",
+                       help="also record each thread's calls in time order, for `cprof flame --chart` and the "
+                       "chrome and speedscope exports (costs more per call than the profile alone)")
+    group.add_argument("--min-duration", type=duration_ns, default=0, metavar="T",
+                       help="with --trace, leave out calls shorter than T (e.g. 10us, 1ms; default 0: every call)")
+    group.add_argument("--trace-limit", type=size_bytes, default=DEFAULT_TRACE_LIMIT, metavar="SIZE",
+                       help="with --trace, stop recording once the trace takes SIZE of the run file (e.g. 16M, 1G; "
+                       "default 64M, about 2.8 million calls): the chart shows where it stopped")
     group.add_argument("--ignore-exit-code", action="store_true",
                        help="exit 0 even when the program fails (by default its exit status is cprof's)")
     group.add_argument("--repeat", type=positive_int, default=1, metavar="N",

@@ -51,14 +51,23 @@ def wants_json(args, subject: str = RUN) -> bool:
 
 
 @contextlib.contextmanager
-def output_stream(args):
-    """Standard output, or the --output file (written whole, or not at all when rendering fails)."""
-    if not args.output_file:
+def output_stream(args, binary: bool = False):
+    """Standard output, or the --output file (written whole, or not at all when rendering fails). A binary format
+    (a renderer's `binary`, such as pprof's gzip) gets a byte stream, and is not sent to a terminal."""
+    if not args.output_file and not binary:
         yield sys.stdout
+        return
+    if not args.output_file:
+        if sys.stdout.isatty():
+            raise CprofError("this format is binary: write it to a file (-o FILE) or redirect standard output",
+                             EXIT_USAGE)
+        sys.stdout.flush()  # text written before it comes first
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
         return
     temporary = f"{args.output_file}.tmp{os.getpid()}"
     try:
-        handle = open(temporary, "w", encoding="utf-8")
+        handle = open(temporary, "wb") if binary else open(temporary, "w", encoding="utf-8")
     except OSError as error:
         raise CprofError(f"cannot write {args.output_file}: {error.strerror}", EXIT_USAGE) from None
     try:

@@ -50,7 +50,7 @@ def render_report(view, args) -> None:
     options = report_options(args)
     check_function_pattern(view, options.function_pattern)
     renderer = chosen_renderer(args, RUN, "tree" if args.tree else "mem" if args.mem else None)
-    with output_stream(args) as out:
+    with output_stream(args, binary=getattr(renderer, "binary", False)) as out:
         renderer(options).render(view, out)
 
 

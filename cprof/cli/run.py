@@ -10,7 +10,7 @@ from cprof.building.driver import last_build
 from cprof.building.summary import fallback_line
 from cprof.cli.options import add_run_options
 from cprof.errors import EXIT_NOT_FOUND, EXIT_USAGE, CprofError
-from cprof.run.launcher import LaunchResult, launch
+from cprof.run.launcher import DEFAULT_TRACE_LIMIT, LaunchResult, TraceOptions, launch
 from cprof.workspace import Store, new_run_id, validate_tag
 
 # what a program stopped by --duration dies of: our SIGTERM, or the SIGKILL after --kill-timeout
@@ -104,6 +104,14 @@ def count_recorded(results: list[LaunchResult]) -> int:
     return sum(recorded(result) for result in results)
 
 
+def trace_options(args) -> TraceOptions | None:
+    if not args.trace:
+        if args.min_duration or args.trace_limit != DEFAULT_TRACE_LIMIT:
+            raise CprofError("--min-duration and --trace-limit apply to --trace", EXIT_USAGE)
+        return None
+    return TraceOptions(args.min_duration, args.trace_limit)
+
+
 def perform_runs(args, store: Store) -> tuple[list[LaunchResult], str | None]:
     """Shared with `cprof profile`: runs the program --repeat times (more than once: as a group), tags what was
     stored, and returns the results and the id of the run or group stored (None when nothing was recorded)."""
@@ -121,7 +129,7 @@ def perform_runs(args, store: Store) -> tuple[list[LaunchResult], str | None]:
         meta = dict({"group": group, "repeat_index": index} if group else {}, program=os.path.basename(program),
                     build=build)
         result = launch([program] + args.rest, store, duration=args.duration, kill_timeout=args.kill_timeout,
-                        cpu_time=args.cpu_time, heap=args.heap, meta=meta,
+                        cpu_time=args.cpu_time, heap=args.heap, trace=trace_options(args), meta=meta,
                         stdout_to_stderr=getattr(args, "json", False),
                         library_dirs=built_library_dirs(store))
         results.append(result)

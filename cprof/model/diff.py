@@ -59,6 +59,9 @@ class RunDiff:
     b_coverage: Coverage | None = None
     corrected: bool = True  # both sides corrected for the guard's cost (else both are raw)
     raw_reason: str | None = None  # why they are raw, when the user did not ask for it
+    # the runs compared, for renderers that compare more than functions (the differential flamegraph's call paths)
+    a_sources: list[Run] = field(default_factory=list, repr=False)
+    b_sources: list[Run] = field(default_factory=list, repr=False)
 
     @property
     def has_spread(self) -> bool:
@@ -92,17 +95,23 @@ class RunDiff:
 
 def _side(items: list[FunctionStats | None]) -> Side:
     """The median over a side's runs; a run without the function counts as zero."""
-    if all(item is None for item in items):
+    side = measured_side([item.self_ns if item else None for item in items],
+                         [item.self_err_ns if item else 0.0 for item in items])
+    if side.present:
+        for c in FUNCTION_COUNTERS:
+            setattr(side, c.attribute, median_of(getattr(item, c.attribute) if item else 0 for item in items))
+    return side
+
+
+def measured_side(values: list[float | None], errors: list[float]) -> Side:
+    """One figure over a side's runs (None where a run does not have it, counted as zero): its median, its spread
+    and the median correction uncertainty, in self_ns, spread_ns and err_ns. A function's self time here; the
+    differential flamegraph gives a call path's inclusive value (time, calls or bytes) the same treatment."""
+    if all(value is None for value in values):
         return Side()
-    selves = [item.self_ns if item else 0.0 for item in items]
-    return Side(
-        self_ns=median_of(selves),
-        spread_ns=(max(selves) - min(selves)) / 2,
-        err_ns=median_of(item.self_err_ns if item else 0.0 for item in items),
-        present=True,
-        **{c.attribute: median_of(getattr(item, c.attribute) if item else 0 for item in items)
-           for c in FUNCTION_COUNTERS},
-    )
+    figures = [0.0 if value is None else value for value in values]
+    return Side(self_ns=median_of(figures), spread_ns=(max(figures) - min(figures)) / 2, err_ns=median_of(errors),
+                present=True)
 
 
 def _run_total(run: Run, corrected: bool) -> FunctionStats:
@@ -120,7 +129,8 @@ def noise_ns(a: Side, b: Side) -> float:
     return max(a.spread_ns + b.spread_ns, a.err_ns + b.err_ns)
 
 
-def _clears_noise(a: Side, b: Side) -> bool:
+def clears_noise(a: Side, b: Side) -> bool:
+    """Whether B differs from A by more than their noise: what `cprof diff` calls a change, not noise."""
     return abs(b.self_ns - a.self_ns) > noise_ns(a, b)
 
 
@@ -131,13 +141,13 @@ def diff_runs(a_runs: list[Run], b_runs: list[Run], a_label: str, b_label: str, 
     corrected = corrected and reason is None
     total_a = _side([_run_total(run, corrected) for run in a_runs])
     total_b = _side([_run_total(run, corrected) for run in b_runs])
-    result = RunDiff(a_label, b_label, len(a_runs), len(b_runs), total_a, total_b, _clears_noise(total_a, total_b),
+    result = RunDiff(a_label, b_label, len(a_runs), len(b_runs), total_a, total_b, clears_noise(total_a, total_b),
                      a_coverage=median_coverage(a_runs), b_coverage=median_coverage(b_runs), corrected=corrected,
-                     raw_reason=reason)
+                     raw_reason=reason, a_sources=list(a_runs), b_sources=list(b_runs))
     a_table, b_table = function_samples(a_runs, corrected), function_samples(b_runs, corrected)
     for key in set(a_table) | set(b_table):
         a = _side(a_table.get(key, [None] * len(a_runs)))
         b = _side(b_table.get(key, [None] * len(b_runs)))
-        result.changes.append(FunctionChange(key, a, b, _clears_noise(a, b)))
+        result.changes.append(FunctionChange(key, a, b, clears_noise(a, b)))
     result.changes.sort(key=lambda c: (-abs(c.delta_ns), c.key.name))
     return result

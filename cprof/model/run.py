@@ -17,7 +17,7 @@ from cprof import runfile
 from cprof.model import samples as sampling
 from cprof.model.correction import Calibration, correct_tree
 
-from cprof.runfile import (FEAT_ALLOCS, FEAT_CPU_TIME, FEAT_SAMPLES, FEAT_THREAD_CPU,  # noqa: F401 (re-exported)
+from cprof.runfile import (FEAT_ALLOCS, FEAT_CPU_TIME, FEAT_SAMPLES, FEAT_THREAD_CPU, FEAT_TRACE,  # noqa: F401 (re-exported)
                            FEAT_WAIT_TIME, FN_COUNTED, FN_INLINE, FN_SECTION, FN_STATIC)
 from cprof.model.heap import HEAP_NODE_COUNTERS, ProcessHeap, load_heap
 from cprof.runfile import COUNT, NODE_COUNTERS
@@ -118,6 +118,20 @@ class CallNode(NodeCounters):
             stack.extend(reversed(list(node.children.values())))
 
 
+@dataclass(eq=False)
+class RecordedTrace:
+    """A thread's event trace as its run file holds it (csrc/trace.c), with what decoding it takes; decoded only
+    when a view asks (cprof/model/trace.py): a trace holds millions of calls."""
+
+    events: bytes  # native u64 triples (node offset | TRACE_CUT, start ticks, end ticks), by their ends
+    nodes: dict  # node offset -> CallNode
+    scale: float  # ns per tick
+    start_ticks: int  # the process's start, where times count from
+    open_frames: list  # (node offset, start ticks) still open at the end
+    close_ticks: int  # where the open ones end
+    stop_ticks: int  # 0, or when the trace stopped at its size limit
+
+
 @dataclass
 class ThreadData:
     index: int
@@ -131,6 +145,7 @@ class ThreadData:
     cpu_ns: float | None = None  # the thread's whole CPU time (None: not known, e.g. the process was killed)
     counted: dict = field(default_factory=dict)  # FunctionKey -> calls of the count-only functions (no frames)
     sampled_keys: set = field(default_factory=set)  # count-only functions whose self time the samples estimated
+    trace: RecordedTrace | None = None  # the run recorded a trace: cprof/model/trace.py makes it calls in time order
 
     @property
     def lifetime_ns(self) -> float:
@@ -250,6 +265,7 @@ def load_process(path: str) -> ProcessData:
             _merge_into(existing, node)
 
     end_of_process = header["end_ticks"]
+    traces = dict(raw.get("trace", ()))
     threads = []
     for index, tid, name, root_offset, t_start, t_end, last, lost, open_frames in raw["threads"]:
         root = nodes.get(root_offset)
@@ -265,10 +281,12 @@ def load_process(path: str) -> ProcessData:
         ended = bool(t_end) or raw["complete"]  # else the root still holds the thread's CPU clock at its start
         thread_cpu = root.cpu_total_ns if header["features"] & FEAT_THREAD_CPU and ended else None
         root.cpu_total_ns = 0.0
-        threads.append(
-            ThreadData(index, tid, name, root, (t_start - start_ticks) * scale,
-                       ((t_end or close_at) - start_ticks) * scale, lost, header["pid"], thread_cpu)
-        )
+        thread = ThreadData(index, tid, name, root, (t_start - start_ticks) * scale,
+                            ((t_end or close_at) - start_ticks) * scale, lost, header["pid"], thread_cpu)
+        if header["features"] & FEAT_TRACE:
+            thread.trace = RecordedTrace(traces.get(index, b""), nodes, scale, start_ticks, open_frames, close_at,
+                                         header.get("trace_stop_ticks", 0))
+        threads.append(thread)
     threads.sort(key=lambda t: t.index)
     by_index = {t.index: t for t in threads}
     for thread_index, function_id, calls in raw.get("counts", ()):

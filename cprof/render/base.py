@@ -66,7 +66,8 @@ def known_extensions() -> set[str]:
 
 
 # The modules whose renderers register themselves when imported (as cprof/cli/main.py lists the subcommands).
-RENDERER_MODULES = ("table", "tree", "memory", "json_report", "export", "flame", "diff_table", "json_diff")
+RENDERER_MODULES = ("table", "tree", "memory", "json_report", "export", "callgrind", "pprof", "chrome", "flame",
+                    "flamechart", "diff_table", "json_diff", "flame_diff")
 
 
 def _load_all() -> None:

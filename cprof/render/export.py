@@ -1,11 +1,12 @@
 """Exports of a run's stacks for other tools: folded stacks (`a;b;c N`, what flamegraph.pl and inferno read) and
-speedscope's JSON."""
+speedscope's JSON (evented from a trace)."""
 
 from __future__ import annotations
 
 import json
 
 from cprof.model.stacks import run_stacks
+from cprof.model.trace import run_traces, traced
 from cprof.render.base import Renderer, register
 from cprof.render.table import ReportOptions
 
@@ -48,9 +49,45 @@ class FoldedStacks(Renderer):
 SPEEDSCOPE_UNITS = {"time": "nanoseconds", "calls": "none", "bytes": "bytes"}
 
 
+class _Frames:
+    """speedscope's shared frame list: each function once, with its file and line."""
+
+    def __init__(self):
+        self.frames: list[dict] = []
+        self._index: dict = {}
+
+    def index(self, key) -> int:
+        if key not in self._index:
+            self._index[key] = len(self.frames)
+            self.frames.append({"name": key.name, "file": key.file, "line": key.line})
+        return self._index[key]
+
+
+def _evented_profiles(run, frames: _Frames) -> list[dict]:
+    """One evented profile per traced thread: open and close events in time order (ns from the process start)."""
+    profiles = []
+    for process, trace in run_traces(run):
+        events, open_calls = [], []
+        for event in trace.events:
+            while len(open_calls) > event.depth:  # the calls this one is not inside have ended
+                done = open_calls.pop()
+                events.append({"type": "C", "frame": frames.index(done.key), "at": done.end_ns})
+            events.append({"type": "O", "frame": frames.index(event.key), "at": event.start_ns})
+            open_calls.append(event)
+        while open_calls:
+            done = open_calls.pop()
+            events.append({"type": "C", "frame": frames.index(done.key), "at": done.end_ns})
+        thread = trace.thread
+        profiles.append({"type": "evented", "name": f"{thread.name or 'thread'} (pid {process.pid}, thread "
+                         f"{thread.index})", "unit": "nanoseconds", "startValue": thread.start_ns,
+                         "endValue": max([thread.end_ns] + [e["at"] for e in events[-1:]]), "events": events})
+    return profiles
+
+
 @register
 class Speedscope(Renderer):
-    """speedscope's JSON: one sampled-style profile per thread, each call path a sample weighed by its own value
+    """speedscope's JSON. From a traced run (weighed by time): one evented profile per thread, every recorded call
+    in time order. Otherwise one sampled-style profile per thread, each call path a sample weighed by its own value
     (without a trace there is no time order: speedscope's left-heavy and sandwich views are the ones that mean
     something). Frames carry file and line."""
 
@@ -60,21 +97,16 @@ class Speedscope(Renderer):
     options_type = ReportOptions
 
     def render(self, view, out) -> None:
-        from cprof import __version__
-
         run = getattr(view, "representative", view)
-        frames: list[dict] = []
-        frame_index: dict = {}
+        frames = _Frames()
+        if self.options.weight == "time" and traced(run):
+            self._write(run, frames, _evented_profiles(run, frames), out)
+            return
         profiles: dict = {}
         for stack in run_stacks(run, self.options.weight, self.options.corrected):
             if stack.self_value <= 0:
                 continue
-            indexes = []
-            for key in stack.keys:
-                if key not in frame_index:
-                    frame_index[key] = len(frames)
-                    frames.append({"name": key.name, "file": key.file, "line": key.line})
-                indexes.append(frame_index[key])
+            indexes = [frames.index(key) for key in stack.keys]
             thread = stack.thread
             profile = profiles.setdefault((thread.pid, thread.index), {
                 "type": "sampled", "name": f"{thread.name or 'thread'} (pid {thread.pid}, thread {thread.index})",
@@ -83,8 +115,14 @@ class Speedscope(Renderer):
             profile["samples"].append(indexes)
             profile["weights"].append(round(stack.self_value))
             profile["endValue"] += round(stack.self_value)
-        document = {"$schema": "https://www.speedscope.app/file-format-schema.json", "shared": {"frames": frames},
-                    "profiles": list(profiles.values()), "name": f"cprof run {run.id}", "activeProfileIndex": 0,
-                    "exporter": f"cprof {__version__}"}
+        self._write(run, frames, list(profiles.values()), out)
+
+    @staticmethod
+    def _write(run, frames: _Frames, profiles: list[dict], out) -> None:
+        from cprof import __version__
+
+        document = {"$schema": "https://www.speedscope.app/file-format-schema.json",
+                    "shared": {"frames": frames.frames}, "profiles": profiles, "name": f"cprof run {run.id}",
+                    "activeProfileIndex": 0, "exporter": f"cprof {__version__}"}
         json.dump(document, out)
         out.write("\n")

@@ -9,7 +9,6 @@ import zlib
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
-from cprof.model.stacks import run_stacks
 from cprof.paths import display_path
 from cprof.render.base import Renderer, register
 from cprof.render.table import ReportOptions
@@ -37,26 +36,64 @@ class Frame:
 
 def frame_tree(run, metric: str, corrected: bool) -> Frame:
     """One tree for the whole run: a frame per call path, merged over threads when there is one, else under a
-    frame per thread."""
+    frame per thread. Each frame holds its node's values as run_stacks (cprof/model/stacks.py) gives them, its
+    sampled leaves among its children; built from the call trees directly, since a million call paths as tuples of
+    keys, looked up again from the root one by one, cost seconds."""
     root = Frame("all")
     several = len(run.threads) > 1
-    for stack in run_stacks(run, metric, corrected):
-        node = root
+    timed = metric == "time"
+    locations: dict = {}  # FunctionKey -> "file:line": a few thousand functions make a million frames
+    built: list[Frame] = []  # every function's frame, callers before callees
+    for thread in getattr(run, "representative", run).threads:
+        top = root
         if several:
-            label = f"{stack.thread.name or 'thread'} [{stack.thread.index}]"
-            node = node.children.setdefault(("thread", stack.thread.pid, stack.thread.index), Frame(label))
-        for key in stack.keys:
-            child = node.children.get(key)
-            if child is None:
-                child = node.children[key] = Frame(key.name, f"{display_path(key.file)}:{key.line}")
-            node = child
-        node.own += stack.self_value
-        node.total += stack.total_value if not stack.sampled else stack.self_value
-        node.calls += stack.calls
-        node.approximate = node.approximate or stack.mostly_correction
-        node.sampled = stack.sampled
+            label = f"{thread.name or 'thread'} [{thread.index}]"
+            top = root.children.setdefault(("thread", thread.pid, thread.index), Frame(label))
+        pending = [(thread.root, top)]
+        while pending:
+            node, frame = pending.pop()
+            below = frame.children
+            if timed and node.key is not None:  # a count-only function's sampled self time: a leaf here
+                for key, parts in node.sampled.items():
+                    value = parts[1 if corrected else 0]
+                    leaf = below.get(key)
+                    if leaf is None:
+                        location = locations.get(key) or locations.setdefault(key, _location(key))
+                        leaf = below[key] = Frame(key.name, location)
+                        built.append(leaf)
+                    leaf.own += value
+                    leaf.total += value
+                    leaf.sampled = True
+            for key, child in node.children.items():
+                if timed:
+                    own = child.corrected_self_ns if corrected else child.self_ns
+                    total = child.corrected_total_ns if corrected else child.total_ns
+                else:  # a callee's calls or bytes are inside its caller's: added once the callees are built
+                    own = total = child.calls if metric == "calls" else child.alloc_bytes
+                raw = child.self_ns
+                approximate = corrected and raw > 0 and raw - child.corrected_self_ns > 0.5 * raw
+                child_frame = below.get(key)
+                if child_frame is None:
+                    location = locations.get(key) or locations.setdefault(key, _location(key))
+                    child_frame = below[key] = Frame(key.name, location, 0.0 + total, 0.0 + own, child.calls,
+                                                     approximate)
+                    built.append(child_frame)
+                else:  # its caller's sampled leaf of the same function
+                    child_frame.own += own
+                    child_frame.total += total
+                    child_frame.calls += child.calls
+                    child_frame.approximate = child_frame.approximate or approximate
+                    child_frame.sampled = False
+                pending.append((child, child_frame))
+    if not timed:
+        for frame in reversed(built):
+            frame.total += sum(child.total for child in frame.children.values())
     _fill_totals(root)
     return root
+
+
+def _location(key) -> str:
+    return f"{display_path(key.file)}:{key.line}"
 
 
 def _fill_totals(root: Frame) -> None:
@@ -72,13 +109,31 @@ def _fill_totals(root: Frame) -> None:
         frame.total = max(frame.total, below) if frame.location else below
 
 
+def colour_of(name: str) -> str:
+    """A function's warm colour, the same in every drawing (a hash of its name)."""
+    hue = zlib.crc32(name.encode("utf-8", "replace"))
+    return f"rgb({205 + hue % 50},{80 + (hue >> 8) % 120},{40 + (hue >> 16) % 50})"
+
+
 def _colour(frame: Frame) -> str:
     if frame.merged:
         return "rgb(190,190,190)"
     if frame.location == "":
         return "rgb(220,220,235)"
-    hue = zlib.crc32(frame.name.encode("utf-8", "replace"))
-    return f"rgb({205 + hue % 50},{80 + (hue >> 8) % 120},{40 + (hue >> 16) % 50})"
+    return colour_of(frame.name)
+
+
+def frame_element(element_id: str, x: float, y: float, width: float, depth: int, value: float, name: str, fill: str,
+                  classes: str, label: str, details: list[str], lane: int | None = None) -> str:
+    """One frame as the script expects it: a group with its place (data-x, data-w, data-d and, in a flamechart,
+    its lane data-l), its value for the search's share, its name to match, the hover text, the box and label."""
+    lane_attribute = f' data-l="{lane}"' if lane is not None else ""
+    return (f'<g class={quoteattr(classes)} id="{element_id}" data-x="{x:.2f}" data-w="{width:.2f}" '
+            f'data-d="{depth}"{lane_attribute} data-v="{value:.0f}" data-n={quoteattr(name)}>'
+            f"<title>{escape(chr(10).join(details))}</title>"
+            f'<rect x="{x:.2f}" y="{y}" width="{max(width - 0.5, 0.1):.2f}" height="{FRAME_HEIGHT - 1}" '
+            f'fill="{fill}"/>'
+            f'<text x="{x + 3:.2f}" y="{y + FRAME_HEIGHT - 5}">{escape(label)}</text></g>')
 
 
 @register
@@ -93,10 +148,18 @@ class FlameGraph(Renderer):
         super().__init__(options)
         self.title = title
 
+    def tree(self, run) -> Frame:
+        """The frames to draw; a hook, as is paint (flame_diff.py draws a tree of its own, coloured by change)."""
+        return frame_tree(run, self.options.weight, self.options.corrected)
+
+    def paint(self, frame: Frame) -> tuple[str, str, list[str]]:
+        """A frame's fill, the classes it adds (each with a leading space) and the lines it adds to its details."""
+        return _colour(frame), "", []
+
     def render(self, view, out) -> None:
         run = getattr(view, "representative", view)
         metric = self.options.weight
-        root = frame_tree(run, metric, self.options.corrected)
+        root = self.tree(run)
         whole = root.total or 1.0
         unit = UNITS[metric]
         rows: list[str] = []
@@ -128,10 +191,9 @@ class FlameGraph(Renderer):
         height = TOP + (depth_max + 1) * FRAME_HEIGHT + 24
         measure = {"time": "inclusive time", "calls": "calls", "bytes": "bytes allocated"}[metric]
         title = self.title or f"cprof run {run.id}: width is {measure}"
-        out.write(_document(title, height, metric, whole, unit(whole), "\n".join(rows)))
+        out.write(document(title, height, metric, whole, unit(whole), "\n".join(rows)))
 
-    @staticmethod
-    def _frame(frame_id: int, frame: Frame, x: float, depth: int, width: float, whole: float, unit) -> str:
+    def _frame(self, frame_id: int, frame: Frame, x: float, depth: int, width: float, whole: float, unit) -> str:
         y = TOP + depth * FRAME_HEIGHT
         share = 100.0 * frame.total / whole
         details = [frame.name + (f"  {frame.location}" if frame.location else "")]
@@ -144,14 +206,11 @@ class FlameGraph(Renderer):
             details.append("~ mostly the guard's own cost, corrected: an estimate")
         if frame.sampled:
             details.append("only counted: its self time sampled")
-        classes = "f" + (" approx" if frame.approximate else "") + (" merged" if frame.merged else "")
+        fill, painted, notes = self.paint(frame)
+        details += notes
+        classes = "f" + (" approx" if frame.approximate else "") + (" merged" if frame.merged else "") + painted
         label = ("~" if frame.approximate else "") + frame.name
-        return (f'<g class={quoteattr(classes)} id="f{frame_id}" data-x="{x:.2f}" data-w="{width:.2f}" '
-                f'data-d="{depth}" data-v="{frame.total:.0f}" data-n={quoteattr(frame.name)}>'
-                f"<title>{escape(chr(10).join(details))}</title>"
-                f'<rect x="{x:.2f}" y="{y}" width="{max(width - 0.5, 0.1):.2f}" height="{FRAME_HEIGHT - 1}" '
-                f'fill="{_colour(frame)}"/>'
-                f'<text x="{x + 3:.2f}" y="{y + FRAME_HEIGHT - 5}">{escape(label)}</text></g>')
+        return frame_element(f"f{frame_id}", x, y, width, depth, frame.total, frame.name, fill, classes, label, details)
 
 
 def _descendants(frame: Frame) -> int:
@@ -168,6 +227,9 @@ SCRIPT = r"""
   var svg = document.documentElement, frames = Array.prototype.slice.call(document.querySelectorAll("g.f"));
   var WIDTH = +svg.getAttribute("data-width"), whole = +svg.getAttribute("data-whole");
   var status = document.getElementById("status"), zoomed = null, pattern = "";
+  // a flamechart zooms the time axis over every lane; a flamegraph zooms into one frame's callees
+  var chart = svg.getAttribute("data-kind") === "chart", origin = +svg.getAttribute("data-origin");
+  var marks = Array.prototype.slice.call(document.querySelectorAll("g.mark"));
   function fit(g, from, scale, minDepth) {
     var x = (+g.getAttribute("data-x") - from) * scale, w = +g.getAttribute("data-w") * scale;
     var visible = +g.getAttribute("data-d") >= minDepth && x + w > 0 && x < WIDTH;
@@ -188,12 +250,38 @@ SCRIPT = r"""
     var from = g ? +g.getAttribute("data-x") : 0, scale = g ? WIDTH / Math.max(+g.getAttribute("data-w"), 0.01) : 1;
     var depth = g ? +g.getAttribute("data-d") : 0;
     frames.forEach(function (f) {
-      var related = !g || contains(g, f) || (+f.getAttribute("data-d") < depth && contains(f, g));
+      var related = chart || !g || contains(g, f) || (+f.getAttribute("data-d") < depth && contains(f, g));
       if (!related) { f.style.display = "none"; return; }
       fit(f, from, scale, 0);
-      f.classList.toggle("ancestor", !!g && +f.getAttribute("data-d") < depth);
+      f.classList.toggle("ancestor", !chart && !!g && +f.getAttribute("data-d") < depth);
     });
+    marks.forEach(function (m) {
+      var x = (+m.getAttribute("data-x") - from) * scale, line = m.querySelector("line");
+      line.setAttribute("x1", x); line.setAttribute("x2", x);
+    });
+    if (chart) axis(from, scale);
     save();
+  }
+  function axis(from, scale) {
+    // ticks at 1, 2 or 5 times a power of ten ns, about ten across the visible span
+    var group = document.getElementById("axis"), nsPerPx = whole / WIDTH / scale, span = WIDTH * nsPerPx;
+    var step = Math.pow(10, Math.floor(Math.log10(span / 10)));
+    if (span / step > 50) step *= 5; else if (span / step > 20) step *= 2;
+    var first = Math.ceil((origin + from * whole / WIDTH) / step) * step, parts = [];
+    for (var t = first; (t - origin) / nsPerPx - from * scale < WIDTH && parts.length < 60; t += step) {
+      var x = ((t - origin) * WIDTH / whole - from) * scale;
+      parts.push('<line x1="' + x + '" x2="' + x + '" y1="40" y2="' + (svg.getAttribute("height") - 20) + '" opacity="0.25"/>' +
+                 '<text x="' + (x + 2) + '" y="54">' + label(t, step) + '</text>');
+    }
+    group.innerHTML = parts.join("");
+  }
+  function label(ns, step) {
+    var units = [[1e9, "s"], [1e6, "ms"], [1e3, "us"], [1, "ns"]];
+    for (var i = 0; i < units.length; i++)
+      if (step >= units[i][0] || i === units.length - 1) {
+        var digits = Math.max(0, Math.ceil(-Math.log10(step / units[i][0]) - 1e-9));
+        return (ns / units[i][0]).toFixed(digits) + " " + units[i][1];
+      }
   }
   function search(text) {
     pattern = text || "";
@@ -208,7 +296,7 @@ SCRIPT = r"""
     // nested matches are counted once: only the outermost of each is summed
     var share = 0;
     matched.forEach(function (f) {
-      var inside = matched.some(function (o) { return o !== f && +o.getAttribute("data-d") < +f.getAttribute("data-d") && contains(o, f); });
+      var inside = matched.some(function (o) { return o !== f && o.getAttribute("data-l") === f.getAttribute("data-l") && +o.getAttribute("data-d") < +f.getAttribute("data-d") && contains(o, f); });
       if (!inside) share += +f.getAttribute("data-v");
     });
     status.textContent = re ? ("matched " + (100 * share / whole).toFixed(2) + "% (" + matched.length + " frames): " + pattern) : "";
@@ -230,7 +318,7 @@ SCRIPT = r"""
     search(state.s || "");
   }
   frames.forEach(function (f) {
-    f.addEventListener("click", function (event) { event.stopPropagation(); zoom(f.getAttribute("data-d") === "0" ? null : f); });
+    f.addEventListener("click", function (event) { event.stopPropagation(); zoom(f.getAttribute("data-d") === "0" && !chart ? null : f); });
   });
   document.getElementById("reset").addEventListener("click", function () { zoom(null); });
   document.getElementById("search").addEventListener("click", function () {
@@ -257,13 +345,23 @@ g.match rect { fill: rgb(230, 0, 230) !important; }
 g.ancestor rect { opacity: 0.5; }
 .control { font: 12px sans-serif; cursor: pointer; fill: #224; text-decoration: underline; pointer-events: all; }
 #status { font: 12px sans-serif; fill: #333; }
+text.lane { font: bold 12px sans-serif; fill: #333; }
+g.cut rect { stroke: #c00; stroke-width: 1; stroke-dasharray: 3 2; }
+g.mark line { stroke: #d00; stroke-width: 2; stroke-dasharray: 6 3; }
+#axis line { stroke: #999; stroke-width: 1; }
+#axis text { font: 11px sans-serif; fill: #555; }
 """
 
 
-def _document(title: str, height: int, metric: str, whole: float, whole_text: str, body: str) -> str:
+def document(title: str, height: int, metric: str, whole: float, whole_text: str, body: str, kind: str = "graph",
+             origin_ns: float = 0.0) -> str:
+    """The whole SVG around the frames. A flamechart (kind "chart") zooms in time across every lane and draws a
+    time axis from origin_ns, where the drawing's left edge is, `whole` ns wide."""
+    axis = '<g id="axis"></g>\n' if kind == "chart" else ""
     return (f'<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
             f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-            f'viewBox="0 0 {WIDTH} {height}" data-width="{WIDTH}" data-whole="{whole:.0f}" data-metric="{metric}">\n'
+            f'viewBox="0 0 {WIDTH} {height}" data-width="{WIDTH}" data-whole="{whole:.0f}" data-metric="{metric}" '
+            f'data-kind="{kind}" data-origin="{origin_ns:.0f}">\n'
             f"<style>{STYLE}</style>\n"
             f'<rect width="100%" height="100%" fill="#fffdf8"/>\n'
             f'<text x="{WIDTH / 2}" y="16" text-anchor="middle" style="font-size:15px">{escape(title)} '
@@ -271,6 +369,5 @@ def _document(title: str, height: int, metric: str, whole: float, whole_text: st
             f'<text id="reset" class="control" x="8" y="34">Reset zoom</text>\n'
             f'<text id="search" class="control" x="{WIDTH - 60}" y="34">Search</text>\n'
             f'<text id="status" x="110" y="34"></text>\n'
-            f"{body}\n"
+            f"{axis}{body}\n"
             f"<script><![CDATA[{SCRIPT}]]></script>\n</svg>\n")
-

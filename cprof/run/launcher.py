@@ -14,8 +14,16 @@ from cprof.runfile import finish_run_file
 from cprof.workspace import RunEntry, Store
 
 DEFAULT_SAMPLE_HZ = 1000
+DEFAULT_TRACE_LIMIT = 64 * 2**20  # bytes of run file a trace may take (about 2.8 million calls)
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 _WATCHED = set(_FORWARDED) | {signal.SIGCHLD}
+
+
+@dataclass(frozen=True)
+class TraceOptions:
+    """The event trace (csrc/trace.c): calls shorter than min_duration_ns left out, limit_bytes of run file."""
+    min_duration_ns: int = 0
+    limit_bytes: int = DEFAULT_TRACE_LIMIT
 
 
 @dataclass
@@ -34,8 +42,8 @@ def _exit_status(wait_status: int) -> int:
 
 
 def launch(argv: list[str], store: Store, *, duration: float | None = None, kill_timeout: float = 5.0,
-           cpu_time: bool = False, heap: bool = True, meta: dict | None = None, stdout_to_stderr: bool = False,
-           library_dirs: list[str] | None = None) -> LaunchResult:
+           cpu_time: bool = False, heap: bool = True, trace: TraceOptions | None = None, meta: dict | None = None,
+           stdout_to_stderr: bool = False, library_dirs: list[str] | None = None) -> LaunchResult:
     """Runs argv to completion. With stdout_to_stderr the program's standard output goes to our standard error,
     so that ours can carry a JSON report alone. library_dirs go first on LD_LIBRARY_PATH: a program built next to
     an instrumented shared library must load that one, not the system's copy."""
@@ -49,6 +57,11 @@ def launch(argv: list[str], store: Store, *, duration: float | None = None, kill
         env["CPROF_CPU_TIME"] = "1"
     if not heap:  # csrc/heap.c: read once, at the program's first allocation
         env["CPROF_HEAP"] = "0"
+    for name in ("CPROF_TRACE", "CPROF_TRACE_MIN_NS", "CPROF_TRACE_LIMIT"):
+        env.pop(name, None)
+    if trace is not None:  # csrc/trace.c
+        env.update(CPROF_TRACE="1", CPROF_TRACE_MIN_NS=str(trace.min_duration_ns),
+                   CPROF_TRACE_LIMIT=str(trace.limit_bytes))
     # CPU-time samples give count-only functions their time (csrc/sampling.c); a tick-driven timer makes them
     # nearly free, so every run samples unless the user chose otherwise
     env.setdefault("CPROF_SAMPLE_HZ", str(DEFAULT_SAMPLE_HZ))

@@ -1,0 +1,105 @@
+"""The Chrome trace-event export (JSON that Perfetto and chrome://tracing open): with a trace, every recorded call as
+a complete event where and as long as it ran; without one, each thread's call tree laid out as nested events
+(children one after another inside their caller, each as long as its inclusive value), so that it always nests."""
+
+from __future__ import annotations
+
+import json
+
+from cprof.model.stacks import run_stacks
+from cprof.model.trace import run_traces, traced
+from cprof.render.base import Renderer, register
+from cprof.render.table import ReportOptions
+
+US = 1e-3  # trace-event times are microseconds; ours are ns
+
+
+def _metadata(pid: int, tid: int, thread_name: str, process_name: str) -> list[dict]:
+    return [{"ph": "M", "name": "process_name", "pid": pid, "tid": tid, "args": {"name": process_name}},
+            {"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": thread_name}}]
+
+
+def _process_name(run, process) -> str:
+    command = " ".join(process.header.get("cmdline") or run.command or ["program"])
+    return f"{command} (pid {process.pid})"
+
+
+def traced_events(run) -> list[dict]:
+    """Every traced call as an "X" event, by thread, in start order (outer calls first at equal starts)."""
+    main_start = run.processes[0].header["start_mono_ns"]
+    events: list[dict] = []
+    for process, trace in run_traces(run):
+        offset = process.header["start_mono_ns"] - main_start
+        thread = trace.thread
+        events += _metadata(process.pid, thread.tid, f"{thread.name or 'thread'} [{thread.index}]",
+                            _process_name(run, process))
+        for event in trace.events:
+            key = event.key
+            args = {"file": key.file, "line": key.line}
+            if event.cut:
+                args["cut"] = "still running when the trace stopped at its size limit"
+            elif event.open:
+                args["open"] = "still running when the thread or the program ended"
+            events.append({"ph": "X", "name": key.name, "cat": "function", "pid": process.pid, "tid": thread.tid,
+                           "ts": (event.start_ns + offset) * US, "dur": event.duration_ns * US, "args": args})
+        if trace.stop_ns is not None:
+            events.append({"ph": "i", "s": "p", "name": "trace stopped (size limit)", "pid": process.pid,
+                           "tid": thread.tid, "ts": (trace.stop_ns + offset) * US})
+    return events
+
+
+def laid_out_events(run, corrected: bool) -> list[dict]:
+    """Each thread's call paths as nested "X" events: a path starts where its caller starts, after its earlier
+    siblings, and lasts its inclusive time, or its callees' sum when that is more (a measured total counts recursion
+    once and the correction is per function, so callees can add up to a little more than their caller)."""
+    events: list[dict] = []
+    by_thread: dict = {}
+    for stack in run_stacks(run, "time", corrected):
+        by_thread.setdefault((stack.thread.pid, stack.thread.index), []).append(stack)
+    processes = {process.pid: process for process in run.processes}
+    for (pid, _), stacks in by_thread.items():
+        thread = stacks[0].thread
+        events += _metadata(pid, thread.tid, f"{thread.name or 'thread'} [{thread.index}]",
+                            _process_name(run, processes.get(pid, run.processes[0])))
+        # stacks come in pre-order: a path's callees follow it, so durations are settled in reverse
+        children: dict[tuple, list] = {}
+        for stack in stacks:
+            children.setdefault(stack.keys[:-1], []).append(stack)
+        duration: dict[tuple, float] = {}
+        for stack in reversed(stacks):
+            below = sum(duration[child.keys] for child in children.get(stack.keys, ()))
+            duration[stack.keys] = max(stack.total_value, below)
+        cursor: dict[tuple, float] = {(): thread.start_ns}
+        for stack in stacks:
+            parent = stack.keys[:-1]
+            begin = cursor.get(parent, thread.start_ns)
+            cursor[parent] = begin + duration[stack.keys]
+            cursor[stack.keys] = begin
+            key = stack.keys[-1]
+            events.append({"ph": "X", "name": key.name, "cat": "sampled" if stack.sampled else "function",
+                           "pid": pid, "tid": thread.tid, "ts": begin * US, "dur": duration[stack.keys] * US,
+                           "args": {"file": key.file, "line": key.line, "calls": stack.calls,
+                                    "self_ns": round(stack.self_value)}})
+    return events
+
+
+@register
+class ChromeTrace(Renderer):
+    """Chrome's trace-event JSON (the JSON object form, times in microseconds)."""
+
+    name = "chrome"
+    extensions = (".trace.json", ".chrome.json")
+    export = True
+    options_type = ReportOptions
+
+    def render(self, view, out) -> None:
+        from cprof import __version__
+
+        run = getattr(view, "representative", view)
+        from_trace = traced(run)
+        events = traced_events(run) if from_trace else laid_out_events(run, self.options.corrected)
+        json.dump({"traceEvents": events, "displayTimeUnit": "ns",
+                   "otherData": {"exporter": f"cprof {__version__}", "run": run.id,
+                                 "layout": "traced calls in time order" if from_trace else
+                                 "call tree laid out: callees one after another, no time order"}}, out)
+        out.write("\n")
