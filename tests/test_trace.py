@@ -191,12 +191,22 @@ def test_the_flamechart_of_a_run_without_a_trace_is_one_clear_error(project):
     assert drawn.stderr.count("\n") == 1
 
 
+def chrome_document(path: str) -> dict:
+    """The export, checked against the trace-event format's schema (tests/schemas/chrome-trace.json)."""
+    import jsonschema
+
+    with open(path) as handle:
+        document = json.load(handle)
+    with open(os.path.join(os.path.dirname(__file__), "schemas", "chrome-trace.json")) as handle:
+        jsonschema.validate(document, json.load(handle))
+    return document
+
+
 def test_chrome_export_of_a_trace_nests_perfectly_and_holds_every_call(project):
     traced_run(project, THREADS)
     written = project.cprof("export", "--format", "chrome", "-o", "run.trace.json")
     assert written.returncode == 0, written.stderr
-    with open(os.path.join(project.root, "run.trace.json")) as handle:
-        document = json.load(handle)
+    document = chrome_document(os.path.join(project.root, "run.trace.json"))
     calls = [event for event in document["traceEvents"] if event["ph"] == "X"]
     by_thread = collections.defaultdict(list)
     for event in calls:
@@ -225,8 +235,7 @@ def test_chrome_export_without_a_trace_lays_the_call_tree_out_nested(project):
     assert project.cprof("profile", "prog.c").returncode == 0
     written = project.cprof("export", "--format", "chrome", "-o", "tree.trace.json")
     assert written.returncode == 0, written.stderr
-    with open(os.path.join(project.root, "tree.trace.json")) as handle:
-        document = json.load(handle)
+    document = chrome_document(os.path.join(project.root, "tree.trace.json"))
     calls = [event for event in document["traceEvents"] if event["ph"] == "X"]
     assert {e["name"]: e["args"]["calls"] for e in calls} == {"main": 1, "mid": 2000, "leaf": 20000}
     assert_chrome_nesting(calls)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from cprof.model.stacks import run_stacks
-from cprof.model.trace import run_traces, traced
+from cprof.model.trace import CUT, run_traces, traced
 from cprof.render.base import Renderer, register
 from cprof.render.table import ReportOptions
 
@@ -24,28 +24,37 @@ def _process_name(run, process) -> str:
     return f"{command} (pid {process.pid})"
 
 
-def traced_events(run) -> list[dict]:
-    """Every traced call as an "X" event, by thread, in start order (outer calls first at equal starts)."""
+def _traced_events(run, out) -> None:
+    """Every traced call as an "X" event, by thread, in start order (outer calls first at equal starts), written
+    as text: a trace holds millions of calls, which as dicts through json would take minutes."""
     main_start = run.processes[0].header["start_mono_ns"]
-    events: list[dict] = []
+    names: dict[int, str] = {}  # each node's name as JSON, made once
+    first = True
     for process, trace in run_traces(run):
         offset = process.header["start_mono_ns"] - main_start
         thread = trace.thread
-        events += _metadata(process.pid, thread.tid, f"{thread.name or 'thread'} [{thread.index}]",
-                            _process_name(run, process))
-        for event in trace.events:
-            key = event.key
-            args = {"file": key.file, "line": key.line}
-            if event.cut:
-                args["cut"] = "still running when the trace stopped at its size limit"
-            elif event.open:
-                args["open"] = "still running when the thread or the program ended"
-            events.append({"ph": "X", "name": key.name, "cat": "function", "pid": process.pid, "tid": thread.tid,
-                           "ts": (event.start_ns + offset) * US, "dur": event.duration_ns * US, "args": args})
+        for event in _metadata(process.pid, thread.tid, f"{thread.name or 'thread'} [{thread.index}]",
+                               _process_name(run, process)):
+            out.write(("" if first else ",\n") + json.dumps(event))
+            first = False
+        prefix = f',\n{{"ph":"X","pid":{process.pid},"tid":{thread.tid},"name":'
+        columns = trace.columns
+        lines = []
+        for start, end, node, flags in zip(columns.start_ns, columns.end_ns, columns.node, columns.flags):
+            name = names.get(id(node))
+            if name is None:
+                name = names[id(node)] = json.dumps(node.key.name)
+            note = "" if not flags else (',"args":{"cut":"still running when the trace stopped at its size limit"}'
+                                         if flags & CUT else
+                                         ',"args":{"open":"still running when the thread or the program ended"}')
+            lines.append(f'{prefix}{name},"ts":{(start + offset) * US:.3f},"dur":{(end - start) * US:.3f}{note}}}')
+            if len(lines) >= 65536:
+                out.write("".join(lines))
+                lines.clear()
+        out.write("".join(lines))
         if trace.stop_ns is not None:
-            events.append({"ph": "i", "s": "p", "name": "trace stopped (size limit)", "pid": process.pid,
-                           "tid": thread.tid, "ts": (trace.stop_ns + offset) * US})
-    return events
+            out.write(",\n" + json.dumps({"ph": "i", "s": "p", "name": "trace stopped (size limit)", "pid": process.pid,
+                                          "tid": thread.tid, "ts": round((trace.stop_ns + offset) * US, 3)}))
 
 
 def laid_out_events(run, corrected: bool) -> list[dict]:
@@ -97,9 +106,12 @@ class ChromeTrace(Renderer):
 
         run = getattr(view, "representative", view)
         from_trace = traced(run)
-        events = traced_events(run) if from_trace else laid_out_events(run, self.options.corrected)
-        json.dump({"traceEvents": events, "displayTimeUnit": "ns",
-                   "otherData": {"exporter": f"cprof {__version__}", "run": run.id,
-                                 "layout": "traced calls in time order" if from_trace else
-                                 "call tree laid out: callees one after another, no time order"}}, out)
-        out.write("\n")
+        other = {"exporter": f"cprof {__version__}", "run": run.id,
+                 "layout": "traced calls in time order" if from_trace else
+                 "call tree laid out: callees one after another, no time order"}
+        out.write(f'{{"displayTimeUnit":"ns","otherData":{json.dumps(other)},"traceEvents":[\n')
+        if from_trace:
+            _traced_events(run, out)
+        else:
+            out.write(",\n".join(json.dumps(event) for event in laid_out_events(run, self.options.corrected)))
+        out.write("\n]}\n")

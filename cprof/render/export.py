@@ -64,24 +64,51 @@ class _Frames:
 
 
 def _evented_profiles(run, frames: _Frames) -> list[dict]:
-    """One evented profile per traced thread: open and close events in time order (ns from the process start)."""
+    """One evented profile per traced thread: open and close events in time order (ns from the process start).
+    Each profile's events are a JSON text already (millions of them as dicts would take minutes to write)."""
     profiles = []
     for process, trace in run_traces(run):
-        events, open_calls = [], []
-        for event in trace.events:
-            while len(open_calls) > event.depth:  # the calls this one is not inside have ended
-                done = open_calls.pop()
-                events.append({"type": "C", "frame": frames.index(done.key), "at": done.end_ns})
-            events.append({"type": "O", "frame": frames.index(event.key), "at": event.start_ns})
-            open_calls.append(event)
+        columns = trace.columns
+        parts, open_calls = [], []  # open_calls: (frame, end) of the calls the current one is inside
+        indexes: dict[int, int] = {}
+        for start, end, depth, node in zip(columns.start_ns, columns.end_ns, columns.depth, columns.node):
+            while len(open_calls) > depth:  # the calls this one is not inside have ended
+                frame, ended = open_calls.pop()
+                parts.append(f'{{"type":"C","frame":{frame},"at":{ended:.0f}}}')
+            frame = indexes.get(id(node))
+            if frame is None:
+                frame = indexes[id(node)] = frames.index(node.key)
+            parts.append(f'{{"type":"O","frame":{frame},"at":{start:.0f}}}')
+            open_calls.append((frame, end))
         while open_calls:
-            done = open_calls.pop()
-            events.append({"type": "C", "frame": frames.index(done.key), "at": done.end_ns})
+            frame, ended = open_calls.pop()
+            parts.append(f'{{"type":"C","frame":{frame},"at":{ended:.0f}}}')
         thread = trace.thread
+        last = max(columns.end_ns, default=0.0)
         profiles.append({"type": "evented", "name": f"{thread.name or 'thread'} (pid {process.pid}, thread "
-                         f"{thread.index})", "unit": "nanoseconds", "startValue": thread.start_ns,
-                         "endValue": max([thread.end_ns] + [e["at"] for e in events[-1:]]), "events": events})
+                         f"{thread.index})", "unit": "nanoseconds", "startValue": round(thread.start_ns),
+                         "endValue": round(max(thread.end_ns, last)), "events": _Raw("[" + ",".join(parts) + "]")})
     return profiles
+
+
+class _Raw(str):
+    """JSON text that goes into the document as it is."""
+
+
+def _dump(document: dict, out) -> None:
+    """json.dump, except that each profile's _Raw events are written as they are: json gets a marker in their place
+    (with a NUL, which no function name holds), and the text replaces the marker."""
+    raw = {}
+    for index, profile in enumerate(document["profiles"]):
+        if isinstance(profile.get("events"), _Raw):
+            marker = f"\0events {index}"
+            raw[json.dumps(marker)] = profile["events"]
+            profile = document["profiles"][index] = dict(profile, events=marker)
+    text = json.dumps(document)
+    for marker, events in raw.items():
+        before, after = text.split(marker, 1)
+        text = before + events + after
+    out.write(text)
 
 
 @register
@@ -124,5 +151,5 @@ class Speedscope(Renderer):
         document = {"$schema": "https://www.speedscope.app/file-format-schema.json",
                     "shared": {"frames": frames.frames}, "profiles": profiles, "name": f"cprof run {run.id}",
                     "activeProfileIndex": 0, "exporter": f"cprof {__version__}"}
-        json.dump(document, out)
+        _dump(document, out)
         out.write("\n")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from xml.sax.saxutils import escape
 
 from cprof.errors import EXIT_USAGE, CprofError
-from cprof.model.trace import TraceEvent, run_traces, traced
+from cprof.model.trace import CUT, OPEN, run_traces, traced
 from cprof.paths import display_path
 from cprof.render.base import Renderer, register
 from cprof.render.flame import FRAME_HEIGHT, MIN_WIDTH, TOP, WIDTH, colour_of, document, frame_element
@@ -22,15 +22,11 @@ AXIS = 18  # the time axis under the controls
 class _Merged:
     """Neighbouring calls at one depth of a lane, each under a pixel wide: drawn as one block."""
 
-    def __init__(self, x: float, event: TraceEvent):
-        self.x, self.end_x, self.calls, self.busy_ns = x, x, 0, 0.0
-        self.start_ns, self.end_ns = event.start_ns, event.end_ns
+    __slots__ = ("x", "end_x", "calls", "busy_ns", "start_ns", "end_ns")
 
-    def add(self, x: float, width: float, event: TraceEvent) -> None:
-        self.end_x = max(self.end_x, x + width)
-        self.calls += 1
-        self.busy_ns += event.duration_ns
-        self.end_ns = max(self.end_ns, event.end_ns)
+    def __init__(self, x: float, start_ns: float):
+        self.x, self.end_x, self.calls, self.busy_ns = x, x, 0, 0.0
+        self.start_ns = self.end_ns = start_ns
 
 
 @register
@@ -54,7 +50,7 @@ class FlameChart(Renderer):
         # processes share CLOCK_MONOTONIC: each lane's times are moved onto the main process's
         offsets = [process.header["start_mono_ns"] - main_start for process, _ in lanes]
         begin = min((trace.thread.start_ns + offset for (_, trace), offset in zip(lanes, offsets)), default=0.0)
-        end = max((max(trace.thread.end_ns, trace.events[-1].end_ns if trace.events else 0.0) + offset
+        end = max((max(trace.thread.end_ns, max(trace.columns.end_ns, default=0.0)) + offset
                    for (_, trace), offset in zip(lanes, offsets)), default=1.0)
         span = max(end - begin, 1.0)
         scale = WIDTH / span  # pixels per ns
@@ -67,10 +63,10 @@ class FlameChart(Renderer):
             thread = trace.thread
             label = f"{thread.name or 'thread'} [{f'{process.pid}/' if several_processes else ''}{thread.index}]"
             rows.append(f'<text class="lane" x="4" y="{y + LANE_GAP - 7}">{escape(label)}: '
-                        f"{format_count(len(trace.events))} calls</text>")
+                        f"{format_count(len(trace))} calls</text>")
             top = y + LANE_GAP
-            depth_max = self._lane(rows, trace.events, lane, top, offset - begin, scale)
-            calls += len(trace.events)
+            depth_max = self._lane(rows, trace, lane, top, offset - begin, scale)
+            calls += len(trace)
             if trace.stop_ns is not None:
                 x = (trace.stop_ns + offset - begin) * scale
                 marks.append(f'<g class="mark" data-x="{x:.2f}"><line x1="{x:.2f}" x2="{x:.2f}" y1="{top}" '
@@ -84,42 +80,43 @@ class FlameChart(Renderer):
         out.write(document(title, y + 24, "time", span, format_ns(span), "\n".join(rows + marks), kind="chart",
                            origin_ns=begin))
 
-    def _lane(self, rows: list[str], events: list[TraceEvent], lane: int, top: int, shift_ns: float,
-              scale: float) -> int:
-        """Draws one thread's calls below `top`; returns its deepest depth."""
+    def _lane(self, rows: list[str], trace, lane: int, top: int, shift_ns: float, scale: float) -> int:
+        """Draws one thread's calls below `top`; returns its deepest depth. Most calls of a long trace are under a
+        pixel: they cost a comparison and an addition each, so millions draw in seconds."""
         merged: dict[int, _Merged] = {}
-        depth_max = 0
-        for event in events:
-            x = (event.start_ns + shift_ns) * scale
-            width = event.duration_ns * scale
-            depth_max = max(depth_max, event.depth)
+        columns = trace.columns
+        for start, end, depth, node, flags in zip(columns.start_ns, columns.end_ns, columns.depth, columns.node,
+                                                   columns.flags):
+            x = (start + shift_ns) * scale
+            width = (end - start) * scale
             if width >= MIN_WIDTH:
-                rows.append(self._call(len(rows), event, lane, x, top, width))
+                rows.append(self._call(len(rows), start, end, depth, node, flags, lane, x, top, width))
                 continue
-            block = merged.get(event.depth)
-            if block is not None and x > block.end_x + MIN_WIDTH:
-                rows.append(self._merged(len(rows), block, lane, top, event.depth))
-                block = None
-            if block is None:
-                block = merged[event.depth] = _Merged(x, event)
-            block.add(x, width, event)
+            block = merged.get(depth)
+            if block is None or x > block.end_x + MIN_WIDTH:
+                if block is not None:
+                    rows.append(self._merged(len(rows), block, lane, top, depth))
+                block = merged[depth] = _Merged(x, start)
+            block.end_x = max(block.end_x, x + width)
+            block.calls += 1
+            block.busy_ns += end - start
+            block.end_ns = max(block.end_ns, end)
         for depth, block in sorted(merged.items()):
             rows.append(self._merged(len(rows), block, lane, top, depth))
-        return depth_max
+        return max(columns.depth, default=0)
 
     @staticmethod
-    def _call(index: int, event: TraceEvent, lane: int, x: float, top: int, width: float) -> str:
-        key = event.key
+    def _call(index: int, start: float, end: float, depth: int, node, flags: int, lane: int, x: float, top: int,
+              width: float) -> str:
+        key = node.key
         details = [f"{key.name}  {display_path(key.file)}:{key.line}",
-                   f"at {format_ns(event.start_ns)} for {format_ns(event.duration_ns)} (as recorded: the guard's "
-                   "cost included)"]
-        if event.cut:
+                   f"at {format_ns(start)} for {format_ns(end - start)} (as recorded: the guard's cost included)"]
+        if flags & CUT:
             details.append("still running when the trace stopped at its size limit: drawn to that moment")
-        elif event.open:
+        elif flags & OPEN:
             details.append("still running when the thread or the program ended")
-        return frame_element(f"c{index}", x, top + event.depth * FRAME_HEIGHT, width, event.depth, event.duration_ns,
-                             key.name, colour_of(key.name), "f" + (" cut" if event.cut or event.open else ""),
-                             key.name, details, lane)
+        return frame_element(f"c{index}", x, top + depth * FRAME_HEIGHT, width, depth, end - start, key.name,
+                             colour_of(key.name), "f" + (" cut" if flags else ""), key.name, details, lane)
 
     @staticmethod
     def _merged(index: int, block: _Merged, lane: int, top: int, depth: int) -> str:
