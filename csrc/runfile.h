@@ -182,7 +182,8 @@ struct cprof_node {
     cprof_u64 free_bytes;
     cprof_u64 wait_ticks;     /* CPROF_FEAT_WAIT_TIME: blocked in a waiting call made right here (not in callees) */
     cprof_u64 slow_ticks;     /* CPROF_FEAT_SLOW_PATH: entries into this node that took the slow path (a new call */
-    cprof_u64 slow_calls;     /* path, a longjmp repair, stack growth): their time, which lands in the caller */
+    cprof_u64 slow_calls;     /* path, a longjmp repair, stack growth): their time, which lands in the caller; and
+                                 the new trace tables its exits took (slow_ticks only: trace.c) */
     cprof_u64 realloc_count;  /* CPROF_FEAT_ALLOCS: reallocations made right here */
 };
 
