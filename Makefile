@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES_TEST := csmith libcsmith-dev cmake valgrind golang-go
 APT_PACKAGES_BENCH := uftrace libffi-dev linux-perf heaptrack zstd
 
-.PHONY: install demo test test-slow test-browser deps-test deps-bench corpus bench bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-shares bench-heap bench-projects readme-tables csmith-300 clean
+.PHONY: install demo test test-slow test-browser deps-test deps-bench deps-browser readme-pictures bench-trace views-lua corpus bench bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-shares bench-heap bench-projects readme-tables csmith-300 clean
 
 install:
 	$(PIP) install --quiet -e '.[test]'
@@ -33,10 +33,17 @@ test-slow: install deps-test
 	$(PYTHON) -m pytest -q -m slow
 
 # The flamegraph SVG in headless Chromium (Debian's chromium, driven by Playwright); a screenshot lands in .artifacts/.
-test-browser: install deps-test
+test-browser: install deps-test deps-browser
+	$(PYTHON) -m pytest -q -m browser
+
+deps-browser:
 	@dpkg -s chromium >/dev/null 2>&1 || ($(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 	$(PYTHON) -m pip install -q playwright
-	$(PYTHON) -m pytest -q -m browser
+
+# The README's pictures (docs/images/): the bundled example's flamegraph, flamechart and differential flamegraph,
+# screenshots that the browser test takes of the real SVGs.
+readme-pictures: install deps-test deps-browser
+	CPROF_PICTURES=docs/images $(PYTHON) -m pytest -q -m browser tests/test_flame_browser.py -k pictures
 
 corpus:
 	scripts/fetch_corpus.sh lua5.4 zlib sqlite3 libzstd gzip brotli xz-utils
@@ -45,7 +52,7 @@ csmith-300: install deps-test
 	$(PYTHON) scripts/csmith_equivalence.py --programs 300 --output benchmarks/results/csmith.json
 
 # Every README table: each script stores its results in benchmarks/results/, then the tables are printed from them.
-bench: bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-shares bench-heap bench-projects csmith-300 readme-tables
+bench: bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-shares bench-heap bench-trace views-lua bench-projects csmith-300 readme-tables
 
 bench-build: install corpus
 	$(PYTHON) scripts/bench_build.py
@@ -67,6 +74,15 @@ bench-adaptive: install deps-bench corpus
 # heap tracking: its cost per malloc+free pair against heaptrack's, and Lua's heap totals against heaptrack's
 bench-heap: install deps-bench corpus
 	$(PYTHON) scripts/bench_heap.py --repeat 7
+
+# the event trace's cost per recorded call (cprof run --trace)
+bench-trace: install
+	$(PYTHON) scripts/bench_trace.py --repeat 7
+
+# Lua 5.4 traced: every view (flamegraph, flamechart, differential) and export, read back by callgrind_annotate and
+# go tool pprof
+views-lua: install deps-test corpus
+	$(PYTHON) scripts/views_lua.py
 
 # the adaptive mode's self-time shares against perf's on the plain program (both built with -fno-inline)
 bench-shares: install deps-bench corpus

@@ -153,3 +153,42 @@ def test_search_in_the_chart_highlights_every_lane(chart_page):
     os.makedirs(os.path.join(REPO, ".artifacts"), exist_ok=True)
     chart_page.screenshot(path=os.path.join(REPO, ".artifacts", "chart-search.png"))
     chart_page.keyboard.press("Escape")
+
+
+def test_pictures_of_the_real_drawings(browser, tmp_path):
+    """The README's pictures: the bundled example's flamegraph, its flamechart (traced) and a differential
+    flamegraph of two runs, as Chromium draws them. Kept in .artifacts/, and where CPROF_PICTURES names a folder
+    (`make readme-pictures`: docs/images) there too."""
+    import shutil
+
+    from conftest import Project
+
+    project = Project(str(tmp_path))
+    example = os.path.join(REPO, "examples", "wordfreq")
+    sources = [os.path.join(example, name) for name in ("wordfreq.c", "table.c")]
+    assert project.cprof("profile", *sources, "--args", "20000", "--tag", "small").returncode == 0
+    profiled = project.cprof("profile", "--trace", *sources, "--args", "60000", "--tag", "large")
+    assert profiled.returncode == 0, profiled.stderr
+    drawings = {"flame": ("flame", "large", "-o", "flame.svg"),
+                "chart": ("flame", "--chart", "large", "-o", "chart.svg"),
+                "flame-diff": ("flame", "--diff", "small", "large", "-o", "flame-diff.svg")}
+    places = [os.path.join(REPO, ".artifacts")] + ([os.environ["CPROF_PICTURES"]] if "CPROF_PICTURES" in os.environ
+                                                   else [])
+    for name, command in drawings.items():
+        drawn = project.cprof(*command)
+        assert drawn.returncode == 0, drawn.stderr
+        svg = os.path.join(project.root, command[-1])
+        with open(svg) as handle:
+            text = handle.read()
+        assert 'data-n="table_add"' in text and 'data-n="make_word"' in text
+        height = int(text.split('height="', 1)[1].split('"', 1)[0])
+        page = browser.new_page(viewport={"width": 1200, "height": min(height, 900)})
+        page.goto("file://" + svg)
+        frame(page, "table_add").first.hover()  # a picture with a frame outlined, as a user sees it
+        picture = os.path.join(project.root, f"{name}.png")
+        page.screenshot(path=picture)
+        page.close()
+        assert os.path.getsize(picture) > 10_000
+        for place in places:
+            os.makedirs(place, exist_ok=True)
+            shutil.copy(picture, place)
