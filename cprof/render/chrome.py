@@ -24,6 +24,12 @@ def _process_name(run, process) -> str:
     return f"{command} (pid {process.pid})"
 
 
+def _us(ns: int) -> str:
+    """Whole ns as an exact decimal number of microseconds."""
+    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
+    return f"{sign}{ns // 1000}.{ns % 1000:03d}"
+
+
 def _traced_events(run, out) -> None:
     """Every traced call as an "X" event, by thread, in start order (outer calls first at equal starts), written
     as text: a trace holds millions of calls, which as dicts through json would take minutes."""
@@ -47,7 +53,10 @@ def _traced_events(run, out) -> None:
             note = "" if not flags else (',"args":{"cut":"still running when the trace stopped at its size limit"}'
                                          if flags & CUT else
                                          ',"args":{"open":"still running when the thread or the program ended"}')
-            lines.append(f'{prefix}{name},"ts":{(start + offset) * US:.3f},"dur":{(end - start) * US:.3f}{note}}}')
+            # whole ns written as exact decimals of a us: a callee's end never passes its caller's by rounding
+            begin_ns, end_ns = round(start + offset), round(end + offset)
+            span = end_ns - begin_ns
+            lines.append(f'{prefix}{name},"ts":{_us(begin_ns)},"dur":{_us(span)}{note}}}')
             if len(lines) >= 65536:
                 out.write("".join(lines))
                 lines.clear()
