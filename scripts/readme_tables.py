@@ -232,7 +232,40 @@ def heap(document: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-TABLES = {"heap": ("heap.json", heap), "projects": ("projects.json", projects), "adaptive": ("adaptive.json", adaptive),
+def trace(document: dict) -> str:
+    lines = _header("per call", *document["per_call_ns"].keys())
+    lines.append("| time | " + " | ".join(f"{v:.1f} ns" for v in document["per_call_ns"].values()) + " |")
+    lines.append("| added by the trace | - | " + " | ".join(f"{v:.1f} ns" for v in document["added_ns"].values())
+                 + " |")
+    lines += ["", f"{document['bytes_per_call']:.0f} bytes of run file per recorded call. Each figure is the slope "
+              f"between runs of {document['calls'][0]:,} and {document['calls'][1]:,} calls of a ~5 ns leaf (medians "
+              f"of {document['repeat']} interleaved runs), so start-up is left out. From {_source(document)}."]
+    return "\n".join(lines) + "\n"
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} B"
+
+
+def views_lua(document: dict) -> str:
+    traced, checks = document["trace"], document["checks"]
+    lines = _header("output", "command", "size", "time")
+    for name, output in document["outputs"].items():
+        lines.append(f"| {name} | `{output['command']}` | {_size(output['bytes'])} | {output['seconds']:.1f} s |")
+    chrome = checks["chrome"]
+    lines += ["", f"The traced run recorded {traced['calls_recorded']:,} of the {traced['calls_made']:,} calls Lua made "
+              f"({'the trace reached its default 64 MiB limit' if traced['stopped_at_limit'] else 'all of them'}). "
+              f"Read back: `callgrind_annotate` totals {checks['callgrind_annotate_total']:,} ns and `go tool pprof` "
+              f"{checks['go_pprof_total']:,} ns, against the report's {checks['report_self_ns']:,} ns of self time "
+              f"(pprof rounds each path to whole ns); the Chrome JSON's {chrome['events']:,} events, "
+              f"{chrome['not_nested']} of them out of nesting. From {_source(document)}."]
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {"trace": ("trace.json", trace), "views_lua": ("views_lua.json", views_lua), "heap": ("heap.json", heap), "projects": ("projects.json", projects), "adaptive": ("adaptive.json", adaptive),
           "shares": ("shares.json", shares), "accuracy": ("accuracy.json", accuracy),
           "overhead": ("overhead.json", overhead), "build": ("build.json", build),
           "instrument": ("instrument.json", instrument), "csmith": ("csmith.json", csmith)}
