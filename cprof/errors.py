@@ -21,3 +21,8 @@ class CprofError(Exception):
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
+
+
+class CprofWarning(UserWarning):
+    """What a user should know that is not an error (a run file skipped as corrupt, A and B the same run...): issued
+    through `warnings`, which the CLI prints as `cprof: warning: MESSAGE`."""

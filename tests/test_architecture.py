@@ -10,7 +10,7 @@ import os
 from conftest import REPO
 
 # Each stage may import the ones before it, and the shared modules; cli may import everything.
-ORDER = ["instrument", "building", "run", "model", "render", "cli"]
+ORDER = ["instrument", "building", "run", "model", "render", "api", "cli"]
 SHARED = {"errors", "paths", "runfile", "workspace", "cprof", "__main__"}
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from cprof.cli.options import non_negative_float, positive_int
 from cprof.cli.output import add_output_options, chosen_renderer, output_stream
-from cprof.errors import EXIT_NOT_FOUND, EXIT_REGRESSION, CprofError
-from cprof.model.diff import RunDiff, diff_runs
-from cprof.model.load import load_runs
+from cprof.api import compare
+from cprof.errors import EXIT_REGRESSION, CprofError
 from cprof.render.base import DIFF
 from cprof.render.diff_table import DiffOptions
 from cprof.workspace import Store
@@ -46,27 +44,6 @@ def register(subparsers) -> None:
     parser.add_argument("--uncorrected", action="store_true", help="compare raw times, the guard's cost included")
     add_output_options(parser, "cprof-diff/2", DIFF)
     parser.set_defaults(run=run)
-
-
-def _label(reference: str | None, runs) -> str:
-    if reference:
-        return reference
-    return runs[0].meta.get("group") if len(runs) > 1 else runs[0].id
-
-
-def compare(store: Store, a: str | None, b: str | None, corrected: bool) -> RunDiff:
-    """A (default: the run or group before the latest) against B (default: the latest); `cprof flame --diff` loads
-    its two sides the same way."""
-    try:
-        a_runs, b_runs = load_runs(store, a or "latest~1"), load_runs(store, b or "latest")
-    except CprofError as error:
-        if a is None and "goes back too far" in error.message:
-            raise CprofError("diff needs two runs and only one is stored; run again, or name two runs",
-                             EXIT_NOT_FOUND) from None
-        raise
-    if {r.path for r in a_runs} == {r.path for r in b_runs}:
-        sys.stderr.write("cprof: warning: A and B are the same run; run the program again to compare\n")
-    return diff_runs(a_runs, b_runs, _label(a, a_runs), _label(b, b_runs), corrected=corrected)
 
 
 def run(args) -> int:

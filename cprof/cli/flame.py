@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cprof.cli.diff import compare
+from cprof.api import compare
 from cprof.cli.options import RUN_EPILOG, add_run_reference, add_weight_options
 from cprof.cli.output import output_stream
 from cprof.errors import EXIT_USAGE, CprofError

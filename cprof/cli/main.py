@@ -7,9 +7,10 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 
 from cprof import __version__
-from cprof.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_SETUP, EXIT_USAGE, CprofError
+from cprof.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_SETUP, EXIT_USAGE, CprofError, CprofWarning
 from cprof.workspace import ENV_HOME
 
 # One module per subcommand, each with `register(subparsers)` that sets the parser's `run(args) -> int`.
@@ -71,8 +72,20 @@ def parse(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]
     return parser, args
 
 
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """The API's warnings as the CLI states everything: one line on standard error."""
+    if issubclass(category, CprofWarning):
+        sys.stderr.write(f"cprof: warning: {message}\n")
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    warnings.showwarning = _print_warning
     # cprof's own interpreter may load an instrumented library (LD_LIBRARY_PATH pointing at a build's libz, say):
     # it must not record a run of itself. The launcher clears this for the programs it runs.
     os.environ["CPROF_DISABLE"] = "1"

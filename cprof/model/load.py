@@ -6,9 +6,9 @@ from __future__ import annotations
 import glob
 import os
 import statistics
-import sys
+import warnings
 
-from cprof.errors import EXIT_CORRUPT, EXIT_NOT_FOUND, CprofError
+from cprof.errors import EXIT_CORRUPT, EXIT_NOT_FOUND, CprofError, CprofWarning
 from cprof.model.run import (FUNCTION_COUNTERS, FUNCTION_TIMES, FunctionKey, FunctionStats, ProcessData, Run,
                              load_process, raw_reason)
 from cprof.runfile import COUNT
@@ -20,7 +20,7 @@ _TIME_FIELDS = FUNCTION_TIMES + tuple(c.attribute for c in FUNCTION_COUNTERS if 
 
 
 def _warn(message: str) -> None:
-    sys.stderr.write(f"cprof: warning: {message}\n")
+    warnings.warn(message, CprofWarning, stacklevel=3)
 
 
 def run_files(entry: RunEntry) -> list[str]:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
+import warnings
+
+from cprof.errors import CprofWarning
 
 
 def _base_name(symbol: str) -> str:
@@ -79,5 +81,5 @@ def changed_modules(modules: list[tuple], what: str) -> list[str]:
     for path in stale[:1]:
         if (path, what) not in _STALE_WARNED:
             _STALE_WARNED.add((path, what))
-            sys.stderr.write(f"cprof: warning: {path} changed since the run: {what}\n")
+            warnings.warn(f"{path} changed since the run: {what}", CprofWarning, stacklevel=2)
     return stale

@@ -1,0 +1,210 @@
+"""cprof's Python API: load stored runs, compare them, and draw or export any view of them, with the same renderers
+as the CLI. `import cprof` gives these names (cprof/__init__.py); the CLI, notebooks and test suites call them.
+
+Errors a caller can cause raise CprofError (its exit_code says which kind, as the CLI's exit codes do); things worth
+knowing that are not errors are issued as CprofWarning through `warnings`."""
+
+from __future__ import annotations
+
+import html
+import io
+import warnings
+
+from cprof.errors import EXIT_NOT_FOUND, EXIT_SETUP, EXIT_USAGE, CprofError, CprofWarning
+from cprof.model.diff import RunDiff, diff_runs
+from cprof.model.load import GroupRun, load_runs, load_view
+from cprof.render.base import DIFF, RUN, renderer_named
+from cprof.render.diff_table import DiffOptions
+from cprof.render.json_diff import diff_document
+from cprof.render.json_report import function_record, report_document
+from cprof.render.table import ReportOptions, selected_functions
+from cprof.workspace import Store
+
+__all__ = ["CprofError", "CprofWarning", "Diff", "FunctionRecord", "Run", "compare", "diff", "load"]
+
+
+class FunctionRecord(dict):
+    """One function's figures, with the same fields as in `cprof report --json` (name, file, line, calls,
+    self_ns, total_ns, self_err_ns, alloc_count...), readable as keys or as attributes."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"a function record has no field '{name}' (it has {', '.join(self)})") from None
+
+
+def _rendered(renderer, view) -> str | bytes:
+    out = io.BytesIO() if getattr(renderer, "binary", False) else io.StringIO()
+    renderer.render(view, out)
+    return out.getvalue()
+
+
+class Run:
+    """A stored run, or a group of runs (`profile --repeat`) whose figures are per-function medians."""
+
+    def __init__(self, view):
+        self.model = view  # the model's Run or GroupRun, for what this class does not wrap
+
+    def __repr__(self) -> str:
+        kind = f"group of {len(self.model.runs)} runs" if self.is_group else "run"
+        return f"<cprof {kind} {self.id}: {' '.join(self.command)}>"
+
+    @property
+    def id(self) -> str:
+        return self.model.id
+
+    @property
+    def is_group(self) -> bool:
+        return isinstance(self.model, GroupRun)
+
+    @property
+    def command(self) -> list[str]:
+        return list(self.model.command)
+
+    @property
+    def meta(self) -> dict:
+        """What the store keeps about the run: command, start time, exit status, tag, group..."""
+        return dict(self.model.meta)
+
+    @property
+    def exit_status(self) -> int | None:
+        return self.model.exit_status
+
+    @property
+    def complete(self) -> bool:
+        return self.model.complete
+
+    @property
+    def wall_ns(self) -> float:
+        return self.model.wall_ns
+
+    @property
+    def threads(self) -> list:
+        """Every thread of every process (a group: of its median run), each with its call tree (`.root`)."""
+        return list(getattr(self.model, "representative", self.model).threads)
+
+    def functions(self, corrected: bool = True, threads: bool = False) -> list[FunctionRecord]:
+        """Every function, by self time; `threads` adds each one's per-thread figures."""
+        options = ReportOptions(top=None, corrected=corrected, threads=threads)
+        shown, _ = selected_functions(self.model, options)
+        corrected = corrected and self.model.calibrated
+        return [FunctionRecord(function_record(item, threads, corrected)) for item in shown]
+
+    def function(self, name: str, corrected: bool = True) -> FunctionRecord:
+        """The function of that name (a static function defined in several files: name it as FILE:NAME)."""
+        file, _, bare = name.rpartition(":") if ":" in name else ("", "", name)
+        found = [f for f in self.functions(corrected) if f.name == bare and (not file or f.file.endswith(file))]
+        if not found:
+            raise CprofError(f"run {self.id} has no function '{name}'", EXIT_NOT_FOUND)
+        if len(found) > 1:
+            raise CprofError(f"'{name}' names {len(found)} functions ({', '.join(f'{f.file}:{f.name}' for f in found)}"
+                             "): name one as FILE:NAME", EXIT_USAGE)
+        return found[0]
+
+    def top(self, n: int = 10, by: str = "self_ns", corrected: bool = True) -> list[FunctionRecord]:
+        """The n functions with the most of `by` (any numeric field: self_ns, total_ns, calls, alloc_bytes...)."""
+        records = self.functions(corrected)
+        if records and by not in records[0]:
+            raise CprofError(f"cannot sort by '{by}' (fields: {', '.join(records[0])})", EXIT_USAGE)
+        return sorted(records, key=lambda record: record[by] or 0, reverse=True)[:n]
+
+    def to_json(self, corrected: bool = True, memory: bool = False) -> dict:
+        """The report as `cprof report --json --all` writes it (schema cprof-report/4)."""
+        return report_document(self.model, ReportOptions(top=None, corrected=corrected, memory=memory))
+
+    def to_dataframe(self, corrected: bool = True):
+        """The functions as a pandas DataFrame, one row per function (pandas is an optional extra)."""
+        try:
+            import pandas
+        except ImportError:
+            raise CprofError("to_dataframe needs pandas: pip install 'cprof[pandas]' (or pandas)", EXIT_SETUP) from None
+        return pandas.DataFrame(self.functions(corrected))
+
+    def render(self, format: str = "table", options: ReportOptions | None = None) -> str | bytes:
+        """Any view the CLI draws, by its name: table, tree, mem, json, flame, chart, folded, speedscope, chrome,
+        callgrind, pprof (bytes)."""
+        return _rendered(renderer_named(RUN, format)(options), self.model)
+
+    def flamegraph(self, weight: str = "time", chart: bool = False) -> str:
+        """The SVG flamegraph (weight: time, calls or bytes), or with `chart` the flamechart of a traced run."""
+        return self.render("chart" if chart else "flame", ReportOptions(top=None, weight=weight))
+
+    def _repr_html_(self) -> str:
+        table = self.render("table", ReportOptions(top=15))
+        return f"<pre>{html.escape(table)}</pre>"
+
+
+class Diff:
+    """Two runs or groups compared function by function, as `cprof diff` compares them."""
+
+    def __init__(self, model: RunDiff):
+        self.model = model
+
+    def __repr__(self) -> str:
+        return f"<cprof diff {self.model.a_label} -> {self.model.b_label}: {len(self.model.changes)} functions>"
+
+    @property
+    def rows(self) -> list[dict]:
+        """Every function's change: name, file, line, a and b (self_ns, spread_ns, err_ns, calls...), delta_ns,
+        delta_percent, noise_ns, significant — as in `cprof diff --json`."""
+        return diff_document(self.model)["functions"]
+
+    @property
+    def total_delta_percent(self) -> float | None:
+        return self.model.total_delta_percent
+
+    @property
+    def noise_ns(self) -> float:
+        """What the total's change has to clear to count."""
+        return self.model.total_noise_ns
+
+    def regressions(self, threshold_percent: float) -> list[str]:
+        """Why the comparison fails a budget: functions (of at least 1% of A's time) or the total that got more than
+        threshold_percent slower beyond the noise. Empty: it passes."""
+        return self.model.regressions_over(threshold_percent)
+
+    def to_json(self, fail_over: float | None = None) -> dict:
+        return diff_document(self.model, fail_over)
+
+    def render(self, format: str = "table", options: DiffOptions | None = None) -> str:
+        """table, json, or flame (the differential flamegraph's SVG)."""
+        return _rendered(renderer_named(DIFF, format)(options), self.model)
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(self.render('table'))}</pre>"
+
+
+def load(ref: str | None = "latest", home: str | None = None) -> Run:
+    """A stored run or group: a run id (or unique prefix), tag, group id, latest, latest~N, or a path to a run
+    directory or file. `home` is the store (default: $CPROF_HOME, else .cprof in the current directory)."""
+    return Run(load_view(Store(home), None if ref == "latest" else ref))
+
+
+def compare(store: Store, a: str | None, b: str | None, corrected: bool = True) -> RunDiff:
+    """A (default: the run or group before the latest) against B (default: the latest), as the model compares them;
+    `cprof diff` and `cprof flame --diff` load their two sides this way."""
+    try:
+        a_runs, b_runs = load_runs(store, a or "latest~1"), load_runs(store, b or "latest")
+    except CprofError as error:
+        if a is None and "goes back too far" in error.message:
+            raise CprofError("diff needs two runs and only one is stored; run again, or name two runs",
+                             EXIT_NOT_FOUND) from None
+        raise
+    if {r.path for r in a_runs} == {r.path for r in b_runs}:
+        warnings.warn("A and B are the same run; run the program again to compare", CprofWarning, stacklevel=2)
+    return diff_runs(a_runs, b_runs, _label(a, a_runs), _label(b, b_runs), corrected=corrected)
+
+
+def _label(reference: str | None, runs) -> str:
+    if reference:
+        return reference
+    return runs[0].meta.get("group") if len(runs) > 1 else runs[0].id
+
+
+def diff(a: str | Run | None = None, b: str | Run | None = None, home: str | None = None,
+         corrected: bool = True) -> Diff:
+    """A against B (references as load() takes them, or Run objects); by default the run before the latest
+    against the latest."""
+    refs = [(x.id if x.is_group else x.model.path) if isinstance(x, Run) else x for x in (a, b)]
+    return Diff(compare(Store(home), refs[0], refs[1], corrected))

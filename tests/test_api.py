@@ -1,0 +1,104 @@
+"""The Python API (`import cprof`) on real runs: loading by every kind of reference, function records with the
+JSON's fields, top(), the views the CLI draws, diffs with their noise and regressions, errors and warnings."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import pytest
+
+import cprof
+from conftest import Project, validate
+
+SOURCE = """
+    volatile long sink;
+    __attribute__((noinline)) void work(int n) { for (int i = 0; i < n * 1000; i++) sink += i; }
+    __attribute__((noinline)) void small(void) { work(1); }
+    int main(int argc, char **argv) {
+        int rounds = argc > 1 ? 2000 : 200;
+        for (int i = 0; i < rounds; i++) work(3);
+        for (int i = 0; i < 10; i++) small();
+        return 0;
+    }
+"""
+
+
+@pytest.fixture
+def store(project: Project) -> str:
+    """Two runs of one program, the second with more work (tagged before and after)."""
+    project.write("prog.c", SOURCE)
+    assert project.cprof("profile", "prog.c", "--tag", "before").returncode == 0
+    assert project.cprof("profile", "prog.c", "--args", "more", "--tag", "after").returncode == 0
+    return os.path.join(project.root, ".cprof")
+
+
+def test_load_gives_the_runs_functions_with_the_reports_fields(project, store):
+    run = cprof.load(home=store)
+    assert run.id == cprof.load("after", home=store).id == cprof.load("latest", home=store).id
+    assert cprof.load("latest~1", home=store).id == cprof.load("before", home=store).id
+    assert run.command[-1] == "more" and run.exit_status == 0 and run.complete and not run.is_group
+    work = run.function("work")
+    assert work.calls == work["calls"] == 2010 and work.name == "work" and work.file.endswith("prog.c")
+    # the same records as `cprof report --json --all`
+    document = json.loads(project.cprof("report", "--json", "--all").stdout)
+    assert run.functions() == document["functions"]
+    assert run.to_json()["functions"] == document["functions"]
+    validate(run.to_json(), "report-4.json")
+    assert [f.name for f in run.top(2, by="calls")] == ["work", "small"]
+    assert run.top(1)[0].name == "work"
+    assert len(run.threads) == 1 and run.threads[0].root.children
+    with pytest.raises(AttributeError, match="no field 'nope'"):
+        work.nope
+
+
+def test_every_view_the_cli_draws_is_one_call_away(store):
+    run = cprof.load(home=store)
+    assert run.render("table").splitlines()[0].startswith("Function")
+    assert "work" in run.render("tree")
+    svg = run.flamegraph()
+    assert svg.startswith("<?xml") and 'data-n="work"' in svg
+    assert run.render("pprof")[:2] == b"\x1f\x8b"  # gzip: a binary format comes back as bytes
+    assert "<pre>" in run._repr_html_() and "work" in run._repr_html_()
+    with pytest.raises(cprof.CprofError, match="no trace"):
+        run.flamegraph(chart=True)
+
+
+def test_diff_finds_the_regression_and_two_runs_of_the_same_code_pass(store, project):
+    grown = cprof.diff("before", "after", home=store)
+    rows = {row["name"]: row for row in grown.rows}
+    assert rows["work"]["b"]["calls"] == 2010 and rows["work"]["a"]["calls"] == 210
+    assert rows["work"]["delta_percent"] > 100
+    assert grown.regressions(50) and "work rose" in grown.regressions(50)[0]
+    assert grown.to_json()["functions"] == grown.rows
+    assert "work" in grown.render("table") and grown.render("flame").startswith("<?xml")
+    same = cprof.diff(cprof.load("before", home=store), cprof.load("before", home=store), home=store)
+    assert same.regressions(10) == []
+
+
+def test_errors_are_cprof_errors_and_warnings_are_warnings(store, tmp_path):
+    with pytest.raises(cprof.CprofError) as error:
+        cprof.load("no-such-tag", home=store)
+    assert error.value.exit_code == 3
+    with pytest.raises(cprof.CprofError, match="no function 'missing'"):
+        cprof.load(home=store).function("missing")
+    with pytest.raises(cprof.CprofError, match="cannot sort by 'speed'"):
+        cprof.load(home=store).top(by="speed")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cprof.diff("before", "before", home=store)
+    same = [w for w in caught if "same run" in str(w.message)]
+    assert len(same) == 1 and same[0].category is cprof.CprofWarning
+
+
+def test_to_dataframe_or_one_clear_error(store):
+    run = cprof.load(home=store)
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        with pytest.raises(cprof.CprofError, match="needs pandas"):
+            run.to_dataframe()
+        return
+    frame = run.to_dataframe()
+    assert list(frame["name"])[:1] == ["work"] and int(frame.set_index("name").loc["work", "calls"]) == 2010
