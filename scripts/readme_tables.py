@@ -265,10 +265,29 @@ def views_lua(document: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def flame(document: dict) -> str:
+    tree, outputs = document["tree"], document["outputs"]
+    svg = outputs["svg"]
+    lines = _header(f"{tree['paths']:,} call paths", "size", "time")
+    for name, label in (("svg", "flamegraph SVG (`cprof flame`)"), ("folded", "folded stacks (`cprof export`)"),
+                        ("speedscope", "speedscope JSON (`cprof export --format speedscope`)")):
+        lines.append(f"| {label} | {_size(outputs[name]['bytes'])} | {outputs[name]['seconds']:.2f} s |")
+    exports = f"median of {document['export_repeat']}" if document["export_repeat"] > 1 else "one run"
+    lines += ["", f"The run: one thread, {tree['functions']:,} functions, call paths {tree['depth_median']} deep "
+              f"(median) to {tree['depth_max']}, up to {tree['fanout_max']:,} callees under one caller, "
+              f"{100 * tree['narrow_share']:.2f}% of the paths under a pixel wide. The SVG draws {svg['frames']:,} "
+              f"frames, {svg['merged_frames']:,} of them grey ones that stand for the narrow callees of a caller. "
+              f"Targets for the SVG, {document['target_seconds']:g} s and {document['target_bytes'] / 1e6:g} MB: "
+              f"**{'met' if document['met'] else 'not met'}**. Times include writing the file; the SVG's are the "
+              f"median of {document['repeat']} renders, each export's {exports}. From {_source(document)}."]
+    return "\n".join(lines) + "\n"
+
+
 TABLES = {"trace": ("trace.json", trace), "views_lua": ("views_lua.json", views_lua), "heap": ("heap.json", heap), "projects": ("projects.json", projects), "adaptive": ("adaptive.json", adaptive),
           "shares": ("shares.json", shares), "accuracy": ("accuracy.json", accuracy),
           "overhead": ("overhead.json", overhead), "build": ("build.json", build),
-          "instrument": ("instrument.json", instrument), "csmith": ("csmith.json", csmith)}
+          "instrument": ("instrument.json", instrument), "csmith": ("csmith.json", csmith),
+          "flame": ("flame.json", flame)}
 
 
 def rendered(readme: str) -> str:

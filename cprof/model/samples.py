@@ -103,6 +103,9 @@ def apply_samples(raw: dict, nodes: dict, threads: list, flags: dict, calibratio
     too, and its whole size is added to the uncertainty (how much an increment overlaps the function's own work
     depends on the code)."""
     modules = raw.get("modules", [])
+    # without count-only functions there is nothing the samples would give: a rebuild since is worth no warning
+    if not any(thread.counted for thread in threads):
+        return
     if changed_modules(modules, "its samples cannot be resolved, so count-only functions keep no time of their own"):
         return
     by_node: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}

@@ -3,6 +3,8 @@ allocated), which the flamegraph renderers and the exports share."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from dataclasses import dataclass
 
 from cprof.model.run import CallNode, FunctionKey, ThreadData
@@ -35,32 +37,61 @@ def _own(node: CallNode, metric: str, corrected: bool) -> float:
 
 def thread_stacks(thread: ThreadData, metric: str = "time", corrected: bool = True) -> list[Stack]:
     """Pre-order, iteratively (call trees can be a million frames deep)."""
-    order = list(thread.root.walk())
-    inclusive: dict[int, float] = {}
-    for node in reversed(order):
-        if node.key is None:  # the thread root: what its calls add up to
-            inclusive[id(node)] = sum(inclusive[id(c)] for c in node.children.values())
-        elif metric == "time":  # measured (recursion counted once), the sampled leaves' time inside it
-            inclusive[id(node)] = node.corrected_total_ns if corrected else node.total_ns
-        else:
-            inclusive[id(node)] = _own(node, metric, corrected) + sum(inclusive[id(c)] for c in node.children.values())
+    inclusive = _inclusive(thread.root, metric, corrected) if metric != "time" else None
     result: list[Stack] = []
-    stack: list[tuple[CallNode, tuple[FunctionKey, ...]]] = [(c, (c.key,)) for c in
-                                                             reversed(list(thread.root.children.values()))]
-    while stack:
-        node, keys = stack.pop()
+    add = result.append
+    # two stacks side by side, the nodes and their callers' keys, rather than a pair per node
+    nodes = list(reversed(thread.root.children.values()))
+    callers: list[tuple[FunctionKey, ...]] = [()] * len(nodes)
+    while nodes:
+        node = nodes.pop()
+        keys = callers.pop() + (node.key,)
         raw = node.self_ns
-        result.append(Stack(thread, keys, _own(node, metric, corrected), inclusive[id(node)], node.calls,
-                            mostly_correction=corrected and raw > 0 and raw - node.corrected_self_ns > 0.5 * raw))
-        if metric == "time":
+        # a measured time is the node's own inclusive time (recursion counted once, the sampled leaves inside)
+        total = (node.corrected_total_ns if corrected else node.total_ns) if inclusive is None else inclusive[id(node)]
+        add(Stack(thread, keys, _own(node, metric, corrected), total, node.calls,
+                  mostly_correction=corrected and raw > 0 and raw - node.corrected_self_ns > 0.5 * raw))
+        if inclusive is None:
             for key, parts in node.sampled.items():
                 value = parts[1 if corrected else 0]
-                result.append(Stack(thread, keys + (key,), value, value, 0, sampled=True))
-        stack.extend((child, keys + (child.key,)) for child in reversed(list(node.children.values())))
+                add(Stack(thread, keys + (key,), value, value, 0, sampled=True))
+        children = node.children
+        if children:
+            nodes.extend(reversed(children.values()))
+            callers.extend([keys] * len(children))
     return result
+
+
+def _inclusive(root: CallNode, metric: str, corrected: bool) -> dict[int, float]:
+    """id(node) -> its own calls or bytes plus its callees', at any depth."""
+    order, pending = [], [root]
+    while pending:
+        node = pending.pop()
+        order.append(node)
+        pending.extend(node.children.values())
+    inclusive: dict[int, float] = {}
+    for node in reversed(order):  # callees first
+        below = sum(inclusive[id(c)] for c in node.children.values())
+        inclusive[id(node)] = below if node.key is None else _own(node, metric, corrected) + below
+    return inclusive
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """Python's cycle collector paused while a million objects without cycles are made (stacks, frames): each
+    full collection they would set off walks every object of the loaded run again, which costs more than
+    making them. Collection resumes afterwards, as it was."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def run_stacks(run, metric: str = "time", corrected: bool = True) -> list[Stack]:
     """Every thread's stacks; a group is drawn from its median run, as its call tree is."""
     representative = getattr(run, "representative", run)
-    return [s for thread in representative.threads for s in thread_stacks(thread, metric, corrected)]
+    with collector_paused():
+        return [s for thread in representative.threads for s in thread_stacks(thread, metric, corrected)]

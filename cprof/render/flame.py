@@ -5,10 +5,14 @@ into one grey frame per parent, so a tree of a million call paths stays small an
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import zlib
 from dataclasses import dataclass, field
+from operator import attrgetter
 from xml.sax.saxutils import escape, quoteattr
 
+from cprof.model.stacks import collector_paused
 from cprof.paths import display_path
 from cprof.render.base import Renderer, register
 from cprof.render.table import ReportOptions
@@ -32,64 +36,198 @@ class Frame:
     sampled: bool = False  # a count-only function's sampled self time
     merged: int = 0  # for a frame standing for narrow ones: how many
     children: dict = field(default_factory=dict)
+    hidden: int = 0  # frames below it that frame_tree left unbuilt (it is drawn merged with its narrow siblings)
 
 
-def frame_tree(run, metric: str, corrected: bool) -> Frame:
+def frame_tree(run, metric: str, corrected: bool, pixels: float = 0.0) -> Frame:
     """One tree for the whole run: a frame per call path, merged over threads when there is one, else under a
-    frame per thread. Each frame holds its node's values as run_stacks (cprof/model/stacks.py) gives them, its
-    sampled leaves among its children; built from the call trees directly, since a million call paths as tuples of
-    keys, looked up again from the root one by one, cost seconds."""
+    frame per thread. Each frame holds its node's values as run_stacks (cprof/model/stacks.py) gives them, a
+    count-only function's sampled time is a leaf of its own, and totals are filled as _fill_totals fills them.
+
+    With `pixels`, the width the tree is drawn at, a frame narrower than MIN_WIDTH of them gets no children:
+    the drawing merges it with its narrow siblings anyway, and `hidden` says how many frames it stands for. Of a
+    million call paths a few thousand frames are then built (the totals come from _CallTreeTotals)."""
+    threads = getattr(run, "representative", run).threads
+    sums = _CallTreeTotals(threads, metric, corrected)
+    totals = sums.totals
     root = Frame("all")
     several = len(run.threads) > 1
-    timed = metric == "time"
-    locations: dict = {}  # FunctionKey -> "file:line": a few thousand functions make a million frames
-    built: list[Frame] = []  # every function's frame, callers before callees
-    for thread in getattr(run, "representative", run).threads:
+    tops = []
+    for thread, first in zip(threads, sums.firsts):
         top = root
-        if several:
+        if several and thread.root.children:  # a thread that called nothing instrumented has no frame
             label = f"{thread.name or 'thread'} [{thread.index}]"
             top = root.children.setdefault(("thread", thread.pid, thread.index), Frame(label))
-        pending = [(thread.root, top)]
-        while pending:
-            node, frame = pending.pop()
-            below = frame.children
-            if timed and node.key is not None:  # a count-only function's sampled self time: a leaf here
-                for key, parts in node.sampled.items():
-                    value = parts[1 if corrected else 0]
-                    leaf = below.get(key)
-                    if leaf is None:
-                        location = locations.get(key) or locations.setdefault(key, _location(key))
-                        leaf = below[key] = Frame(key.name, location)
-                        built.append(leaf)
-                    leaf.own += value
-                    leaf.total += value
-                    leaf.sampled = True
-            for key, child in node.children.items():
-                if timed:
-                    own = child.corrected_self_ns if corrected else child.self_ns
-                    total = child.corrected_total_ns if corrected else child.total_ns
-                else:  # a callee's calls or bytes are inside its caller's: added once the callees are built
-                    own = total = child.calls if metric == "calls" else child.alloc_bytes
-                raw = child.self_ns
-                approximate = corrected and raw > 0 and raw - child.corrected_self_ns > 0.5 * raw
-                child_frame = below.get(key)
-                if child_frame is None:
-                    location = locations.get(key) or locations.setdefault(key, _location(key))
-                    child_frame = below[key] = Frame(key.name, location, 0.0 + total, 0.0 + own, child.calls,
-                                                     approximate)
-                    built.append(child_frame)
-                else:  # its caller's sampled leaf of the same function
-                    child_frame.own += own
-                    child_frame.total += total
-                    child_frame.calls += child.calls
-                    child_frame.approximate = child_frame.approximate or approximate
-                    child_frame.sampled = False
-                pending.append((child, child_frame))
-    if not timed:
-        for frame in reversed(built):
-            frame.total += sum(child.total for child in frame.children.values())
-    _fill_totals(root)
+            top.total = sum(totals[at] for at in sums.callees(first - 1, len(thread.root.children)))
+        tops.append(top)
+    if several:
+        root.total = sum(child.total for child in root.children.values())
+    else:
+        root.total = sum(totals[at] for thread, first in zip(threads, sums.firsts)
+                         for at in sums.callees(first - 1, len(thread.root.children)))
+    whole = root.total or 1.0  # as the drawing scales it
+    locations: dict = {}  # FunctionKey -> "file:line": a few thousand functions make a million frames
+    with collector_paused():  # when every frame is built (flame_diff.py), a million of them
+        for thread, top, first in zip(threads, tops, sums.firsts):
+            _build(thread.root, top, first - 1, sums, metric, corrected, whole, pixels, locations)
     return root
+
+
+def _build(thread_root, top: Frame, first: int, sums: _CallTreeTotals, metric: str, corrected: bool, whole: float,
+           pixels: float, locations: dict) -> None:
+    """The frames under one thread's root (or the thread's frame), callers before callees."""
+    timed = metric == "time"
+    sampled_part = 1 if corrected else 0  # of a sampled leaf's (raw, corrected, uncertainty)
+    totals = sums.totals
+    pending = [(thread_root, top, first)]  # the thread root as if numbered just before its callees
+    while pending:
+        node, frame, node_at = pending.pop()
+        below = frame.children
+        if timed and node.key is not None:  # a count-only function's sampled self time: a leaf here
+            for key, parts in node.sampled.items():
+                value = parts[sampled_part]
+                location = locations.get(key) or locations.setdefault(key, _location(key))
+                below[key] = Frame(key.name, location, max(0.0 + value, 0), 0.0 + value, sampled=True)
+        for child, at in zip(node.children.values(), sums.callees(node_at, len(node.children))):
+            key = child.key  # the node's own key names its frame, as in run_stacks
+            if timed:
+                own = child.corrected_self_ns if corrected else child.self_ns
+            else:
+                own = child.calls if metric == "calls" else child.alloc_bytes
+            raw = child.self_ns
+            approximate = corrected and raw > 0 and raw - child.corrected_self_ns > 0.5 * raw
+            child_frame = below.get(key)
+            if child_frame is None:
+                location = locations.get(key) or locations.setdefault(key, _location(key))
+                child_frame = below[key] = Frame(key.name, location, totals[at], 0.0 + own, child.calls,
+                                                 approximate)
+            else:  # its caller's sampled leaf of the same function
+                child_frame.total = totals[at]
+                child_frame.own += own
+                child_frame.calls += child.calls
+                child_frame.approximate = child_frame.approximate or approximate
+                child_frame.sampled = False
+            if pixels and child_frame.total / whole * pixels < MIN_WIDTH:
+                child_frame.hidden = sums.frames_below(at)
+            else:
+                pending.append((child, child_frame, at))
+
+
+class _CallTreeTotals:
+    """Every call path's frame total, summed before any frame is built, exactly as _fill_totals would leave it
+    (the same sums in the same order): a time is the node's own inclusive time, never less than its callees'
+    frames; calls and bytes are its own plus its callees'.
+
+    A million call nodes lie all over memory, and reaching one costs more than the arithmetic on it: they are
+    read once, in a walk that numbers them (each before its callees, the last callee first, so that a subtree is a
+    run of numbers) and keeps what the sums need in lists; the sums then run on the lists, callees first, each
+    node's callees on top of a stack of results in their own order. A node's callees are found by their numbers
+    (callees()), so no node needs a dict entry."""
+
+    def __init__(self, threads, metric: str, corrected: bool):
+        self.timed = metric == "time"
+        self.part = 1 if corrected else 0  # of a sampled leaf's (raw, corrected, uncertainty)
+        self.value_of = attrgetter(("corrected_total_ns" if corrected else "total_ns") if self.timed else
+                                   "calls" if metric == "calls" else "alloc_bytes")
+        self.values: list[float] = []  # by number: the node's own inclusive time, or its own calls or bytes
+        self.widths: list[int] = []  # by number: how many callees
+        self.totals: list[float] = []  # by number: its frame's total
+        self.sizes: list[int] = []  # by number: how many nodes its subtree holds, itself included
+        self.firsts: list[int] = []  # per thread, the number of its first node
+        self._belows: list[float] = []  # by number: its callees' frames summed
+        self._leaves: list[tuple[int, int]] = []  # (number, sampled leaves that are no call) of nodes with any
+        for thread in threads:
+            self.firsts.append(len(self.values))
+            sampled = self._walk(thread.root)
+            self._sum(self.firsts[-1], sampled)
+        self._leaves.sort()
+        self._leaf_places = [place for place, _ in self._leaves]
+        self._leaf_counts = [0, *itertools.accumulate(count for _, count in self._leaves)]
+
+    def callees(self, at: int, count: int) -> list[int]:
+        """The numbers of the `count` callees of the node numbered `at`, in its children's order: the last callee
+        comes right after it, each one before it after the subtree of the one after it."""
+        numbers, next_at, sizes = [], at + 1, self.sizes
+        for _ in range(count):
+            numbers.append(next_at)
+            next_at += sizes[next_at]
+        numbers.reverse()
+        return numbers
+
+    def _walk(self, thread_root) -> dict:
+        """Numbers the nodes under a thread root; returns those with sampled leaves (time only) by number."""
+        values, widths, value_of, timed = self.values, self.widths, self.value_of, self.timed
+        sampled = {}
+        pending = list(thread_root.children.values())
+        pop, extend, add_value, add_width = pending.pop, pending.extend, values.append, widths.append
+        while pending:
+            node = pop()
+            add_value(0.0 + value_of(node))
+            children = node.children
+            add_width(len(children))
+            if children:
+                extend(children.values())
+            if timed and node.sampled:
+                sampled[len(values) - 1] = node
+        return sampled
+
+    def _sum(self, first: int, sampled: dict) -> None:
+        values, widths, timed = self.values, self.widths, self.timed
+        count = len(values)
+        totals, sizes, belows = self.totals, self.sizes, self._belows
+        totals.extend([0.0] * (count - len(totals)))
+        sizes.extend([1] * (count - len(sizes)))
+        belows.extend([0] * (count - len(belows)))
+        results, subtrees = [], []  # the totals and sizes of the callees not yet summed into their caller's
+        for at in range(count - 1, first - 1, -1):
+            width = widths[at]
+            if width:
+                callees = results[-width:]  # in the callees' own order: the first callee was numbered last
+                del results[-width:]
+                size = 1 + sum(subtrees[-width:])
+                del subtrees[-width:]
+                sizes[at] = size
+                below = self._sum_sampled(sampled[at], at, callees) if sampled and at in sampled else sum(callees)
+            else:  # a leaf, most nodes: nothing to sum
+                size = 1
+                below = self._sum_sampled(sampled[at], at, []) if sampled and at in sampled else 0
+            own = values[at] if timed else values[at] + below
+            total = below if below > own else own  # max(own, below), without a call per node
+            totals[at] = total
+            belows[at] = below
+            results.append(total)
+            subtrees.append(size)
+
+    def _sum_sampled(self, node, at: int, callees: list) -> float:
+        """A node with sampled leaves: its frame's callees are the leaves first, then the calls not among them; a
+        leaf of a function it also calls is one frame, whose total starts from the leaf's. Returns their sum."""
+        keys = [child.key for child in node.children.values()]
+        by_key = dict(zip(keys, callees))
+        numbers = dict(zip(keys, self.callees(at, len(keys))))
+        parts = []
+        for key, value in node.sampled.items():
+            leaf = 0.0 + value[self.part]
+            if key not in by_key:
+                parts.append(max(leaf, 0))
+                continue
+            child_at = numbers[key]
+            total = max(leaf + self.values[child_at], self._belows[child_at])
+            self.totals[child_at] = by_key[key] = total
+            parts.append(total)
+        leaves = sum(1 for key in node.sampled if key not in by_key)
+        if leaves:
+            self._leaves.append((at, leaves))
+        return sum(parts + [total for key, total in by_key.items() if key not in node.sampled])
+
+    def frames_below(self, at: int) -> int:
+        """How many frames the frame of the node numbered `at` has below it: its callees at any depth, and their
+        sampled leaves that are no call."""
+        end = at + self.sizes[at]
+        if not self._leaves:
+            return end - at - 1
+        leaves = self._leaf_counts[bisect.bisect_left(self._leaf_places, end)] - \
+            self._leaf_counts[bisect.bisect_left(self._leaf_places, at)]
+        return end - at - 1 + leaves
 
 
 def _location(key) -> str:
@@ -150,7 +288,7 @@ class FlameGraph(Renderer):
 
     def tree(self, run) -> Frame:
         """The frames to draw; a hook, as is paint (flame_diff.py draws a tree of its own, coloured by change)."""
-        return frame_tree(run, self.options.weight, self.options.corrected)
+        return frame_tree(run, self.options.weight, self.options.corrected, WIDTH)
 
     def paint(self, frame: Frame) -> tuple[str, str, list[str]]:
         """A frame's fill, the classes it adds (each with a leading space) and the lines it adds to its details."""
@@ -214,10 +352,11 @@ class FlameGraph(Renderer):
 
 
 def _descendants(frame: Frame) -> int:
-    count, stack = 0, list(frame.children.values())
+    """How many frames are below it: those built, and those frame_tree left unbuilt."""
+    count, stack = frame.hidden, list(frame.children.values())
     while stack:
         child = stack.pop()
-        count += 1
+        count += 1 + child.hidden
         stack.extend(child.children.values())
     return count
 
