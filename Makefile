@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES_TEST := csmith libcsmith-dev cmake valgrind golang-go
 APT_PACKAGES_BENCH := uftrace libffi-dev linux-perf heaptrack zstd
 
-.PHONY: install demo test test-slow test-browser deps-test deps-bench deps-browser readme-pictures bench-trace views-lua corpus bench bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-shares bench-heap bench-projects readme-tables csmith-300 clean
+.PHONY: install demo test test-slow test-browser deps-test deps-bench deps-browser readme-pictures bench-trace views-lua corpus bench bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-shares bench-heap bench-flame bench-projects readme-tables csmith-300 clean
 
 install:
 	$(PIP) install --quiet -e '.[test]'
@@ -52,7 +52,7 @@ csmith-300: install deps-test
 	$(PYTHON) scripts/csmith_equivalence.py --programs 300 --output benchmarks/results/csmith.json
 
 # Every README table: each script stores its results in benchmarks/results/, then the tables are printed from them.
-bench: bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-shares bench-heap bench-trace views-lua bench-projects csmith-300 readme-tables
+bench: bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-shares bench-heap bench-trace views-lua bench-flame bench-projects csmith-300 readme-tables
 
 bench-build: install corpus
 	$(PYTHON) scripts/bench_build.py
@@ -83,6 +83,10 @@ bench-trace: install
 # go tool pprof
 views-lua: install deps-test corpus
 	$(PYTHON) scripts/views_lua.py
+
+# cprof flame's SVG of a million call paths (in memory, no compiler): time and size, the exports' beside it
+bench-flame: install
+	$(PYTHON) scripts/bench_flame.py --repeat 5
 
 # the adaptive mode's self-time shares against perf's on the plain program (both built with -fno-inline)
 bench-shares: install deps-bench corpus

@@ -1,17 +1,20 @@
 """cprof: an instrumentation profiler for C programs.
 
-The Python API (cprof/api.py: load, diff, Run, Diff, CprofError...) is reached through this package, loaded on
-first use: the compiler shims import this package on every compile and must not pay for the model and renderers."""
+The Python API (cprof/api.py: load, diff, Run, Diff, CprofError...) and the Jupyter extension (cprof/jupyter.py,
+`%load_ext cprof`) are reached through this package, loaded on first use: the compiler shims import this package on
+every compile and must not pay for the model and renderers, nor for IPython."""
 
 __version__ = "0.1.0"
 
-_API = ("load", "diff", "compare", "Run", "Diff", "FunctionRecord", "CprofError", "CprofWarning")
-__all__ = ["__version__", *_API]
+_API = ("load", "diff", "build", "run", "profile", "run_program", "compare", "Run", "Diff", "FunctionRecord",
+        "BuildOptions", "BuildResult", "RunOptions", "TraceOptions", "CprofError", "CprofWarning")
+_JUPYTER = ("load_ipython_extension",)
+__all__ = ["__version__", *_API, *_JUPYTER]
 
 
 def __getattr__(name: str):
-    if name in _API:
+    if name in _API or name in _JUPYTER:
         import importlib
 
-        return getattr(importlib.import_module("cprof.api"), name)
+        return getattr(importlib.import_module("cprof.api" if name in _API else "cprof.jupyter"), name)
     raise AttributeError(f"module 'cprof' has no attribute '{name}'")

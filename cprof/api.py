@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import html
 import io
+import os
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
+from cprof.building.driver import BuildOptions, adaptive_filter, build_sources, build_with_command, last_build
+from cprof.building.summary import BuildSummary
 from cprof.errors import EXIT_NOT_FOUND, EXIT_SETUP, EXIT_USAGE, CprofError, CprofWarning
+from cprof.model.adaptive import choose_counted
 from cprof.model.diff import RunDiff, diff_runs
-from cprof.model.load import GroupRun, load_runs, load_view
+from cprof.model.load import GroupRun, load_run, load_runs, load_view
+from cprof.running.launcher import TraceOptions
+from cprof.running.programs import RunOptions, RunsResult, perform_runs
 from cprof.render.base import DIFF, RUN, renderer_named
 from cprof.render.diff_table import DiffOptions
 from cprof.render.json_diff import diff_document
@@ -20,7 +28,8 @@ from cprof.render.json_report import function_record, report_document
 from cprof.render.table import ReportOptions, selected_functions
 from cprof.workspace import Store
 
-__all__ = ["CprofError", "CprofWarning", "Diff", "FunctionRecord", "Run", "compare", "diff", "load"]
+__all__ = ["BuildOptions", "BuildResult", "CprofError", "CprofWarning", "Diff", "FunctionRecord", "Run", "RunOptions",
+           "TraceOptions", "build", "compare", "diff", "load", "profile", "run", "run_program"]
 
 
 class FunctionRecord(dict):
@@ -208,3 +217,77 @@ def diff(a: str | Run | None = None, b: str | Run | None = None, home: str | Non
     against the latest."""
     refs = [(x.id if x.is_group else x.model.path) if isinstance(x, Run) else x for x in (a, b)]
     return Diff(compare(Store(home), refs[0], refs[1], corrected))
+
+
+@dataclass
+class BuildResult:
+    summary: BuildSummary  # units, fallbacks, functions instrumented and skipped, what was linked
+    counted: list[str] = field(default_factory=list)  # --adaptive: the functions only counted
+    learned_from: str | None = None  # --adaptive: the run that said which
+
+
+def _learning_run(store: Store):
+    """The latest run of a program the last build linked, to learn from (None when there is none)."""
+    try:
+        links = {os.path.basename(link["output"]) for link in last_build(store)["links"]}
+    except CprofError:
+        return None
+    for entries in reversed(store.distinct(store.runs())):
+        if entries[0].meta.get("program") in links:
+            return load_run(entries[-1])
+    return None
+
+
+def build(sources: Sequence[str] = (), *, command: Sequence[str] | None = None, output: str | None = None,
+          compiler_args: Sequence[str] = (), options: BuildOptions | None = None, home: str | None = None,
+          learned_from: Run | None = None) -> BuildResult:
+    """Compiles C sources into one program (compiler_args: flags, default -O2 -g), or runs a build command (make,
+    cmake...) with every C compile instrumented. With options.adaptive, `learned_from` (else the latest run of the
+    last build) says which functions are too cheap to time: they are only counted."""
+    store = Store(home)
+    options = options or BuildOptions()
+    if not sources and not command:
+        raise CprofError("nothing to build: give C sources, or a build command after --", EXIT_USAGE)
+    counted, model = [], None
+    if options.adaptive:
+        model = learned_from.model if learned_from is not None else _learning_run(store)
+        if model is None:
+            raise CprofError("--adaptive learns from a run of this build: build and run it once without "
+                             "--adaptive first (cprof profile --adaptive does that by itself)", EXIT_NOT_FOUND)
+        counted = choose_counted(model)
+        options = adaptive_filter(store, options, counted, model.id)
+    if sources:
+        summary = build_sources(list(sources), output, list(compiler_args), options, store)
+    else:
+        summary = build_with_command(list(command), options, store)
+    return BuildResult(summary, counted, model.id if model is not None else None)
+
+
+def run_program(args: Sequence[str] = (), options: RunOptions | None = None, home: str | None = None) -> RunsResult:
+    """Runs what the last build linked (options.repeat times) and stores the run or group; the launch results, for
+    exit statuses and wall times. run() returns the stored run itself."""
+    return perform_runs(Store(home), list(args), options or RunOptions())
+
+
+def run(args: Sequence[str] = (), options: RunOptions | None = None, home: str | None = None) -> Run:
+    """Runs what the last build linked with `args` and returns the stored run (a group with options.repeat > 1)."""
+    outcome = run_program(args, options, home)
+    if outcome.stored is None:
+        raise CprofError(f"{outcome.program} recorded nothing, so there is no run to return", EXIT_NOT_FOUND)
+    return load(outcome.stored, home)
+
+
+def profile(sources: Sequence[str] = (), *, command: Sequence[str] | None = None, args: Sequence[str] = (),
+            output: str | None = None, compiler_args: Sequence[str] = (), build_options: BuildOptions | None = None,
+            run_options: RunOptions | None = None, home: str | None = None) -> Run:
+    """Builds, runs and returns the run, as `cprof profile` does. With build_options.adaptive, a first build and
+    run with every function timed says which functions to only count."""
+    build_options = build_options or BuildOptions()
+    learned = None
+    if build_options.adaptive:
+        build(sources, command=command, output=output, compiler_args=compiler_args,
+              options=replace(build_options, adaptive=False), home=home)
+        learned = run(args, replace(run_options or RunOptions(), repeat=1, tag=None, output_to_stderr=True), home)
+    build(sources, command=command, output=output, compiler_args=compiler_args, options=build_options, home=home,
+          learned_from=learned)
+    return run(args, run_options, home)

@@ -73,7 +73,8 @@ def test_diff_finds_the_regression_and_two_runs_of_the_same_code_pass(store, pro
     assert grown.regressions(50) and "work rose" in grown.regressions(50)[0]
     assert grown.to_json()["functions"] == grown.rows
     assert "work" in grown.render("table") and grown.render("flame").startswith("<?xml")
-    same = cprof.diff(cprof.load("before", home=store), cprof.load("before", home=store), home=store)
+    with pytest.warns(cprof.CprofWarning, match="same run"):
+        same = cprof.diff(cprof.load("before", home=store), cprof.load("before", home=store), home=store)
     assert same.regressions(10) == []
 
 
@@ -102,3 +103,24 @@ def test_to_dataframe_or_one_clear_error(store):
         return
     frame = run.to_dataframe()
     assert list(frame["name"])[:1] == ["work"] and int(frame.set_index("name").loc["work", "calls"]) == 2010
+
+
+def test_build_run_and_profile_from_python_with_typed_options(tmp_path):
+    source = tmp_path / "prog.c"
+    source.write_text(SOURCE)
+    home = str(tmp_path / "store")
+    built = cprof.build([str(source)], compiler_args=["-O1", "-g"], home=home, options=cprof.BuildOptions())
+    assert built.summary.units_instrumented == 1 and not built.summary.fallbacks and built.counted == []
+    assert built.summary.functions_instrumented == 3
+    run = cprof.run(["more"], cprof.RunOptions(tag="first", heap=False), home=home)
+    assert run.function("work").calls == 2010 and run.meta.get("status") == "finished"
+    assert cprof.load("first", home=home).id == run.id
+    group = cprof.profile([str(source)], args=["more"], home=home,
+                          run_options=cprof.RunOptions(repeat=3, tag="three"))
+    assert group.is_group and len(group.model.runs) == 3 and group.function("work").calls == 2010
+    traced = cprof.run(options=cprof.RunOptions(trace=cprof.TraceOptions(min_duration_ns=0)), home=home)
+    assert traced.flamegraph(chart=True).count('data-n="work"') >= 1
+    with pytest.raises(cprof.CprofError, match="nothing to build"):
+        cprof.build(home=home)
+    with pytest.raises(cprof.CprofError, match="no program named 'nope'"):
+        cprof.run(options=cprof.RunOptions(program="nope"), home=home)

@@ -47,8 +47,13 @@ def run_compiler(config: WrapperConfig, argv: list[str]) -> tuple[int, bytes]:
 
 def forward(stderr: bytes) -> None:
     if stderr:
-        sys.stderr.buffer.write(stderr)
-        sys.stderr.buffer.flush()
+        binary = getattr(sys.stderr, "buffer", None)
+        if binary is None:  # a text-only stream, as in a Jupyter kernel calling cprof.build
+            sys.stderr.write(stderr.decode(errors="replace"))
+            sys.stderr.flush()
+            return
+        binary.write(stderr)
+        binary.flush()
 
 
 def warn(message: str) -> None:

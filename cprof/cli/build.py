@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
-from cprof.building.driver import adaptive_filter, build_sources, build_with_command, last_build
+from cprof.api import build
+from cprof.building.driver import last_build
 from cprof.building.summary import fallback_line
 from cprof.cli.options import add_build_options, build_options
-from cprof.errors import EXIT_NOT_FOUND, EXIT_USAGE, CprofError
-from cprof.model.adaptive import choose_counted
-from cprof.model.load import load_run
-from cprof.workspace import Store
 from cprof.paths import display_path
+from cprof.workspace import Store
 
 USAGE = """cprof build [options] SOURCE.c... [-o NAME] [-- COMPILER AND LINKER ARGS]
        cprof build [options] -- BUILD COMMAND..."""
@@ -33,38 +30,16 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def learning_run(store: Store):
-    """The latest run of a program the last build linked, to learn from (None when there is none)."""
-    try:
-        links = {os.path.basename(link["output"]) for link in last_build(store)["links"]}
-    except CprofError:
-        return None
-    for entries in reversed(store.distinct(store.runs())):
-        if entries[0].meta.get("program") in links:
-            return load_run(entries[-1])
-    return None
-
-
 def perform_build(args, learned_from=None):
-    """Shared with `cprof profile`. With --adaptive, `learned_from` (a Run) or else the latest run of the last
-    build decides what is only counted."""
+    """Shared with `cprof profile`: builds through the API and prints what the build did. With --adaptive,
+    `learned_from` (a Run) or else the latest run of the last build decides what is only counted."""
     options = build_options(args)
-    if options.adaptive:
-        store = Store()
-        run = learned_from or learning_run(store)
-        if run is None:
-            raise CprofError("--adaptive learns from a run of this build: build and run it once without "
-                             "--adaptive first (cprof profile --adaptive does that by itself)", EXIT_NOT_FOUND)
-        counted = choose_counted(run)
-        options = adaptive_filter(store, options, counted, run.id)
-        sys.stderr.write(f"cprof: adaptive: {len(counted)} functions only counted, as run {run.id} found them too "
-                         "cheap to time\n")
-    if args.sources:
-        summary = build_sources(args.sources, args.output, args.rest, options)
-    elif args.rest:
-        summary = build_with_command(args.rest, options)
-    else:
-        raise CprofError("nothing to build: give C sources, or a build command after --", EXIT_USAGE)
+    result = build(args.sources, command=None if args.sources else args.rest, output=args.output,
+                   compiler_args=args.rest if args.sources else (), options=options, learned_from=learned_from)
+    if result.learned_from:
+        sys.stderr.write(f"cprof: adaptive: {len(result.counted)} functions only counted, as run "
+                         f"{result.learned_from} found them too cheap to time\n")
+    summary = result.summary
     sys.stderr.write(summary.text() + "\n")
     if options.list_skipped:
         for name, file, line, reason in summary.skipped:

@@ -9,7 +9,7 @@ from cprof.instrument.filters import FunctionFilter
 from cprof.cli.output import add_output_options
 from cprof.render.table import SORT_KEYS, ReportOptions
 from cprof.render.tree import TREE_WEIGHTS
-from cprof.run.launcher import DEFAULT_TRACE_LIMIT
+from cprof.running.launcher import DEFAULT_TRACE_LIMIT
 
 
 def _number(convert, what: str, minimum: float, inclusive: bool):

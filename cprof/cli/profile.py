@@ -5,15 +5,16 @@ from __future__ import annotations
 import copy
 import shlex
 import sys
+from dataclasses import replace
 
+from cprof.api import load, run_program
 from cprof.cli.build import perform_build
 from cprof.cli.options import add_build_options, add_report_options, add_run_options
 from cprof.cli.output import standard_output_to_stderr, wants_json
 from cprof.cli.report import render_report
-from cprof.cli.run import count_recorded, exit_status, perform_runs
+from cprof.cli.run import run_options
 from cprof.errors import EXIT_NOT_FOUND, EXIT_USAGE, CprofError
-from cprof.model.load import load_view
-from cprof.workspace import Store, validate_tag
+from cprof.workspace import validate_tag
 
 USAGE = """cprof profile [options] SOURCE.c... [-o NAME] [--args "PROGRAM ARGS"]
        cprof profile [options] [--bin NAME] [--args "PROGRAM ARGS"] -- BUILD COMMAND..."""
@@ -38,20 +39,19 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def learning_pass(args, program_args: list[str], json_on_stdout: bool, store: Store):
+def learning_pass(args, program_args: list[str], json_on_stdout: bool):
     """For --adaptive: a build with every function timed and one run of it, to learn which functions are too
     cheap to time. The run is stored like any other; what the program prints then goes to standard error."""
     sys.stderr.write("cprof: adaptive: first a run with every function timed, to learn which are too cheap to "
                      "time\n")
     full = copy.copy(args)
-    full.adaptive, full.rest, full.repeat, full.tag = False, list(args.rest), 1, None
+    full.adaptive, full.rest = False, list(args.rest)
     with standard_output_to_stderr(json_on_stdout):
         perform_build(full)
-    full.rest, full.json = program_args, True  # the learning run's output goes to standard error
-    _, target = perform_runs(full, store)
-    if target is None:
+    outcome = run_program(program_args, replace(run_options(args, output_to_stderr=True), repeat=1, tag=None))
+    if outcome.stored is None:
         raise CprofError("the learning run recorded nothing, so there is nothing to learn from", EXIT_NOT_FOUND)
-    return load_view(store, target)
+    return load(outcome.stored)
 
 
 def run(args) -> int:
@@ -61,18 +61,15 @@ def run(args) -> int:
         raise CprofError(f"--args: {error}", EXIT_USAGE) from None
     if args.tag is not None:
         validate_tag(args.tag)  # usage mistakes before the build, not after the runs
+    options = run_options(args, output_to_stderr=getattr(args, "json", False))
     json_on_stdout = wants_json(args) and not args.output_file
-    store = Store()
-    learned_from = None
-    if args.adaptive:
-        learned_from = learning_pass(args, program_args, json_on_stdout, store)
+    learned_from = learning_pass(args, program_args, json_on_stdout) if args.adaptive else None
     with standard_output_to_stderr(json_on_stdout):
         perform_build(args, learned_from)  # args.rest (after "--"): the build command, or compiler args for SOURCES
-    args.rest = program_args
-    results, target = perform_runs(args, store)
-    if target is None:
+    outcome = run_program(program_args, options)
+    if outcome.stored is None:
         raise CprofError("the program recorded nothing, so there is nothing to report", EXIT_NOT_FOUND)
-    render_report(load_view(store, target), args)
+    render_report(load(outcome.stored).model, args)
     if args.repeat > 1:
-        sys.stderr.write(f"cprof: group {target} of {count_recorded(results)} runs saved\n")
-    return exit_status(results[-1], args)
+        sys.stderr.write(f"cprof: group {outcome.stored} of {outcome.recorded} runs saved\n")
+    return outcome.exit_status(options)
