@@ -6,8 +6,9 @@ every compile and must not pay for the model and renderers, nor for IPython."""
 
 __version__ = "0.1.0"
 
-_API = ("load", "diff", "build", "run", "profile", "run_program", "compare", "Run", "Diff", "FunctionRecord",
-        "BuildOptions", "BuildResult", "RunOptions", "TraceOptions", "CprofError", "CprofWarning")
+_API = ("load", "diff", "build", "run", "profile", "run_program", "fallbacks", "tag", "untag", "tags", "runs", "remove",
+        "prune", "merge", "Run", "Diff", "FunctionRecord", "BuildOptions", "BuildResult", "RunOptions", "TraceOptions",
+        "CprofError", "CprofWarning")
 _JUPYTER = ("load_ipython_extension",)
 __all__ = ["__version__", *_API, *_JUPYTER]
 

@@ -9,16 +9,17 @@ from __future__ import annotations
 import html
 import io
 import os
+import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from cprof.building.driver import BuildOptions, adaptive_filter, build_sources, build_with_command, last_build
 from cprof.building.summary import BuildSummary
-from cprof.errors import EXIT_NOT_FOUND, EXIT_SETUP, EXIT_USAGE, CprofError, CprofWarning
+from cprof.errors import EXIT_CORRUPT, EXIT_NOT_FOUND, EXIT_SETUP, EXIT_USAGE, CprofError, CprofWarning
 from cprof.model.adaptive import choose_counted
 from cprof.model.diff import RunDiff, diff_runs
-from cprof.model.load import GroupRun, load_run, load_runs, load_view
+from cprof.model.load import GroupRun, load_run, load_runs, load_view, run_files
 from cprof.running.launcher import TraceOptions
 from cprof.running.programs import RunOptions, RunsResult, perform_runs
 from cprof.render.base import DIFF, RUN, renderer_named
@@ -26,10 +27,12 @@ from cprof.render.diff_table import DiffOptions
 from cprof.render.json_diff import diff_document
 from cprof.render.json_report import function_record, report_document
 from cprof.render.table import ReportOptions, selected_functions
-from cprof.workspace import Store
+from cprof.runfile import RunFileError, read_header
+from cprof.workspace import RunEntry, Store, target_of, validate_tag
 
 __all__ = ["BuildOptions", "BuildResult", "CprofError", "CprofWarning", "Diff", "FunctionRecord", "Run", "RunOptions",
-           "TraceOptions", "build", "compare", "diff", "load", "profile", "run", "run_program"]
+           "TraceOptions", "build", "diff", "fallbacks", "load", "merge", "profile", "prune", "remove", "run",
+           "run_program", "runs", "tag", "tags", "untag"]
 
 
 class FunctionRecord(dict):
@@ -47,6 +50,11 @@ def _rendered(renderer, view) -> str | bytes:
     out = io.BytesIO() if getattr(renderer, "binary", False) else io.StringIO()
     renderer.render(view, out)
     return out.getvalue()
+
+
+def _renderer(kind: str, format, options):
+    """A renderer object as given, or the registry's renderer of that name made with `options`."""
+    return renderer_named(kind, format)(options) if isinstance(format, str) else format
 
 
 class Run:
@@ -133,7 +141,12 @@ class Run:
     def render(self, format: str = "table", options: ReportOptions | None = None) -> str | bytes:
         """Any view the CLI draws, by its name: table, tree, mem, json, flame, chart, folded, speedscope, chrome,
         callgrind, pprof (bytes)."""
-        return _rendered(renderer_named(RUN, format)(options), self.model)
+        return _rendered(_renderer(RUN, format, options), self.model)
+
+    def write(self, out, format="table", options: ReportOptions | None = None) -> None:
+        """Writes a view into an open file (binary for pprof): a renderer's name as render() takes it, or a
+        renderer object (cprof.render: FlameGraph(options, title)...). Big exports stream without one string."""
+        _renderer(RUN, format, options).render(self.model, out)
 
     def flamegraph(self, weight: str = "time", chart: bool = False) -> str:
         """The SVG flamegraph (weight: time, calls or bytes), or with `chart` the flamechart of a traced run."""
@@ -178,7 +191,11 @@ class Diff:
 
     def render(self, format: str = "table", options: DiffOptions | None = None) -> str:
         """table, json, or flame (the differential flamegraph's SVG)."""
-        return _rendered(renderer_named(DIFF, format)(options), self.model)
+        return _rendered(_renderer(DIFF, format, options), self.model)
+
+    def write(self, out, format="table", options: DiffOptions | None = None) -> None:
+        """Writes the comparison into an open file: a format's name, or a renderer object."""
+        _renderer(DIFF, format, options).render(self.model, out)
 
     def _repr_html_(self) -> str:
         return f"<pre>{html.escape(self.render('table'))}</pre>"
@@ -190,9 +207,9 @@ def load(ref: str | None = "latest", home: str | None = None) -> Run:
     return Run(load_view(Store(home), None if ref == "latest" else ref))
 
 
-def compare(store: Store, a: str | None, b: str | None, corrected: bool = True) -> RunDiff:
+def _compare(store: Store, a: str | None, b: str | None, corrected: bool = True) -> RunDiff:
     """A (default: the run or group before the latest) against B (default: the latest), as the model compares them;
-    `cprof diff` and `cprof flame --diff` load their two sides this way."""
+    as diff() loads its two sides."""
     try:
         a_runs, b_runs = load_runs(store, a or "latest~1"), load_runs(store, b or "latest")
     except CprofError as error:
@@ -201,7 +218,7 @@ def compare(store: Store, a: str | None, b: str | None, corrected: bool = True) 
                              EXIT_NOT_FOUND) from None
         raise
     if {r.path for r in a_runs} == {r.path for r in b_runs}:
-        warnings.warn("A and B are the same run; run the program again to compare", CprofWarning, stacklevel=2)
+        warnings.warn("A and B are the same run; run the program again to compare", CprofWarning, stacklevel=3)
     return diff_runs(a_runs, b_runs, _label(a, a_runs), _label(b, b_runs), corrected=corrected)
 
 
@@ -216,7 +233,7 @@ def diff(a: str | Run | None = None, b: str | Run | None = None, home: str | Non
     """A against B (references as load() takes them, or Run objects); by default the run before the latest
     against the latest."""
     refs = [(x.id if x.is_group else x.model.path) if isinstance(x, Run) else x for x in (a, b)]
-    return Diff(compare(Store(home), refs[0], refs[1], corrected))
+    return Diff(_compare(Store(home), refs[0], refs[1], corrected))
 
 
 @dataclass
@@ -263,6 +280,12 @@ def build(sources: Sequence[str] = (), *, command: Sequence[str] | None = None, 
     return BuildResult(summary, counted, model.id if model is not None else None)
 
 
+def fallbacks(home: str | None = None) -> list[tuple[str, str]]:
+    """The C files the last build compiled without instrumentation, each with why (the build itself never fails
+    for them)."""
+    return [tuple(entry) for entry in last_build(Store(home)).get("fallbacks", [])]
+
+
 def run_program(args: Sequence[str] = (), options: RunOptions | None = None, home: str | None = None) -> RunsResult:
     """Runs what the last build linked (options.repeat times) and stores the run or group; the launch results, for
     exit statuses and wall times. run() returns the stored run itself."""
@@ -291,3 +314,86 @@ def profile(sources: Sequence[str] = (), *, command: Sequence[str] | None = None
     build(sources, command=command, output=output, compiler_args=compiler_args, options=build_options, home=home,
           learned_from=learned)
     return run(args, run_options, home)
+
+
+# ---- the store: tags, listing, removing, merging ----
+
+def tags(home: str | None = None) -> dict[str, str]:
+    """Every tag and the run or group id it names."""
+    return Store(home).tags()
+
+
+def tag(name: str, ref: str | None = "latest", home: str | None = None) -> tuple[str, str | None]:
+    """Names a run or a whole group (default: the latest) so that load and diff can refer to it; an existing tag
+    moves. Returns what it names now and what it named before (None for a new tag)."""
+    validate_tag(name)
+    store = Store(home)
+    target = target_of(store.resolve(None if ref == "latest" else ref))
+    return target, store.tag(name, target)
+
+
+def untag(name: str, home: str | None = None) -> str:
+    """Removes a tag (the runs stay); returns what it named."""
+    validate_tag(name)
+    return Store(home).untag(name)
+
+
+def runs(home: str | None = None) -> list[RunEntry]:
+    """The stored runs, oldest first: each with its id, path, group and meta (command, program, exit status...)."""
+    return Store(home).runs()
+
+
+def remove(refs: Sequence[str], home: str | None = None) -> int:
+    """Removes runs (a tag or group id removes the whole group) and the tags that named them; returns how many.
+    Every reference is resolved before anything is removed: one typo removes nothing."""
+    if not refs:
+        raise CprofError("name the runs to remove", EXIT_USAGE)
+    store = Store(home)
+    entries = {e.path: e for reference in refs for e in store.resolve(reference)}
+    store.remove(list(entries.values()))
+    return len(entries)
+
+
+def prune(keep: int, home: str | None = None) -> int:
+    """Removes all but the newest `keep` untagged runs (a group counts as one; tagged runs always stay); returns
+    how many runs went."""
+    store = Store(home)
+    tagged = set(store.tags().values())
+    units = [unit for unit in store.distinct(store.runs())
+             if not any(r.id in tagged or (r.group and r.group in tagged) for r in unit)]
+    doomed = [entry for unit in units[: max(0, len(units) - keep)] for entry in unit]
+    store.remove(doomed)
+    return len(doomed)
+
+
+def merge(refs: Sequence[str], tag: str | None = None, home: str | None = None) -> Run:
+    """A new run holding every process of the given runs (fork children, test shards, other machines): its
+    figures sum theirs. Returns it."""
+    store = Store(home)
+    if tag is not None:
+        validate_tag(tag)
+    # the same run named twice (by tag and id, say) counts once
+    named = {(e.path, e.meta.get("only_file")): e for reference in refs for e in store.resolve(reference)}
+    entries = list(named.values())
+    if len(entries) < 2:
+        raise CprofError(f"merge needs at least two different runs; {' '.join(refs)} "
+                         f"{'is' if len(refs) == 1 else 'are'} one", EXIT_USAGE)
+    # every file is checked before the merged run exists, so that a bad one leaves nothing half made
+    sources = [(entry, path) for entry in entries for path in run_files(entry)]
+    for entry, path in sources:
+        try:
+            with open(path, "rb") as handle:
+                read_header(handle.read(4096))
+        except (OSError, RunFileError) as error:
+            raise CprofError(f"cannot merge {path}: {error}", EXIT_CORRUPT) from None
+    merged = store.create_run({"merged_from": [e.id for e in entries], "command": ["cprof", "merge", *refs],
+                               "status": "finished"})
+    for entry, source in sources:
+        target = os.path.join(merged.path, f"{entry.id}-{os.path.basename(source)}")
+        try:
+            os.link(source, target)  # run files never change once their process is gone
+        except OSError:
+            shutil.copy2(source, target)
+    if tag is not None:
+        store.tag(tag, merged.id)
+    return load(merged.path, home)

@@ -33,6 +33,8 @@ REPO = os.path.dirname(HERE)
 BENCH = os.path.join(HERE, "bench")
 sys.path.insert(0, REPO)
 
+import cprof  # noqa: E402
+from scripts import cprof_api  # noqa: E402
 from scripts.bench_projects import BROTLI_BUILD, Project, build_pair, fetch, make_input  # noqa: E402
 from scripts.results import write_results  # noqa: E402
 # The plain program is built as a user builds it. That the guard turns every call into a real one (no sibling-call
@@ -51,28 +53,22 @@ def work_ns(stderr: str) -> int:
 class Workspace:
     def __init__(self, root: str):
         self.root = root
-        self.env = dict(os.environ, CPROF_HOME=os.path.join(root, ".cprof"), CPROF_CACHE_DIR="off")
-
-    def cprof(self, *args: str) -> subprocess.CompletedProcess:
-        result = run([sys.executable, "-m", "cprof", *args], self.root, self.env)
-        if result.returncode != 0:
-            raise SystemExit(f"cprof {' '.join(args)} failed:\n{result.stderr}")
-        return result
+        self.home = os.path.join(root, ".cprof")  # the store: builds, and runs under `cprof run`
 
     def plain(self, source: str, name: str, *flags: str) -> str:
         out = os.path.join(self.root, name)
         subprocess.run(["cc", *FLAGS, *flags, os.path.join(BENCH, source), "-o", out], check=True)
         return out
 
-    def instrumented(self, source: str, name: str) -> str:
-        self.cprof("build", os.path.join(BENCH, source), "-o", name, "--", *FLAGS)
-        return os.path.join(self.root, ".cprof", "build", "direct", name)
+    def instrumented(self, source: str, name: str, flags: list[str] = FLAGS, adaptive: bool = False) -> str:
+        """`cprof build` of a source (a name in scripts/bench/, or a path): the instrumented program's path."""
+        cprof_api.build(self.home, [os.path.join(BENCH, source)], name, flags, adaptive=adaptive)
+        return os.path.join(self.home, "build", "direct", name)
 
     def profiled_run(self, binary: str, *args: str, uncorrected: bool = False) -> dict:
-        """Runs an instrumented binary under `cprof run` and returns `report --json --all`."""
-        self.cprof("run", "--bin", binary, "--", *args)
-        flags = ["--uncorrected"] if uncorrected else []
-        return json.loads(self.cprof("report", "--json", "--all", *flags).stdout)
+        """Runs an instrumented binary as `cprof run` does and returns its report as `report --json --all`
+        writes it."""
+        return cprof_api.run(self.home, binary, args).to_json(corrected=not uncorrected)
 
 
 def functions(report: dict) -> dict:
@@ -159,10 +155,7 @@ def _wall(argv: list[str], env: dict | None, cwd: str) -> float:
 
 def _main_thread_figures(run_dir: str) -> dict:
     """What the instrumented run measured on its main thread, read with cprof's own model."""
-    from cprof.model.run import Run
-
-    run = Run.load(run_dir)
-    [process] = run.processes
+    [process] = cprof.load(run_dir).model.processes
     main = next(t for t in process.threads if t.index == 0)
     nodes = [n for n in main.root.walk() if n.key is not None]
     return {"calls": sum(n.calls for n in nodes), "raw_ns": main.instrumented_ns,

@@ -28,8 +28,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
-from scripts.bench_accuracy import (BENCH, FLAGS, PROGRAMS, Workspace,  # noqa: E402
-                                    _main_thread_figures, _wall, fixed_cost, project_workload)
+from scripts import cprof_api  # noqa: E402
+from scripts.bench_accuracy import (FLAGS, PROGRAMS, Workspace, _main_thread_figures, _wall,  # noqa: E402
+                                    fixed_cost, project_workload)
 from scripts.bench_projects import PROJECTS  # noqa: E402
 
 ZSTD = next(p for p in PROJECTS if p.name == "zstd")
@@ -39,7 +40,8 @@ from scripts.results import write_results  # noqa: E402
 
 
 def _cprof(args: list[str], cwd: str, env: dict) -> subprocess.CompletedProcess:
-    # a program's own output (zstd -c writes binary) is not ours to read
+    """The CLI, for builds by a build command: cprof.build would run it in this process's working directory."""
+    # a build's output is not ours to read, only its tail when it fails
     result = subprocess.run([sys.executable, "-m", "cprof", *args], cwd=cwd, env=env, capture_output=True, text=True,
                             errors="replace")
     if result.returncode:
@@ -47,9 +49,10 @@ def _cprof(args: list[str], cwd: str, env: dict) -> subprocess.CompletedProcess:
     return result
 
 
-def _report(cwd: str, env: dict, reference: str = "latest") -> dict:
-    document = json.loads(_cprof(["report", reference, "--json", "--all"], cwd, env).stdout)
-    return {f["name"]: f for f in document["functions"]}
+def _functions(home: str, binary: str, args: list[str]) -> dict:
+    """Each function's figures, by name, from a run under `cprof run` (kept in the store: the adaptive build learns
+    from the latest run)."""
+    return {f["name"]: f for f in cprof_api.run(home, binary, args).to_json()["functions"]}
 
 
 def _side_by_side(plain: str, instrumented: str, args: list[str], cwd: str, repeat: int) -> dict:
@@ -109,9 +112,10 @@ def csmith_program(root: str, seeds=range(1, 400)) -> tuple[int, str] | None:
     return None
 
 
-def measure(name: str, plain: str, build_full, build_adaptive, program, args: list[str], cwd: str, env: dict,
+def measure(name: str, plain: str, build_full, build_adaptive, program, args: list[str], cwd: str, home: str,
             repeat: int, fixed_ns: float, full_repeat: int | None = None) -> dict:
-    """`build_full()` / `build_adaptive()` build in place; `program()` is the instrumented binary's path.
+    """`build_full()` / `build_adaptive()` build in place, in the store `home`; `program()` is the instrumented
+    binary's path.
     `fixed_ns`: what any instrumented process costs however few its calls (bench_accuracy.fixed_cost).
     `full_repeat` (default `repeat`): runs of the full mode, which on csmith's code takes minutes a run."""
     build_full()
@@ -120,17 +124,13 @@ def measure(name: str, plain: str, build_full, build_adaptive, program, args: li
     # the learning run, kept in the store (with a single full run, only the learning run)
     first_counts = None
     if full_repeat != 1:
-        _cprof(["run", "--bin", program(), "--", *args], cwd, env)
-        first_counts = {n: f["calls"] for n, f in _report(cwd, env).items()}
-    _cprof(["run", "--bin", program(), "--", *args], cwd, env)
-    full_counts = {n: f["calls"] for n, f in _report(cwd, env).items()}
+        first_counts = {n: f["calls"] for n, f in _functions(home, program(), args).items()}
+    full_counts = {n: f["calls"] for n, f in _functions(home, program(), args).items()}
     stable = {n for n, calls in full_counts.items() if first_counts is None or first_counts.get(n) == calls}
     build_adaptive()
     adaptive = _side_by_side(plain, program(), args, cwd, repeat)
     off_slowdown = _switched_off(plain, program(), args, cwd, repeat)
-    _cprof(["run", "--bin", program(), "--", *args], cwd, env)
-    document = json.loads(_cprof(["report", "--json", "--all"], cwd, env).stdout)
-    report = {f["name"]: f for f in document["functions"]}
+    report = _functions(home, program(), args)
     counted = sum(1 for f in report.values() if not f["timed"])
     counted_calls = sum(f["calls"] for f in report.values() if not f["timed"])
     adaptive_counts = {n: f["calls"] for n, f in report.items()}
@@ -177,12 +177,12 @@ def main() -> int:
                                                 ("qsort_hash.c", "qsort", "qsort+hash", [])):
             if key not in wanted:
                 continue
-            binary = os.path.join(root, ".cprof", "build", "direct", key)
+            binary = os.path.join(space.home, "build", "direct", key)
             results.append(measure(
                 name, space.plain(source, key + "-plain"),
-                lambda: space.cprof("build", os.path.join(BENCH, source), "-o", key, "--", *FLAGS),
-                lambda: space.cprof("build", "--adaptive", os.path.join(BENCH, source), "-o", key, "--", *FLAGS),
-                lambda: binary, program_args, root, space.env, args.repeat, fixed))
+                lambda: space.instrumented(source, key),
+                lambda: space.instrumented(source, key, adaptive=True),
+                lambda: binary, program_args, root, space.home, args.repeat, fixed))
             print(json.dumps(results[-1]), flush=True)
         found = csmith_program(root) if "csmith" in wanted else None
         if "csmith" in wanted and not found:
@@ -190,14 +190,14 @@ def main() -> int:
         if found:
             seed, source = found
             flags = [*FLAGS, "-w", f"-I{CSMITH_INCLUDE}"]
-            binary = os.path.join(root, ".cprof", "build", "direct", "csmith")
+            binary = os.path.join(space.home, "build", "direct", "csmith")
             plain = os.path.join(root, "csmith-plain")
             subprocess.run(["cc", *flags, source, "-o", plain], check=True)
             results.append(measure(
                 f"csmith (seed {seed})", plain,
-                lambda: space.cprof("build", source, "-o", "csmith", "--", *flags),
-                lambda: space.cprof("build", "--adaptive", source, "-o", "csmith", "--", *flags),
-                lambda: binary, [], root, space.env, args.repeat, fixed, full_repeat=1))
+                lambda: space.instrumented(source, "csmith", flags),
+                lambda: space.instrumented(source, "csmith", flags, adaptive=True),
+                lambda: binary, [], root, space.home, args.repeat, fixed, full_repeat=1))
             print(json.dumps(results[-1]), flush=True)
         for project, subfolder, program_args in ADAPTIVE_PROGRAMS:
             key = project.name.split()[0]
@@ -210,7 +210,7 @@ def main() -> int:
                        pair.env)
 
             results.append(measure(project.name, pair.plain, lambda: rebuild(False), lambda: rebuild(True),
-                                   lambda pair=pair: pair.instrumented, argv, pair.cprof_dir, pair.env,
+                                   lambda pair=pair: pair.instrumented, argv, pair.cprof_dir, pair.env["CPROF_HOME"],
                                    args.repeat, fixed))
             print(json.dumps(results[-1]), flush=True)
     if os.path.exists(args.output) and set(args.only.split(",")) != set(parser.get_default("only").split(",")):

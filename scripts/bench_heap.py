@@ -34,6 +34,7 @@ REPO = os.path.dirname(HERE)
 BENCH = os.path.join(HERE, "bench")
 sys.path.insert(0, REPO)
 
+import cprof  # noqa: E402
 from scripts.bench_accuracy import FLAGS, Workspace, interleaved, project_workload  # noqa: E402
 from scripts.bench_projects import Project  # noqa: E402
 from scripts.results import write_results  # noqa: E402
@@ -41,6 +42,9 @@ from scripts.results import write_results  # noqa: E402
 LUA = Project("lua", "lua5.4", ["make", "-j2", "linux"], "src/lua")
 SMALL, LARGE = 1_000_000, 5_000_000  # pairs
 TOP_FUNCTIONS = 5
+# the report's heap totals that are compared with heaptrack's (with peak_bytes)
+HEAP_TOTALS = ("alloc_count", "alloc_bytes", "free_count", "free_bytes", "realloc_count", "temporary_count",
+               "live_count", "live_bytes")
 
 
 def _seconds(argv: list[str], env: dict | None = None, cwd: str | None = None) -> float:
@@ -137,20 +141,18 @@ def heaptrack_top_functions(path: str, program: str, count: int) -> list[tuple[s
     return [(name, int(calls)) for calls, name, where in entries if os.path.realpath(where) == real_program][:count]
 
 
-def allocations_by_caller(run_dir: str, named: set[str]) -> dict[str, int]:
+def allocations_by_caller(heap: dict, named: set[str]) -> dict[str, int]:
     """Per function, the allocations cprof charged to it, or to a function it called that heaptrack cannot see: a
     function whose call of the allocator is its last act (Lua's l_alloc returns realloc's result) calls it with a
     jump in the plain build, so its frame is gone from heaptrack's backtraces and its caller is named instead. In
-    the instrumented build the guard keeps the frame, and cprof charges the function itself."""
-    from cprof.model.run import Run
-
+    the instrumented build the guard keeps the frame, and cprof charges the function itself. `heap`: the report's
+    heap record with its allocation sites (`report --json --mem`)."""
     result: dict[str, int] = {}
-    for process in Run.load(run_dir).processes:
-        for site in process.heap.sites if process.heap else ():
-            path = [key.name for key in site.node.path()] if site.node is not None else []
-            if path:
-                name = path[-1] if path[-1] in named or len(path) == 1 else path[-2]
-                result[name] = result.get(name, 0) + site.alloc_count
+    for site in heap["sites"]:
+        path = site["path"]
+        if path:
+            name = path[-1] if path[-1] in named or len(path) == 1 else path[-2]
+            result[name] = result.get(name, 0) + site["alloc_count"]
     return result
 
 
@@ -166,15 +168,12 @@ def bench_lua(repeat: int, work: str) -> dict:
     env = dict(os.environ, CPROF_RUN_DIR=runs)
     env.pop("CPROF_HEAP", None)
     subprocess.run([pair.instrumented, script], env=env, check=True, capture_output=True, cwd=work)
-    from cprof.model.heap import heap_summary
-    from cprof.model.run import Run
-
-    summary = heap_summary(Run.load(runs).processes)
-    ours = dict(summary.totals, peak_bytes=summary.peak_bytes)
+    heap = cprof.load(runs).to_json(memory=True)["heap"]
+    ours = {name: heap[name] for name in (*HEAP_TOTALS, "peak_bytes")}
     differences = {name: round(100.0 * (ours[name] - theirs[name]) / theirs[name], 3) if theirs[name] else None
                    for name in ("alloc_count", "alloc_bytes", "free_count", "peak_bytes", "live_bytes")}
     named = heaptrack_top_functions(trace, pair.plain, TOP_FUNCTIONS)
-    ours_by_caller = allocations_by_caller(runs, {name for name, _ in named})
+    ours_by_caller = allocations_by_caller(heap, {name for name, _ in named})
     functions = [{"function": name, "heaptrack_calls": calls, "cprof_allocations": ours_by_caller.get(name, 0),
                   "difference_percent": round(100.0 * (ours_by_caller.get(name, 0) - calls) / calls, 3)}
                  for name, calls in named]

@@ -33,6 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
+from scripts import cprof_api  # noqa: E402
 from scripts.results import write_results  # noqa: E402
 
 CMAKE_POLICY = "-DCMAKE_POLICY_VERSION_MINIMUM=3.5"  # cmake 4 refuses brotli's old CMakeLists without it
@@ -123,6 +124,7 @@ def timed_output(argv: list[str], env: dict | None = None) -> tuple[float, bytes
 
 
 def cprof(args: list[str], cwd: str, env: dict) -> subprocess.CompletedProcess:
+    """The CLI, for the build: its time is measured as a user meets it, and the build command runs in `cwd`."""
     return run([sys.executable, "-m", "cprof", *args], cwd, env, what=f"cprof {' '.join(args)}")
 
 
@@ -136,7 +138,7 @@ class Pair:
 
     plain: str
     instrumented: str
-    cprof_dir: str  # where `cprof run` / `cprof report` work for it
+    cprof_dir: str  # the instrumented tree's build folder: where `cprof build` runs its build command
     env: dict
     last_build: dict
     build_seconds: float
@@ -170,7 +172,6 @@ def build_pair(project: Project, source: str, work: str) -> Pair:
 def measure(project: Project, source: str, work: str, input_path: str, repeat: int) -> dict:
     pair = build_pair(project, source, work)
     plain_program, program, env, last = pair.plain, pair.instrumented, pair.env, pair.last_build
-    cprof_dir = pair.cprof_dir
     packed = os.path.join(work, "packed")
     with open(packed, "wb") as handle:
         handle.write(run([plain_program, *project.packed_with, input_path], work).stdout)
@@ -199,8 +200,7 @@ def measure(project: Project, source: str, work: str, input_path: str, repeat: i
             identical = identical and (cprof_output, cprof_status) == (expected_output, expected_status)
             shutil.rmtree(runs_dir, ignore_errors=True)
         # the run a user would make, for its report
-        cprof(["run", "--bin", os.path.basename(project.program), "--", *args], cwd=cprof_dir, env=env)
-        report = json.loads(cprof(["report", "--json", "--all"], cprof_dir, env).stdout)
+        report = cprof_api.run(env["CPROF_HOME"], os.path.basename(project.program), args).to_json()
         names = {f["name"] for f in report["functions"] if f["calls"]}
         plain_s, cprof_s = statistics.median(plain_times), statistics.median(cprof_times)
         top = sorted(report["functions"], key=lambda f: -f["self_ns"])[:5]

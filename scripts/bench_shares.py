@@ -24,6 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
+from scripts import cprof_api  # noqa: E402
 from scripts.bench_accuracy import BENCH, SQL, SQLITE_BUILD, project_workload  # noqa: E402
 from scripts.bench_adaptive import _cprof  # noqa: E402
 from scripts.bench_projects import Project  # noqa: E402
@@ -70,13 +71,13 @@ def perf_shares(argv: list[str], cwd: str, repeat: int, names: set[str]) -> dict
     return {name: 100.0 * value / total for name, value in counts.items()}
 
 
-def cprof_shares(binary: str, args: list[str], cwd: str, env: dict, repeat: int) -> tuple[dict, dict]:
-    """Self-time shares (timed and sampled) from `repeat` adaptive runs, and how each function's time was got."""
+def cprof_shares(binary: str, args: list[str], home: str, repeat: int) -> tuple[dict, dict]:
+    """Self-time shares (timed and sampled) from `repeat` adaptive runs (in the store `home`), and how each
+    function's time was got."""
     selves: dict[str, float] = {}
     sources: dict[str, str] = {}
     for _ in range(repeat):
-        _cprof(["run", "--bin", binary, "--", *args], cwd, env)
-        report = json.loads(_cprof(["report", "--json", "--all"], cwd, env).stdout)
+        report = cprof_api.run(home, binary, args).to_json()
         for function in report["functions"]:
             if function["self_ns"] is not None:
                 selves[function["name"]] = selves.get(function["name"], 0.0) + function["self_ns"]
@@ -95,8 +96,8 @@ def compare(name: str, perf: dict, ours: dict, sources: dict) -> dict:
 
 
 def adaptive_build(build: list[str], cwd: str, env: dict, binary: str, args: list[str]) -> None:
-    """A fully timed learning run of the full build, then the adaptive build."""
-    _cprof(["run", "--bin", binary, "--", *args], cwd, env)
+    """A fully timed learning run of the full build, then the adaptive build (`build` run in `cwd`)."""
+    cprof_api.run(env["CPROF_HOME"], binary, args)
     _cprof(["build", "--adaptive", "--", *build], cwd, env)
 
 
@@ -119,7 +120,7 @@ def main() -> int:
             _cprof(["build", "--", *build], root, env)
             binary = os.path.join(root, ".cprof", "build", "tree", key)
             adaptive_build(build, root, env, binary, program_args)
-            ours, sources = cprof_shares(binary, program_args, root, env, args.repeat)
+            ours, sources = cprof_shares(binary, program_args, env["CPROF_HOME"], args.repeat)
             perf = perf_shares([plain, *program_args], root, args.repeat, set(sources))
             results.append(compare(name, perf, ours, sources))
             print(json.dumps(results[-1]), flush=True)
@@ -131,7 +132,7 @@ def main() -> int:
             pair, argv = project_workload(project, subfolder, program_args, work,
                                           SQL.replace("x < 100000", "x < 400000"))
             adaptive_build(project.build, pair.cprof_dir, pair.env, pair.instrumented, argv)
-            ours, sources = cprof_shares(pair.instrumented, argv, pair.cprof_dir, pair.env, args.repeat)
+            ours, sources = cprof_shares(pair.instrumented, argv, pair.env["CPROF_HOME"], args.repeat)
             perf = perf_shares([pair.plain, *argv], work, args.repeat, set(sources))
             results.append(compare(project.name, perf, ours, sources))
             print(json.dumps(results[-1]), flush=True)

@@ -29,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
+import cprof  # noqa: E402
 from scripts.bench_accuracy import FLAGS, Workspace, interleaved  # noqa: E402
 from scripts.results import write_results  # noqa: E402
 
@@ -49,9 +50,7 @@ def _seconds(argv: list[str], env: dict) -> float:
 
 
 def _trace_header(runs: str) -> dict:
-    from cprof.model.run import Run
-
-    return Run.load(runs).processes[0].header
+    return cprof.load(runs).model.processes[0].header
 
 
 def main() -> int:

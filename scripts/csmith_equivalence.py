@@ -11,7 +11,6 @@ inspection. Exit status: 0 when nothing failed, 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import cprof  # noqa: E402
 from scripts.results import write_results  # noqa: E402
 
 CSMITH_INCLUDE = "/usr/include/csmith"
@@ -87,13 +87,14 @@ def check_program(seed: int, directory: str, run_timeout: float = 10.0) -> Outco
     run_files = os.listdir(run_dir)
     if len(run_files) != 1:
         return Outcome(seed, "fail", f"the instrumented program wrote {len(run_files)} run files", directory)
-    status, out, err, _ = _run([sys.executable, "-m", "cprof", "report", "--json", "--all",
-                                os.path.join(run_dir, run_files[0])], directory, 120, env)
-    report = json.loads(out) if status == 0 else {}
+    try:
+        report = cprof.load(os.path.join(run_dir, run_files[0]), home=env["CPROF_HOME"]).to_json()
+        problem = ""
+    except cprof.CprofError as error:
+        report, problem = {}, error.message
     main_calls = [f["calls"] for f in report.get("functions", []) if f["name"] == "main"]
     if not report.get("run", {}).get("complete") or main_calls != [1]:
-        return Outcome(seed, "fail", f"the run is not complete with one call of main: {err.decode()[-300:]}",
-                       directory)
+        return Outcome(seed, "fail", f"the run is not complete with one call of main: {problem[-300:]}", directory)
     return Outcome(seed, "pass", plain_out.decode(errors="replace").strip(), directory)
 
 

@@ -28,6 +28,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
+from cprof import TraceOptions  # noqa: E402
+from cprof.model.trace import run_traces  # noqa: E402
+from scripts import cprof_api  # noqa: E402
 from scripts.bench_projects import fetch  # noqa: E402
 from scripts.results import write_results  # noqa: E402
 
@@ -39,20 +42,17 @@ class User:
 
     def __init__(self, root: str):
         self.root = root
-        self.env = dict(os.environ, CPROF_HOME=os.path.join(root, ".cprof"))
+        self.home = os.path.join(root, ".cprof")
+        self.env = dict(os.environ, CPROF_HOME=self.home)
 
     def cprof(self, *args: str) -> float:
+        """How long a command took, as a user waits for it (the build, and the views and exports measured)."""
         started = time.perf_counter()
         process = subprocess.run([sys.executable, "-m", "cprof", *args], cwd=self.root, env=self.env,
                                  capture_output=True, text=True)
         if process.returncode:
             raise SystemExit(f"cprof {' '.join(args)} failed:\n{process.stderr[-3000:]}")
         return time.perf_counter() - started
-
-    def report(self) -> dict:
-        process = subprocess.run([sys.executable, "-m", "cprof", "report", "--json", "--all"], cwd=self.root,
-                                 env=self.env, capture_output=True, text=True, check=True)
-        return json.loads(process.stdout)
 
 
 def chrome_nesting(path: str) -> dict:
@@ -97,7 +97,6 @@ def main() -> int:
         shutil.copytree(source, tree, symlinks=True)
         user = User(tree)
         user.cprof("build", "--", "make", "-j2", "linux")
-        lua = ["--bin", "lua", "--", SCRIPT]
         outputs: dict[str, dict] = {}
 
         def made(name: str, *command: str) -> None:
@@ -105,18 +104,14 @@ def main() -> int:
             outputs[name] = {"command": "cprof " + " ".join(command), "seconds": round(seconds, 2),
                              "bytes": os.path.getsize(os.path.join(tree, command[command.index("-o") + 1]))}
 
-        user.cprof("run", "--tag", "before", *lua)
-        user.cprof("run", "--trace", "--min-duration", "10us", "--tag", "filtered", *lua)
+        # the runs give the views their data; only the views' and exports' commands are timed
+        cprof_api.run(user.home, "lua", [SCRIPT], tag="before")
+        cprof_api.run(user.home, "lua", [SCRIPT], tag="filtered", trace=TraceOptions(min_duration_ns=10_000))
         made("chart, calls of 10 us and more", "flame", "--chart", "filtered", "-o", "chart-10us.svg")
-        user.cprof("run", "--trace", "--tag", "traced", *lua)
-        report = user.report()
-        from cprof.model.load import load_view
-        from cprof.model.trace import run_traces
-        from cprof.workspace import Store
-
-        run = load_view(Store(os.path.join(tree, ".cprof")), "traced")
-        header = run.processes[0].header
-        traced = {"calls_recorded": sum(len(t.events) for _, t in run_traces(run)),
+        run = cprof_api.run(user.home, "lua", [SCRIPT], tag="traced", trace=TraceOptions())
+        report = run.to_json()
+        header = run.model.processes[0].header
+        traced = {"calls_recorded": sum(len(t.events) for _, t in run_traces(run.model)),
                   "calls_made": sum(f["calls"] for f in report["functions"]),
                   "stopped_at_limit": bool(header["trace_stop_ticks"]), "trace_bytes": header["trace_bytes"]}
         made("flamegraph", "flame", "traced", "-o", "flame.svg")

@@ -124,3 +124,54 @@ def test_build_run_and_profile_from_python_with_typed_options(tmp_path):
         cprof.build(home=home)
     with pytest.raises(cprof.CprofError, match="no program named 'nope'"):
         cprof.run(options=cprof.RunOptions(program="nope"), home=home)
+
+
+def test_the_store_is_managed_from_python_as_the_cli_manages_it(project, store):
+    before, after = cprof.load("before", home=store), cprof.load("after", home=store)
+    assert cprof.tags(home=store) == {"before": before.id, "after": after.id}
+    assert cprof.tag("best", "before", home=store) == (before.id, None)
+    assert cprof.tag("best", home=store) == (after.id, before.id)  # moves to the latest
+    assert cprof.untag("best", home=store) == after.id and "best" not in cprof.tags(home=store)
+    with pytest.raises(cprof.CprofError, match="invalid tag name"):
+        cprof.tag("latest", home=store)
+    assert [entry.id for entry in cprof.runs(home=store)] == [before.id, after.id]
+    merged = cprof.merge(["before", "after"], tag="both", home=store)
+    assert merged.function("work").calls == 210 + 2010 and cprof.load("both", home=store).id == merged.id
+    # what `cprof runs` lists, the API lists
+    listing = project.cprof("runs").stdout
+    assert all(entry.id in listing for entry in cprof.runs(home=store))
+    assert cprof.prune(0, home=store) == 0  # every run is tagged
+    assert cprof.remove(["both"], home=store) == 1 and "both" not in cprof.tags(home=store)
+    with pytest.raises(cprof.CprofError, match="no run or tag named 'gone'"):
+        cprof.remove(["after", "gone"], home=store)
+    assert len(cprof.runs(home=store)) == 2  # one bad name removes nothing
+    assert cprof.fallbacks(home=store) == []
+
+
+def test_views_stream_into_files(store, tmp_path):
+    import io
+
+    run = cprof.load(home=store)
+    out = io.StringIO()
+    run.write(out, "folded")
+    assert out.getvalue() == run.render("folded") and "main;work " in out.getvalue()
+    from cprof.render.flame import FlameGraph
+    from cprof.render.table import ReportOptions
+
+    out = io.StringIO()
+    run.write(out, FlameGraph(ReportOptions(top=None), "my title"))
+    assert "my title" in out.getvalue()
+    with pytest.warns(cprof.CprofWarning):
+        comparison = cprof.diff("after", "after", home=store)
+    out = io.StringIO()
+    comparison.write(out, "json")
+    assert json.loads(out.getvalue())["functions"] == comparison.rows
+
+
+def test_the_api_is_typed_and_every_public_name_is_reachable():
+    import importlib.resources
+
+    assert importlib.resources.files("cprof").joinpath("py.typed").is_file()  # PEP 561: type checkers read the hints
+    for name in cprof.__all__:
+        assert getattr(cprof, name) is not None
+    assert cprof.load.__doc__ and cprof.Run.top.__doc__ and cprof.diff.__doc__

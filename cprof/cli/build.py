@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from cprof.api import build
-from cprof.building.driver import last_build
+from cprof.api import build, fallbacks
 from cprof.building.summary import fallback_line
 from cprof.cli.options import add_build_options, build_options
 from cprof.paths import display_path
-from cprof.workspace import Store
 
 USAGE = """cprof build [options] SOURCE.c... [-o NAME] [-- COMPILER AND LINKER ARGS]
        cprof build [options] -- BUILD COMMAND..."""
@@ -56,9 +54,9 @@ def print_fallbacks(fallbacks: list) -> None:
 
 def run(args) -> int:
     if args.list_fallbacks and not args.sources and not args.rest:
-        fallbacks = last_build(Store()).get("fallbacks", [])
-        print_fallbacks(fallbacks)
-        sys.stderr.write(f"cprof: the last build had {len(fallbacks)} units compiled without instrumentation\n")
+        skipped = fallbacks()
+        print_fallbacks(skipped)
+        sys.stderr.write(f"cprof: the last build had {len(skipped)} units compiled without instrumentation\n")
         return 0
     summary = perform_build(args)
     if args.list_fallbacks:

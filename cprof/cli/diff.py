@@ -6,11 +6,10 @@ import argparse
 
 from cprof.cli.options import non_negative_float, positive_int
 from cprof.cli.output import add_output_options, chosen_renderer, output_stream
-from cprof.api import compare
+from cprof.api import diff
 from cprof.errors import EXIT_REGRESSION, CprofError
 from cprof.render.base import DIFF
 from cprof.render.diff_table import DiffOptions
-from cprof.workspace import Store
 
 DESCRIPTION = """\
 Compare A (default: the run or group before the latest) with B (default: the latest), function by function, by
@@ -48,11 +47,11 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     renderer = chosen_renderer(args, DIFF)  # a usage mistake is reported before the store is read
-    diff = compare(Store(), args.a, args.b, corrected=not args.uncorrected)
+    comparison = diff(args.a, args.b, corrected=not args.uncorrected)
     with output_stream(args) as out:
-        renderer(DiffOptions(None if args.all else args.top, args.significant, args.fail_over)).render(diff, out)
+        comparison.write(out, renderer(DiffOptions(None if args.all else args.top, args.significant, args.fail_over)))
     if args.fail_over is not None:
-        reasons = diff.regressions_over(args.fail_over)
+        reasons = comparison.regressions(args.fail_over)
         if reasons:
             more = f" and {len(reasons) - 3} more" if len(reasons) > 3 else ""
             raise CprofError(f"regression over {args.fail_over:g}%: {'; '.join(reasons[:3])}{more}",

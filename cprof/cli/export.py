@@ -7,10 +7,9 @@ import argparse
 from cprof.cli.options import RUN_EPILOG, add_run_reference, add_weight_options
 from cprof.cli.output import chosen_renderer, output_file, output_stream
 from cprof.errors import EXIT_USAGE, CprofError
-from cprof.model.load import load_view
+from cprof.api import load
 from cprof.render.base import RUN, renderers
 from cprof.render.table import ReportOptions
-from cprof.workspace import Store
 
 DESCRIPTION = """\
 Write a stored run (default: the latest) for other tools. Every call path of every thread with its own value:
@@ -53,8 +52,8 @@ def run(args) -> int:
     if not getattr(renderer, "export", False):
         raise CprofError(f"--output {args.output_file}: cprof export writes {', '.join(export_formats())}; "
                          "cprof report writes the other formats", EXIT_USAGE)
-    view = load_view(Store(), args.reference)
+    run = load(args.reference)
     options = ReportOptions(top=None, corrected=not args.uncorrected, weight=args.weight)
     with output_stream(args, binary=getattr(renderer, "binary", False)) as out:
-        renderer(options).render(view, out)
+        run.write(out, renderer(options))
     return 0

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from cprof.api import compare
+from cprof.api import diff, load
 from cprof.cli.options import RUN_EPILOG, add_run_reference, add_weight_options
 from cprof.cli.output import output_stream
 from cprof.errors import EXIT_USAGE, CprofError
-from cprof.model.load import load_view
 from cprof.render.flame import FlameGraph
 from cprof.render.flamechart import FlameChart
 from cprof.render.flame_diff import FlameDiff
 from cprof.render.table import ReportOptions
-from cprof.workspace import Store
 
 DESCRIPTION = """\
 Draw a stored run (default: the latest) as a flamegraph: every call path, as wide as its inclusive time
@@ -61,11 +59,10 @@ def run(args) -> int:
     if args.chart and args.weight != "time":
         raise CprofError("--chart draws calls as long as they ran: --calls and --bytes do not apply", EXIT_USAGE)
     args.output_file = args.output_file or ("chart.svg" if args.chart else "flame.svg")
-    view = load_view(Store(), args.reference)
+    run = load(args.reference)
     options = ReportOptions(top=None, corrected=not args.uncorrected, weight=args.weight)
-    renderer = (FlameChart if args.chart else FlameGraph)(options, args.title)
     with output_stream(args) as out:
-        renderer.render(view, out)
+        run.write(out, (FlameChart if args.chart else FlameGraph)(options, args.title))
     return 0
 
 
@@ -76,8 +73,8 @@ def _diff(args) -> int:
         raise CprofError(f"--diff compares two runs, A and B, not {len(references)}: {' '.join(references)}",
                          EXIT_USAGE)
     a, b = (references + [None, None])[:2]
-    diff = compare(Store(), a, b, corrected=not args.uncorrected)
+    comparison = diff(a, b, corrected=not args.uncorrected)
     args.output_file = args.output_file or "flame-diff.svg"
     with output_stream(args) as out:
-        FlameDiff(weight=args.weight, title=args.title).render(diff, out)
+        comparison.write(out, FlameDiff(weight=args.weight, title=args.title))
     return 0

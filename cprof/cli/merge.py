@@ -6,10 +6,8 @@ import os
 import shutil
 import sys
 
-from cprof.errors import EXIT_CORRUPT, EXIT_USAGE, CprofError
-from cprof.model.load import run_files
-from cprof.runfile import RunFileError, read_header
-from cprof.workspace import Store, validate_tag
+from cprof.api import merge
+from cprof.render.units import plural
 
 
 def register(subparsers) -> None:
@@ -23,32 +21,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    store = Store()
-    if args.tag is not None:
-        validate_tag(args.tag)
-    # the same run named twice (by tag and id, say) counts once
-    named = {(e.path, e.meta.get("only_file")): e for reference in args.references for e in store.resolve(reference)}
-    entries = list(named.values())
-    if len(entries) < 2:
-        raise CprofError(f"merge needs at least two different runs; {' '.join(args.references)} "
-                         f"{'is' if len(args.references) == 1 else 'are'} one", EXIT_USAGE)
-    # every file is checked before the merged run exists, so that a bad one leaves nothing half made
-    sources = [(entry, path) for entry in entries for path in run_files(entry)]
-    for entry, path in sources:
-        try:
-            with open(path, "rb") as handle:
-                read_header(handle.read(4096))
-        except (OSError, RunFileError) as error:
-            raise CprofError(f"cannot merge {path}: {error}", EXIT_CORRUPT) from None
-    merged = store.create_run({"merged_from": [e.id for e in entries], "command": ["cprof", "merge"] + args.references,
-                               "status": "finished"})
-    for entry, source in sources:
-        target = os.path.join(merged.path, f"{entry.id}-{os.path.basename(source)}")
-        try:
-            os.link(source, target)  # run files never change once their process is gone
-        except OSError:
-            shutil.copy2(source, target)
-    if args.tag is not None:
-        store.tag(args.tag, merged.id)
-    sys.stderr.write(f"cprof: merged {len(sources)} run files from {len(entries)} runs into {merged.id}\n")
+    merged = merge(args.references, args.tag)
+    sources = merged.meta["merged_from"]
+    sys.stderr.write(f"cprof: merged {plural(len(merged.model.processes), 'run file')} from {len(sources)} runs "
+                     f"into {merged.id}\n")
     return 0

@@ -69,7 +69,7 @@ def run(args) -> int:
     outcome = run_program(program_args, options)
     if outcome.stored is None:
         raise CprofError("the program recorded nothing, so there is nothing to report", EXIT_NOT_FOUND)
-    render_report(load(outcome.stored).model, args)
+    render_report(load(outcome.stored), args)
     if args.repeat > 1:
         sys.stderr.write(f"cprof: group {outcome.stored} of {outcome.recorded} runs saved\n")
     return outcome.exit_status(options)

@@ -8,9 +8,8 @@ import difflib
 from cprof.cli.options import RUN_EPILOG, add_report_options, add_run_reference, report_options
 from cprof.cli.output import chosen_renderer, output_stream
 from cprof.errors import EXIT_USAGE, CprofError
-from cprof.model.load import GroupRun, load_view
+from cprof.api import Run, load
 from cprof.render.base import RUN
-from cprof.workspace import Store
 
 DESCRIPTION = """\
 Show a stored run (default: the latest) as a table of functions by self time, a call tree (--tree) or JSON.
@@ -45,16 +44,16 @@ def check_function_pattern(view, pattern: str | None) -> None:
     raise CprofError(f"no function name contains '{pattern}'{hint}", EXIT_USAGE)
 
 
-def render_report(view, args) -> None:
-    """Shared with `cprof profile`. `view` is a Run, or a GroupRun for a whole group."""
+def render_report(run: Run, args) -> None:
+    """Shared with `cprof profile`: a run or a whole group, as the options ask."""
     options = report_options(args)
-    check_function_pattern(view, options.function_pattern)
+    check_function_pattern(run.model, options.function_pattern)
     renderer = chosen_renderer(args, RUN, "tree" if args.tree else "mem" if args.mem else None)
     with output_stream(args, binary=getattr(renderer, "binary", False)) as out:
-        renderer(options).render(view, out)
+        run.write(out, renderer(options))
 
 
 def run(args) -> int:
     chosen_renderer(args, RUN)  # a usage mistake is reported before the store is read
-    render_report(load_view(Store(), args.reference), args)
+    render_report(load(args.reference), args)
     return 0

@@ -7,6 +7,7 @@ import shlex
 import sys
 import time
 
+from cprof.api import prune, remove, runs, tags
 from cprof.cli.options import non_negative_int
 from cprof.errors import EXIT_USAGE, CprofError
 from cprof.render.style import Style, render_rows
@@ -28,56 +29,39 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    store = Store()
     if args.action != "rm" and args.references:
         raise CprofError(f"runs {args.action} takes no runs (did you mean 'cprof runs rm'?)", EXIT_USAGE)
     if args.action != "prune" and args.keep is not None:
         raise CprofError("--keep goes with 'cprof runs prune'", EXIT_USAGE)
     if args.action == "rm":
-        remove(store, args.references)
+        if not args.references:
+            raise CprofError("runs rm: name the runs to remove", EXIT_USAGE)
+        sys.stderr.write(f"cprof: removed {plural(remove(args.references), 'run')}\n")
     elif args.action == "prune":
-        prune(store, args.keep)
+        if args.keep is None:
+            raise CprofError("runs prune: say how many untagged runs to keep with --keep N", EXIT_USAGE)
+        sys.stderr.write(f"cprof: pruned {plural(prune(args.keep), 'run')}; tagged runs are kept\n")
     else:
-        list_runs(store)
+        list_runs()
     return 0
 
 
-def remove(store: Store, references: list[str]) -> None:
-    if not references:
-        raise CprofError("runs rm: name the runs to remove", EXIT_USAGE)
-    # every reference is resolved before anything is removed: one typo removes nothing
-    entries = {e.path: e for reference in references for e in store.resolve(reference)}
-    store.remove(list(entries.values()))
-    sys.stderr.write(f"cprof: removed {plural(len(entries), 'run')}\n")
-
-
-def prune(store: Store, keep: int | None) -> None:
-    if keep is None:
-        raise CprofError("runs prune: say how many untagged runs to keep with --keep N", EXIT_USAGE)
-    tagged = set(store.tags().values())
-    units = [unit for unit in store.distinct(store.runs())
-             if not any(r.id in tagged or (r.group and r.group in tagged) for r in unit)]
-    doomed = [entry for unit in units[: max(0, len(units) - keep)] for entry in unit]
-    store.remove(doomed)
-    sys.stderr.write(f"cprof: pruned {plural(len(doomed), 'run')}; tagged runs are kept\n")
-
-
-def list_runs(store: Store) -> None:
-    runs = store.runs()
-    if not runs:
-        sys.stderr.write(f"cprof: no runs yet in {store.runs_dir}\n")
+def list_runs() -> None:
+    stored = runs()
+    if not stored:
+        sys.stderr.write(f"cprof: no runs yet in {Store().runs_dir}\n")
         return
     tags_by_target: dict[str, list[str]] = {}
-    for name, target in store.tags().items():
+    for name, target in tags().items():
         tags_by_target.setdefault(target, []).append(name)
     group_sizes: dict[str, int] = {}
-    for entry in runs:
+    for entry in stored:
         if entry.group:
             group_sizes[entry.group] = group_sizes.get(entry.group, 0) + 1
     rows, seen = [], {}
-    for entry in runs:
+    for entry in stored:
         meta = entry.meta
-        tags = tags_by_target.get(entry.id, []) + tags_by_target.get(entry.group or "", [])
+        its_tags = tags_by_target.get(entry.id, []) + tags_by_target.get(entry.group or "", [])
         group = ""
         if entry.group:
             seen[entry.group] = seen.get(entry.group, 0) + 1
@@ -85,7 +69,7 @@ def list_runs(store: Store) -> None:
         rows.append([
             entry.id,
             _started(entry),
-            ",".join(sorted(tags)),
+            ",".join(sorted(its_tags)),
             group,
             _status(meta),
             format_ns(meta["wall_ns"]) if meta.get("wall_ns") else "",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
+from cprof.api import runs, tag, tags, untag
 from cprof.errors import EXIT_USAGE, CprofError
 from cprof.render.style import Style, render_rows
-from cprof.workspace import Store, target_of, validate_tag
 
 
 def register(subparsers) -> None:
@@ -24,35 +24,32 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    store = Store()
     if args.name is None:
         if args.delete:
             raise CprofError("tag -d: name the tag to remove", EXIT_USAGE)
-        list_tags(store)
+        list_tags()
         return 0
-    validate_tag(args.name)
     if args.delete:
         if args.reference:
             raise CprofError("tag -d takes only the tag's name", EXIT_USAGE)
-        target = store.untag(args.name)
+        target = untag(args.name)
         sys.stderr.write(f"cprof: removed tag '{args.name}' (it named {target}; the runs stay)\n")
         return 0
-    target = target_of(store.resolve(args.reference))
-    previous = store.tag(args.name, target)
+    target, previous = tag(args.name, args.reference)
     moved = f" (moved from {previous})" if previous and previous != target else ""
     sys.stderr.write(f"cprof: tagged {target} as '{args.name}'{moved}\n")
     return 0
 
 
-def list_tags(store: Store) -> None:
-    tags = store.tags()
-    if not tags:
+def list_tags() -> None:
+    named = tags()
+    if not named:
         sys.stderr.write("cprof: no tags yet; 'cprof tag NAME' names the latest run\n")
         return
-    runs = store.runs()
+    stored = runs()
     rows = []
-    for name, target in sorted(tags.items()):
-        members = [r for r in runs if r.id == target or r.group == target]
+    for name, target in sorted(named.items()):
+        members = [r for r in stored if r.id == target or r.group == target]
         if not members:
             what = "(removed)"
         elif len(members) > 1 or members[0].group == target:
