@@ -3,13 +3,19 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # valgrind's callgrind_annotate and golang-go's `go tool pprof` read the callgrind and pprof exports back in the tests
-APT_PACKAGES_TEST := csmith libcsmith-dev cmake valgrind golang-go
+APT_PACKAGES_TEST := csmith libcsmith-dev cmake valgrind golang-go libffi-dev
+# the C extension calls instrumented libraries through libffi (csrc/ffi_call.c): ffi.h must be there before pip builds
+APT_PACKAGES_BUILD := libffi-dev
 APT_PACKAGES_BENCH := uftrace libffi-dev linux-perf heaptrack zstd
 
-.PHONY: install demo test test-slow test-browser deps-test deps-bench deps-browser readme-pictures bench-trace views-lua corpus bench bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-shares bench-heap bench-flame bench-projects readme-tables csmith-300 clean
+.PHONY: install deps-build demo test test-slow test-browser deps-test deps-bench deps-browser readme-pictures bench-trace views-lua corpus bench bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-shares bench-heap bench-flame bench-ffi bench-projects readme-tables csmith-300 clean
 
-install:
+install: deps-build
 	$(PIP) install --quiet -e '.[test]'
+
+deps-build:
+	@missing=""; for p in $(APT_PACKAGES_BUILD); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
 
 deps-test:
 	@missing=""; for p in $(APT_PACKAGES_TEST); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -52,7 +58,7 @@ csmith-300: install deps-test
 	$(PYTHON) scripts/csmith_equivalence.py --programs 300 --output benchmarks/results/csmith.json
 
 # Every README table: each script stores its results in benchmarks/results/, then the tables are printed from them.
-bench: bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-shares bench-heap bench-trace views-lua bench-flame bench-projects csmith-300 readme-tables
+bench: bench-build bench-instrument bench-overhead bench-accuracy bench-adaptive bench-shares bench-heap bench-trace views-lua bench-flame bench-ffi bench-projects csmith-300 readme-tables
 
 bench-build: install corpus
 	$(PYTHON) scripts/bench_build.py
@@ -87,6 +93,10 @@ views-lua: install deps-test corpus
 # cprof flame's SVG of a million call paths (in memory, no compiler): time and size, the exports' beside it
 bench-flame: install
 	$(PYTHON) scripts/bench_flame.py --repeat 5
+
+# a call into an instrumented library from Python: cprof's binding (libffi) against ctypes and cffi
+bench-ffi: install corpus
+	$(PYTHON) scripts/bench_ffi.py --repeat 7
 
 # the adaptive mode's self-time shares against perf's on the plain program (both built with -fno-inline)
 bench-shares: install deps-bench corpus

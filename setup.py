@@ -71,8 +71,10 @@ setup(
     ext_modules=[
         Extension(
             "cprof._native",
-            sources=[os.path.join(CSRC, s) for s in ("binding.c", "reader.c", "records.c", "timer.c")],
+            sources=[os.path.join(CSRC, s) for s in ("binding.c", "reader.c", "records.c", "timer.c", "ffi_call.c")],
             extra_compile_args=CFLAGS,
+            # libffi calls the functions of instrumented libraries loaded into Python (cprof/library/)
+            libraries=["ffi", "dl"],
         )
     ],
     cmdclass={"build_ext": BuildWithRuntime},

@@ -10,12 +10,14 @@ _API = ("load", "diff", "build", "run", "profile", "run_program", "fallbacks", "
         "prune", "merge", "Run", "Diff", "FunctionRecord", "BuildOptions", "BuildResult", "RunOptions", "TraceOptions",
         "CprofError", "CprofWarning")
 _JUPYTER = ("load_ipython_extension",)
-__all__ = ["__version__", *_API, *_JUPYTER]
+_LIBRARY = ("session",)  # C libraries called in-process (cprof/library/session.py)
+__all__ = ["__version__", *_API, *_JUPYTER, *_LIBRARY]
 
 
 def __getattr__(name: str):
-    if name in _API or name in _JUPYTER:
+    if name in _API or name in _JUPYTER or name in _LIBRARY:
         import importlib
 
-        return getattr(importlib.import_module("cprof.api" if name in _API else "cprof.jupyter"), name)
+        module = "cprof.api" if name in _API else "cprof.jupyter" if name in _JUPYTER else "cprof.library.session"
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module 'cprof' has no attribute '{name}'")

@@ -35,4 +35,11 @@ void cprof_set_enabled(int enabled);
 #define cprof_disable() ((void)0)
 
 #endif
+
+/* Sessions, for a process that loads an instrumented library (cprof's Python API reaches these through dlsym,
+ * cprof/library/): begin starts a run whose file lands in run_dir (the first one starts the runtime; a later one
+ * moves the arena to a new file and zeroes every counter), end finishes it as a program's exit would and switches
+ * profiling off until the next begin. Both return 0, or -1 when the runtime cannot record. */
+int cprof_session_begin(const char *run_dir);
+int cprof_session_end(void);
 #endif

@@ -1,6 +1,8 @@
-/* process.c — process start (the run file, made at first use), fork (a run file of the child's own) and exit. */
+/* process.c — process start (the run file, made at first use), fork (a run file of the child's own), exit, and the
+ * sessions of a process that loaded an instrumented library (cprof/library/: one run file per session). */
 #define _GNU_SOURCE
 #include "runtime_internal.h"
+#include "cprof.h"
 #include "heap.h"
 #include "modules.h"
 #include "records.h"
@@ -55,9 +57,13 @@ static void format_run_id(char *out, size_t size, cprof_u64 unix_ns)
              tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(unix_ns / 1000 % 1000000), (int)getpid());
 }
 
+/* The run directory a session named before the runtime started (cprof_session_begin): it wins over the
+ * environment, which a Python process shares with everything it starts. */
+static char session_dir[PATH_MAX];
+
 static int open_run_file(cprof_u64 unix_ns)
 {
-    const char *dir = getenv("CPROF_RUN_DIR");
+    const char *dir = session_dir[0] ? session_dir : getenv("CPROF_RUN_DIR");
     char path[PATH_MAX + 32];
     int attempt, fd = -1;
     if (dir && *dir) {
@@ -96,6 +102,7 @@ static void read_cmdline(struct cprof_run_header *header)
 struct reset_context {
     cprof_u64 now;
     struct cprof_thread_record *survivor;
+    int keep_threads; /* a session cut: every thread lives on */
 };
 
 static int reset_record(const struct cprof_record_head *record, size_t offset, void *context)
@@ -118,13 +125,44 @@ static int reset_record(const struct cprof_record_head *record, size_t offset, v
         struct cprof_samples_record *samples = (struct cprof_samples_record *)record;
         memset(samples + 1, 0, samples->capacity * sizeof(struct cprof_sample_entry));
         samples->used = 0;
-    } else if (record->kind == CPROF_REC_THREAD && (const void *)record != (void *)reset->survivor) {
+    } else if (record->kind == CPROF_REC_THREAD && !reset->keep_threads &&
+               (const void *)record != (void *)reset->survivor) {
         struct cprof_thread_record *gone = (struct cprof_thread_record *)record;
         /* threads other than the forking one do not exist in the child */
         gone->top = gone->stack ? as_u64(stack_frames(gone)) : 0;
         if (!gone->end_ticks)
             gone->end_ticks = reset->now;
     }
+    return 0;
+}
+
+/* A run that starts again from zero in a new file (a forked child's, a session's): its start, and the figures
+ * that count from it. */
+static void restart_run(struct cprof_run_header *header)
+{
+    timer_pair(&header->start_ticks, &header->start_mono_ns);
+    header->start_unix_ns = cprof_realtime_ns();
+    header->lost_frames = 0;
+    header->runtime_ns = 0;
+    header->samples_outside = header->samples_dropped = 0;
+    cprof_heap_after_fork();
+    cprof_trace_after_fork(header);
+}
+
+/* Copies the arena's used bytes into `fd` and maps that file in its place, at the same address, so that every
+ * pointer into the arena stays valid; 0 when done (on failure the old mapping may be gone: the caller decides). */
+static int move_arena_to(int fd, size_t used, size_t mapped)
+{
+    size_t written = 0;
+    while (written < used) {
+        ssize_t put = write(fd, cprof_rt.base + written, used - written);
+        if (put <= 0)
+            return -1;
+        written += (size_t)put;
+    }
+    if (ftruncate(fd, (off_t)mapped) != 0 ||
+        mmap(cprof_rt.base, mapped, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)
+        return -1;
     return 0;
 }
 
@@ -135,7 +173,7 @@ static void on_fork_child(void)
     struct cprof_run_header *header = cprof_rt.header;
     struct cprof_thread_record *thread = (struct cprof_thread_record *)__cprof_tls;
     struct reset_context reset;
-    size_t used = header->used_bytes, mapped = atomic_load(&cprof_rt.mapped), written = 0;
+    size_t used = header->used_bytes, mapped = atomic_load(&cprof_rt.mapped);
     pid_t parent = header->pid;
     char path[PATH_MAX + 32];
     int fd;
@@ -145,14 +183,7 @@ static void on_fork_child(void)
         used = mapped;
     snprintf(path, sizeof path, "%s/%d.cprof", cprof_rt.dir, (int)getpid());
     fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    while (fd >= 0 && written < used) {
-        ssize_t put = write(fd, cprof_rt.base + written, used - written);
-        if (put <= 0)
-            break;
-        written += (size_t)put;
-    }
-    if (fd < 0 || written < used || ftruncate(fd, (off_t)mapped) != 0 ||
-        mmap(cprof_rt.base, mapped, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+    if (fd < 0 || move_arena_to(fd, used, mapped) != 0) {
         /* cannot give the child its own file: stop profiling it, and keep its writes out of the parent's */
         __cprof_mode = 1;
         if (fd >= 0)
@@ -164,6 +195,7 @@ static void on_fork_child(void)
     cprof_rt.fd = fd;
     reset.now = now_ticks();
     reset.survivor = thread;
+    reset.keep_threads = 0;
     cprof_scan_records((const unsigned char *)cprof_rt.base, used, reset_record, &reset);
     if (thread) {
         struct cprof_frame *frame;
@@ -178,14 +210,8 @@ static void on_fork_child(void)
     header->pid = getpid();
     header->flags = (header->flags & ~CPROF_RUN_COMPLETE) | CPROF_RUN_FORK_CHILD;
     header->fork_ticks = reset.now;
-    timer_pair(&header->start_ticks, &header->start_mono_ns);
-    header->start_unix_ns = cprof_realtime_ns();
-    header->lost_frames = 0;
-    header->runtime_ns = 0;
-    header->samples_outside = header->samples_dropped = 0;
     cprof_sampling_after_fork();
-    cprof_heap_after_fork();
-    cprof_trace_after_fork(header);
+    restart_run(header);
 }
 
 static void before_fork(void)
@@ -287,16 +313,14 @@ int cprof_process_start(void)
     return cprof_rt.ready == 1 ? 0 : -1;
 }
 
-/* Runs after main and the user's atexit handlers (the runtime library is initialised first, so finalised
- * last). The mapping stays: code that still runs later keeps counting into a valid arena. */
-__attribute__((destructor)) static void process_finish(void)
+/* Ends the run: thread names and CPU times, the final calibration, the trailer, the complete flag. The mapping
+ * stays: code that still runs later keeps counting into a valid arena. */
+static void finish_run(void)
 {
     struct cprof_run_header *header = cprof_rt.header;
     struct cprof_trailer_record *trailer;
     struct cprof_thread_record *thread;
     cprof_u64 end_ticks, end_mono;
-    if (cprof_rt.ready != 1 || !header)
-        return;
     cprof_heap_pause(1); /* from here on, what allocates is the runtime's exit work */
     timer_pair(&end_ticks, &end_mono);
     /* a whole-run calibration beats the 2 ms one taken at start, once the run is long enough */
@@ -328,4 +352,114 @@ __attribute__((destructor)) static void process_finish(void)
     trailer->head.kind = CPROF_REC_TRAILER;
     __atomic_or_fetch(&header->flags, CPROF_RUN_COMPLETE, __ATOMIC_RELEASE);
     cprof_heap_pause(0); /* later destructors are the program's again */
+}
+
+/* Runs after main and the user's atexit handlers (the runtime library is initialised first, so finalised
+ * last). A session that already ended its run (cprof_session_end) leaves nothing to finish. */
+__attribute__((destructor)) static void process_finish(void)
+{
+    if (cprof_rt.ready != 1 || !cprof_rt.header || (cprof_rt.header->flags & CPROF_RUN_COMPLETE))
+        return;
+    finish_run();
+}
+
+/* ---- sessions (cprof.h): a process that loaded an instrumented library makes one run per session ---------- */
+
+/* The next session's run file, in `dir`: the arena is copied into it and mapped at the same address (as for a
+ * forked child, so every pointer stays valid), its counters zeroed; threads keep their records and open frames,
+ * which restart at the cut. Threads that ended in an earlier session leave the thread list. */
+static int cut_run(const char *dir)
+{
+    struct cprof_run_header *header = cprof_rt.header;
+    struct cprof_trailer_record *trailer = (struct cprof_trailer_record *)(cprof_rt.base + CPROF_HEADER_SIZE);
+    struct cprof_thread_record *thread;
+    cprof_u64 *link;
+    struct reset_context reset;
+    size_t used, mapped;
+    char path[PATH_MAX + 32];
+    int fd, old_fd = cprof_rt.fd;
+    snprintf(path, sizeof path, "%s", dir);
+    if (make_dirs(path) != 0)
+        return -1;
+    snprintf(path, sizeof path, "%s/%d.cprof", dir, (int)getpid());
+    fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    /* no function registration nor arena growth while the arena moves to the new file */
+    pthread_mutex_lock(&cprof_rt.lock);
+    pthread_mutex_lock(&cprof_rt.arena_lock);
+    used = header->used_bytes;
+    mapped = atomic_load(&cprof_rt.mapped);
+    if (used > mapped)
+        used = mapped;
+    if (move_arena_to(fd, used, mapped) != 0) {
+        pthread_mutex_unlock(&cprof_rt.arena_lock);
+        pthread_mutex_unlock(&cprof_rt.lock);
+        close(fd);
+        unlink(path);
+        return -1;
+    }
+    cprof_rt.fd = fd;
+    /* the last session's file is no longer mapped: its unused tail can go */
+    if (ftruncate(old_fd, (off_t)used) != 0) {
+        /* a file with a tail of zeroes still reads */
+    }
+    close(old_fd);
+    snprintf(cprof_rt.dir, sizeof cprof_rt.dir, "%s", dir);
+    reset.now = now_ticks();
+    reset.survivor = NULL;
+    reset.keep_threads = 1;
+    cprof_scan_records((const unsigned char *)cprof_rt.base, used, reset_record, &reset);
+    for (link = &header->threads_head; *link;) {
+        struct cprof_frame *frame;
+        thread = as_pointer(*link);
+        if (thread->end_ticks) {
+            *link = thread->next;
+            continue;
+        }
+        thread->start_ticks = thread->last_ticks = reset.now;
+        cprof_start_thread_cpu(thread, thread == (struct cprof_thread_record *)__cprof_tls);
+        for (frame = stack_frames(thread); frame <= (struct cprof_frame *)as_pointer(thread->top); frame++)
+            frame->start_ticks = reset.now;
+        link = &thread->next;
+    }
+    memset(trailer->magic, 0, sizeof trailer->magic);
+    trailer->end_ticks = 0;
+    header->flags &= ~CPROF_RUN_COMPLETE;
+    header->end_ticks = header->end_mono_ns = 0;
+    header->exit_status = -1;
+    restart_run(header);
+    pthread_mutex_unlock(&cprof_rt.arena_lock);
+    pthread_mutex_unlock(&cprof_rt.lock);
+    return 0;
+}
+
+int cprof_session_begin(const char *run_dir)
+{
+    if (!run_dir || !*run_dir || strlen(run_dir) >= sizeof session_dir)
+        return -1;
+    if (cprof_rt.ready == 0) { /* the first session starts the runtime itself, in its directory */
+        snprintf(session_dir, sizeof session_dir, "%s", run_dir);
+        return cprof_process_start();
+    }
+    if (cprof_rt.ready != 1)
+        return -1;
+    if (!(cprof_rt.header->flags & CPROF_RUN_COMPLETE)) /* a session still open: it ends here */
+        cprof_session_end();
+    if (cut_run(run_dir) != 0)
+        return -1;
+    __cprof_mode = cprof_recording_mode();
+    return 0;
+}
+
+int cprof_session_end(void)
+{
+    if (cprof_rt.ready != 1 || !cprof_rt.header)
+        return -1;
+    if (cprof_rt.header->flags & CPROF_RUN_COMPLETE)
+        return 0;
+    finish_run();
+    cprof_rt.header->exit_status = 0; /* the process lives on: as a program that exited normally */
+    __cprof_mode = 1; /* calls between sessions are nobody's */
+    return 0;
 }

@@ -77,6 +77,7 @@ CPROF_INTERNAL int cprof_grow_stack(struct cprof_thread_record *thread);
 /* threads.c */
 CPROF_INTERNAL void cprof_read_thread_name(pid_t tid, char name[16]);
 CPROF_INTERNAL void cprof_record_thread_cpu(struct cprof_thread_record *thread, int current);
+CPROF_INTERNAL void cprof_start_thread_cpu(struct cprof_thread_record *thread, int current);
 CPROF_INTERNAL void cprof_thread_finish(void *state);
 CPROF_INTERNAL struct cprof_thread_record *cprof_thread_start(void);
 

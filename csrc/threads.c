@@ -27,17 +27,34 @@ void cprof_read_thread_name(pid_t tid, char name[16])
     name[got] = 0;
 }
 
+/* The CPU clock of a thread of this process (0 when it cannot be read). */
+static cprof_u64 thread_cpu_now(const struct cprof_thread_record *thread, int current)
+{
+    struct timespec now;
+    /* Linux's clock id for another thread of this process, as glibc's pthread_getcpuclockid builds it */
+    clockid_t clock = current ? CLOCK_THREAD_CPUTIME_ID : (clockid_t)((~(unsigned)thread->tid << 3) | 6u);
+    if (clock_gettime(clock, &now) != 0)
+        return 0;
+    return (cprof_u64)now.tv_sec * 1000000000ull + (cprof_u64)now.tv_nsec;
+}
+
 /* The thread's whole CPU time, read once at its end: two clock reads per thread tell a thread that worked from
  * one that mostly waited, where a read per call (--cpu-time) costs hundreds of ns each. */
 void cprof_record_thread_cpu(struct cprof_thread_record *thread, int current)
 {
     struct cprof_node *root = as_pointer(thread->root);
-    struct timespec now;
-    /* Linux's clock id for another thread of this process, as glibc's pthread_getcpuclockid builds it */
-    clockid_t clock = current ? CLOCK_THREAD_CPUTIME_ID : (clockid_t)((~(unsigned)thread->tid << 3) | 6u);
+    cprof_u64 now = thread_cpu_now(thread, current);
     /* it held the CPU time at the thread's start (cprof_thread_start): what is recorded is the time since */
-    if (root && clock_gettime(clock, &now) == 0)
-        root->cpu_ns = (cprof_u64)now.tv_sec * 1000000000ull + (cprof_u64)now.tv_nsec - root->cpu_ns;
+    if (root && now)
+        root->cpu_ns = now - root->cpu_ns;
+}
+
+/* A session cut (process.c) restarts a living thread's CPU time where its new run starts. */
+void cprof_start_thread_cpu(struct cprof_thread_record *thread, int current)
+{
+    struct cprof_node *root = as_pointer(thread->root);
+    if (root)
+        root->cpu_ns = thread_cpu_now(thread, current);
 }
 
 /* The thread key's destructor (process.c): runs as the thread exits. */

@@ -283,11 +283,24 @@ def flame(document: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ffi(document: dict) -> str:
+    functions = document["functions"]
+    lines = _header("ns a call", *functions)
+    labels = {"cprof": "cprof's binding (libffi)", "ctypes": "ctypes", "cffi": "cffi (ABI mode)",
+              "cprof, recording": "cprof's binding, profiling on", "empty loop": "the bare loop"}
+    for caller, label in labels.items():
+        lines.append(f"| {label} | " + " | ".join(f"{f['ns_per_call'][caller]:.0f}" for f in functions.values()) + " |")
+    lines += ["", f"Medians of {document['repeat']} side-by-side rounds of {document['calls']:,} calls each, loop "
+              f"included, profiling paused but for the one row (crc32 on {document['crc32_bytes']} bytes). Target, "
+              f"no slower than ctypes: **{'met' if document['met'] else 'not met'}**. From {_source(document)}."]
+    return "\n".join(lines) + "\n"
+
+
 TABLES = {"trace": ("trace.json", trace), "views_lua": ("views_lua.json", views_lua), "heap": ("heap.json", heap), "projects": ("projects.json", projects), "adaptive": ("adaptive.json", adaptive),
           "shares": ("shares.json", shares), "accuracy": ("accuracy.json", accuracy),
           "overhead": ("overhead.json", overhead), "build": ("build.json", build),
           "instrument": ("instrument.json", instrument), "csmith": ("csmith.json", csmith),
-          "flame": ("flame.json", flame)}
+          "flame": ("flame.json", flame), "ffi": ("ffi.json", ffi)}
 
 
 def rendered(readme: str) -> str:

@@ -11,7 +11,8 @@ from conftest import REPO
 
 # Each stage may import the ones before it, and the shared modules; cli may import everything. testing (the
 # assertions) and pytest_plugin (which carries them) build on the api; the CLI needs neither.
-ORDER = ["instrument", "building", "running", "model", "render", "api", "jupyter", "testing", "pytest_plugin", "cli"]
+ORDER = ["instrument", "building", "running", "model", "render", "api", "library", "jupyter", "testing", "pytest_plugin",
+         "cli"]
 SHARED = {"errors", "paths", "runfile", "workspace", "cprof", "__main__"}
 
 

@@ -91,6 +91,18 @@ def test_the_analysis_notebook_shows_real_runs():
     assert "A: words-20k" in shown(tagged(notebook, "magic-diff"))
 
 
+def test_the_library_notebook_profiles_zlib_in_the_kernel():
+    notebook = executed(os.path.join(REPO, "notebooks", "library.ipynb"))
+    assert re.search(r"^[\d,]+ bytes -> [\d,]+; <cprof run ", shown(tagged(notebook, "session")), re.M)
+    top = shown(tagged(notebook, "top"))
+    assert re.search(r"^longest_match +[\d,]+ calls", top, re.M) and "crc32" not in top  # crc32 ran paused
+    svgs = [o.data["image/svg+xml"] for o in tagged(notebook, "flame").outputs if "image/svg+xml" in o.get("data", {})]
+    assert len(svgs) == 1 and 'data-n="deflate"' in svgs[0]
+    # level 1 compresses with deflate_fast, the default level with deflate_slow: new in B, gone from A
+    diff = shown(tagged(notebook, "diff"))
+    assert re.search(r"^deflate_fast .* new ", diff, re.M) and re.search(r"^deflate_slow .* -100.0% ", diff, re.M)
+
+
 ERRORS = [
     "%load_ext cprof\nimport cprof",
     "%%cprof\nint main(void) {\n    return undeclared;\n}\n",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from cprof.api import build, fallbacks
 from cprof.building.summary import fallback_line
 from cprof.cli.options import add_build_options, build_options
+from cprof.errors import EXIT_USAGE, CprofError
 from cprof.paths import display_path
 
-USAGE = """cprof build [options] SOURCE.c... [-o NAME] [-- COMPILER AND LINKER ARGS]
+USAGE = """cprof build [options] [-shared] SOURCE.c... [-o NAME] [-- COMPILER AND LINKER ARGS]
        cprof build [options] -- BUILD COMMAND..."""
 
 
@@ -21,6 +23,9 @@ def register(subparsers) -> None:
     parser.add_argument("sources", nargs="*", metavar="SOURCE.c",
                         help="C sources to compile and link into one program (or a build command after --)")
     parser.add_argument("-o", dest="output", metavar="NAME", help="program name (direct builds)")
+    parser.add_argument("-shared", "--shared", dest="shared", action="store_true",
+                        help="link the sources into a shared library (-shared -fPIC; default name libFIRST.so), to "
+                        "load from Python with cprof.session()")
     parser.add_argument("--list-fallbacks", action="store_true",
                         help="list every unit compiled without instrumentation, and why (alone: those of the last "
                         "build, without building)")
@@ -32,8 +37,15 @@ def perform_build(args, learned_from=None):
     """Shared with `cprof profile`: builds through the API and prints what the build did. With --adaptive,
     `learned_from` (a Run) or else the latest run of the last build decides what is only counted."""
     options = build_options(args)
-    result = build(args.sources, command=None if args.sources else args.rest, output=args.output,
-                   compiler_args=args.rest if args.sources else (), options=options, learned_from=learned_from)
+    compiler_args, output = (args.rest if args.sources else []), args.output
+    if getattr(args, "shared", False):
+        if not args.sources:
+            raise CprofError("-shared links the given sources; a build command links its libraries itself", EXIT_USAGE)
+        compiler_args = ["-shared", "-fPIC", *compiler_args]
+        stem = os.path.splitext(os.path.basename(args.sources[0]))[0]
+        output = output or f"lib{stem}.so"
+    result = build(args.sources, command=None if args.sources else args.rest, output=output,
+                   compiler_args=compiler_args, options=options, learned_from=learned_from)
     if result.learned_from:
         sys.stderr.write(f"cprof: adaptive: {len(result.counted)} functions only counted, as run "
                          f"{result.learned_from} found them too cheap to time\n")

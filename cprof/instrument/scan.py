@@ -322,8 +322,9 @@ class _Scanner:
     can change how file-scope declarations read, and bodies are nearly all of a unit's text."""
 
     def __init__(self, text: str, store=None, includes: dict[int, tuple[int, int]] | None = None,
-                 c23: bool = False):
+                 c23: bool = False, keep_structs: bool = False):
         self.text = text
+        self.keep_structs = keep_structs  # cprof/library/ reads the members: they are sanitised, not blanked
         self.c23 = c23
         self.respell = _RESPELL | _C23_RESPELL if c23 else _RESPELL
         self.blank_words = _BLANK_WORD | _C23_BLANK_WORD if c23 else _BLANK_WORD
@@ -553,7 +554,8 @@ class _Scanner:
             close = _match_body(self.text, start)
             self.copy.replace(start + 1, close, "0")
             return close
-        if words[1] in ("struct", "union") or (previous == "ident" and words[0] in ("struct", "union")):
+        if not self.keep_structs and (words[1] in ("struct", "union") or
+                                      (previous == "ident" and words[0] in ("struct", "union"))):
             close = _match_body(self.text, start)
             # members (and tags or enum constants declared among them) are nothing pycparser needs to tell the
             # later declarations apart: only typedef names matter, and none can be declared in a struct
@@ -584,12 +586,13 @@ class _Recording:
         }
 
 
-def scan(text: str, store=None) -> ScannedUnit:
+def scan(text: str, store=None, keep_structs: bool = False) -> ScannedUnit:
     """`store` (load_segment / store_segment, as for parse.py): where includes scanned by earlier units are kept,
-    or None to scan it all."""
+    or None to scan it all. `keep_structs`: struct and union members stay in the sanitised copy (a header read
+    for its types, cprof/library/prototypes.py)."""
     line_starts = _line_starts(text)
     markers = _markers(text)
-    scanner = _Scanner(text, store, _includes(markers) if store is not None else None, _is_c23(text))
+    scanner = _Scanner(text, store, _includes(markers) if store is not None else None, _is_c23(text), keep_structs)
     scanner.run()
     unit = ScannedUnit(text, scanner.copy.build(), scanner.bodies, markers, scanner.attributes, scanner.item_ends,
                        line_starts)
