@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Sequence
 
 from cprof import _native
 from cprof.api import Run
@@ -338,8 +339,8 @@ class Session:
             raise CprofError("this session is not active: use it inside `with cprof.session() as s:` (or call "
                              "start())", EXIT_USAGE)
 
-    def load_library(self, path: str, header: str | None = None, include_dirs: list[str] = (),
-                     defines: list[str] = ()) -> Library:
+    def load_library(self, path: str, header: str | None = None, include_dirs: Sequence[str] | None = (),
+                     defines: Sequence[str] | None = ()) -> Library:
         """Loads a library built instrumented (a path, or a shared library's name from the last `cprof build`)
         with the prototypes of `header` (include_dirs and defines as for the compiler)."""
         global _runtime
@@ -348,7 +349,8 @@ class Session:
             raise CprofError("load_library needs the library's header (header=...): its prototypes say how to call "
                              "each function", EXIT_USAGE)
         found = _find_library(path, self.store)
-        declarations = read_header(header, [os.path.dirname(os.path.abspath(header)), *include_dirs], defines)
+        declarations = read_header(header, [os.path.dirname(os.path.abspath(header)), *(include_dirs or ())],
+                                   defines or ())
         try:
             handle = _native.ffi_open(found)
         except OSError as error:
