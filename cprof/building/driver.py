@@ -166,7 +166,7 @@ def build_with_command(command: list[str], options: BuildOptions, store: Store |
 
 def build_sources(sources: list[str], output: str | None, extra: list[str], options: BuildOptions,
                   store: Store | None = None) -> BuildSummary:
-    """`cprof build prog.c util.c -o NAME -- extra args`: compiled and linked in .cprof/building/direct/."""
+    """`cprof build prog.c util.c -o NAME -- extra args`: compiled and linked in .cprof/build/direct/."""
     check_installed()
     store = store or Store()
     for source in sources:
