@@ -13,7 +13,8 @@ from setuptools.command.build_ext import build_ext
 
 CSRC = "csrc"
 RUNTIME_SOURCES = ["runtime.c", "calibration.c", "arena.c", "calltree.c", "threads.c", "process.c", "trace.c", "timer.c", "records.c",
-                   "guard_fast.c", "sampling.c", "modules.c", "waits.c", "exec_wrappers.c", "heap_interposed.c",
+                   "guard_fast.c", "sampling.c", "modules.c", "counts.c", "waits.c", "exec_wrappers.c", "thread_start.c",
+                   "heap_interposed.c",
                    "heap_wrapped.c"]
 PUBLIC_HEADERS = ["cprof.h", "cprof_guard.h"]
 CFLAGS = ["-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-fvisibility=default"]
@@ -50,7 +51,7 @@ class BuildWithRuntime(build_ext):
         # linked (hidden) into every dynamically linked program and library beside libcprofrt.so (cprof_guard.h)
         guard_objects = [o for o in objects if os.path.basename(o).startswith("guard_fast.")]
         static_objects = [o for o in objects
-                          if not os.path.basename(o).startswith(("waits.", "exec_wrappers.", "heap_interposed."))]
+                          if not os.path.basename(o).startswith(("waits.", "exec_wrappers.", "thread_start.", "heap_interposed."))]
         for name, members in (("cprofrt", static_objects), ("cprofguard", guard_objects)):
             archive = os.path.join(out, f"lib{name}.a")
             if os.path.exists(archive):

@@ -211,6 +211,7 @@ static void on_fork_child(void)
     header->flags = (header->flags & ~CPROF_RUN_COMPLETE) | CPROF_RUN_FORK_CHILD;
     header->fork_ticks = reset.now;
     cprof_sampling_after_fork();
+    cprof_counts_after_fork(thread);
     restart_run(header);
 }
 
@@ -340,6 +341,7 @@ static void finish_run(void)
         cprof_calibrate_guard();
         header->runtime_ns += cprof_monotonic_ns() - began;
     }
+    cprof_counts_fold_early();
     cprof_record_modules(); /* objects dlopen'ed since start-up */
     cprof_heap_finish();
     header->end_ticks = end_ticks;

@@ -13,7 +13,6 @@
 #include "waits.h"
 
 #include <stdlib.h>
-#include <sys/mman.h>
 
 /* The guard header mirrors these layouts into user code: a drift would corrupt every run silently. */
 _Static_assert(offsetof(struct cprof_node, parent) == offsetof(struct __cprof_node_hot, parent), "node.parent");
@@ -154,67 +153,6 @@ void __cprof_leave_slow(void *guard, cprof_u64 now)
     thread->last_ticks = now;
     __asm__ __volatile__("" ::: "memory");
     thread->top = as_u64(own - 1);
-}
-
-/* ---- count-only sites (cprof_guard.h, __cprof_count) -------------------------------------------------- */
-
-/* Where a thread counts while profiling is off, or when no block could be made: one shared throwaway block per
- * table, never read (so the fast path stays one load and an increment). */
-static cprof_u64 *throwaway_block(struct __cprof_count_table *table)
-{
-    static cprof_u64 *shared;
-    static size_t shared_count;
-    size_t needed = table->count < 1 ? 1 : table->count;
-    if (!shared || shared_count < needed) {
-        size_t bytes = round_up(needed * sizeof(cprof_u64), 4096);
-        void *memory = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (memory == MAP_FAILED)
-            return NULL;
-        shared = memory; /* a smaller one before stays mapped: other threads may still count into it */
-        shared_count = bytes / sizeof(cprof_u64);
-    }
-    return shared;
-}
-
-void __cprof_count_slow(cprof_u64 **block, struct __cprof_count_table *table, unsigned index)
-{
-    struct cprof_thread_record *thread = (struct cprof_thread_record *)__cprof_tls;
-    struct cprof_counts_record *record;
-    cprof_u64 *functions;
-    unsigned i, count = table->count;
-    if (__cprof_mode != 1 && !thread)
-        thread = cprof_thread_start();
-    if (__cprof_mode == 1 || !thread || count > CPROF_COUNTS_MAX) {
-        *block = throwaway_block(table);
-        return;
-    }
-    if (thread->busy) { /* a signal handler interrupted our own slow path: count this call as lost */
-        thread->lost_frames++;
-        __atomic_fetch_add(&cprof_rt.header->lost_frames, 1, __ATOMIC_RELAXED);
-        return;
-    }
-    thread->busy = 1;
-    /* the functions are registered before the record is made: records after an unfinished one (kind 0) in its
-     * chunk would be skipped by a reader of a run that dies meanwhile */
-    for (i = 0; i < count; i++)
-        cprof_site_function(thread, &table->sites[i]);
-    record = cprof_thread_alloc(thread, sizeof *record + 2 * count * sizeof(cprof_u64), 8);
-    if (record) {
-        functions = (cprof_u64 *)(record + 1);
-        for (i = 0; i < count; i++)
-            functions[i] = __atomic_load_n(&table->sites[i].func, __ATOMIC_ACQUIRE);
-        record->thread = as_u64(thread);
-        record->table = as_u64(table);
-        record->count = count;
-        record->head.size = (cprof_u32)(sizeof *record + 2 * count * sizeof(cprof_u64));
-        __asm__ __volatile__("" ::: "memory"); /* readers find the record only once it is whole */
-        record->head.kind = CPROF_REC_COUNTS;
-        *block = functions + count;
-        (*block)[index]++;
-    } else {
-        *block = throwaway_block(table);
-    }
-    thread->busy = 0;
 }
 
 /* ---- waiting (csrc/waits.c) ----------------------------------------------------------------------------- */

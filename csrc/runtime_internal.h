@@ -81,6 +81,14 @@ CPROF_INTERNAL void cprof_start_thread_cpu(struct cprof_thread_record *thread, i
 CPROF_INTERNAL void cprof_thread_finish(void *state);
 CPROF_INTERNAL struct cprof_thread_record *cprof_thread_start(void);
 
+/* counts.c: every thread's counters of the count-only sites, handed out at its start */
+CPROF_INTERNAL int cprof_counts_wanted(void);
+CPROF_INTERNAL void cprof_counts_thread_start(struct cprof_thread_record *thread);
+CPROF_INTERNAL void cprof_counts_thread_end(struct cprof_thread_record *thread);
+CPROF_INTERNAL void cprof_counts_after_fork(struct cprof_thread_record *survivor);
+CPROF_INTERNAL void cprof_counts_thread_off(void);
+CPROF_INTERNAL void cprof_counts_fold_early(void);
+
 /* process.c: 0 once the process records (started on first use), -1 when it does not */
 CPROF_INTERNAL int cprof_process_start(void);
 /* the guard's mode while recording: 0 (inline timer), 2 (every event via the runtime: no trustworthy counter, or

@@ -66,6 +66,7 @@ void cprof_thread_finish(void *state)
     cprof_read_thread_name((pid_t)thread->tid, thread->name);
     cprof_record_thread_cpu(thread, 1);
     thread->end_ticks = now_ticks();
+    cprof_counts_thread_end(thread);
     cprof_release_child_index();
     __cprof_tls = NULL;
     thread_finished = 1;
@@ -109,5 +110,6 @@ struct cprof_thread_record *cprof_thread_start(void)
     pthread_setspecific(cprof_rt.thread_key, thread);
     __cprof_tls = (struct __cprof_thread_hot *)thread;
     cprof_sampling_start_thread();
+    cprof_counts_thread_start(thread);
     return thread;
 }

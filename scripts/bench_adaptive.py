@@ -149,11 +149,10 @@ def measure(name: str, plain: str, build_full, build_adaptive, program, args: li
         "counts_identical": all(adaptive_counts.get(n) == full_counts[n] for n in stable)
         and set(adaptive_counts) == set(full_counts),
         "self_sum_error_percent": round(100.0 * (adaptive["corrected_ns"] - plain_region) / plain_region, 1),
-        # with profiling off the counts still increment (into a throwaway block) and a timed guard is one branch:
-        # the switched-off run's whole extra time per counted call is an upper bound of what an increment costs
+        # the adaptive run's whole extra time per counted call (its timed guards' residue included) is an upper
+        # bound of what an increment costs in this program (switched off, nothing is counted any more)
         "counted_calls": counted_calls,
-        # (switched off does strictly less than on: where noise says otherwise, the smaller of the two)
-        "count_cost_ns": round((min(off_slowdown, adaptive["wall_ns"] / adaptive["plain_ns"]) - 1)
+        "count_cost_ns": round(max(0.0, adaptive["wall_ns"] / adaptive["plain_ns"] - 1)
                                * adaptive["plain_ns"] / counted_calls, 3) if counted_calls else None,
     }
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from conftest import by_name, validate
 
 FIB = """\
@@ -120,6 +122,55 @@ def test_count_only_functions_are_counted_exactly_per_thread_and_said_to_be(proj
     table = project.cprof("report").stdout
     assert "tiny [counted]" in table and "1 function only counted, not timed" in table
     assert "only counted, their time in their callers: tiny ×75,000" in project.cprof("report", "--tree").stdout
+
+
+EVERYWHERE = r"""
+    #include <pthread.h>
+    #include <stdio.h>
+    volatile int sink;
+    __attribute__((noinline)) int tiny(int x) { return x * 3 + 1; }
+    /* both left uninstrumented: the constructor runs before the runtime starts, and the thread's start routine
+       makes no timed call that would start its recording */
+    __attribute__((constructor)) static void early(void) { for (int i = 0; i < 300; i++) sink += tiny(i); }
+    static void *plain_worker(void *arg) { for (int i = 0; i < 2000; i++) sink += tiny(i); return arg; }
+    int main(void) {
+        pthread_t thread;
+        pthread_create(&thread, NULL, plain_worker, NULL);
+        pthread_join(thread, NULL);
+        for (int i = 0; i < 100; i++) sink += tiny(i);
+        printf("%d\n", sink & 1);
+        return 0;
+    }
+"""
+
+
+@pytest.mark.parametrize("link", ["dynamic", "static"])
+def test_count_only_calls_are_exact_before_main_and_in_threads_no_timed_call_started(project, link):
+    """Counters are handed out before a thread runs the program's code (the pthread_create wrapper), and what is
+    counted before the runtime starts (a constructor) joins the run at its end. A -static link cannot wrap
+    pthread_create: its thread's calls are still all counted, in the thread that finishes the run."""
+    project.write("everywhere.c", EVERYWHERE)
+    flags = ["-pthread"] + (["-static"] if link == "static" else [])
+    built = project.cprof("build", "--count-only", "tiny", "--exclude-fn", "early", "--exclude-fn", "plain_worker",
+                          "everywhere.c", "--", *flags)
+    assert built.returncode == 0, built.stderr
+    result = project.cprof("run", env={"CPROF_SAMPLE_HZ": "0"})
+    assert result.returncode == 0, result.stderr
+    tiny = by_name(project.cprof("report", "--json", "--threads").json())["tiny"]
+    assert tiny["calls"] == 300 + 2000 + 100
+    if link == "dynamic":
+        assert {(t["index"], t["calls"]) for t in tiny["threads"]} == {(0, 400), (1, 2000)}
+
+
+def test_a_program_whose_every_function_is_only_counted_still_makes_its_run(project):
+    """No timed call ever starts the runtime: the run is made as the program exits, with every count."""
+    project.write("everywhere.c", EVERYWHERE)
+    built = project.cprof("build", "--count-only", "tiny", "--count-only", "main", "--exclude-fn", "early",
+                          "--exclude-fn", "plain_worker", "everywhere.c", "--", "-pthread")
+    assert built.returncode == 0, built.stderr
+    assert project.cprof("run", env={"CPROF_SAMPLE_HZ": "0"}).returncode == 0
+    functions = by_name(project.cprof("report", "--json").json())
+    assert functions["tiny"]["calls"] == 2400 and functions["main"]["calls"] == 1
 
 
 def test_a_stopped_run_keeps_its_counts(project):

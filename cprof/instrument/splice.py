@@ -19,9 +19,18 @@ NESTED_GUARD = GUARD.replace("__cprof_guard ", "__cprof_guard_nested{index} ").r
 # A count-only function: one increment through the unit's thread-local block pointer; no frame, no cleanup.
 COUNT_GUARD = ("int __cprof_counted __attribute__((unused)) = "
                "__cprof_count(&__cprof_count_block, &__cprof_count_table, {index});")
-# What a unit with count-only functions declares beside its site table.
+# What a unit with count-only functions declares beside its site table: the table, the thread-local pointer to the
+# thread's counters (until the runtime hands them out, the unit's early counters: calls made before the runtime
+# starts), and the registration that has the runtime set that pointer in every thread (csrc/counts.c).
 COUNT_TABLE = ("static struct __cprof_count_table __cprof_count_table = {{{count}u, 0u, __cprof_count_sites}}; "
-               "static __thread __cprof_u64 *__cprof_count_block __attribute__((tls_model(\"initial-exec\")));")
+               "static __cprof_u64 __cprof_count_early[{count}]; "
+               "static __thread __cprof_u64 *__cprof_count_block __attribute__((tls_model(\"initial-exec\"))) = "
+               "__cprof_count_early; "
+               "static __cprof_u64 **__cprof_count_block_here(void) {{ return &__cprof_count_block; }} "
+               "__attribute__((constructor)) static void __cprof_count_register(void) "
+               "{{ __cprof_register_counts(&__cprof_count_table, __cprof_count_block_here, __cprof_count_early); }} "
+               "__attribute__((destructor)) static void __cprof_count_unregister(void) "
+               "{{ __cprof_unregister_counts(&__cprof_count_table); }}")
 FN_COUNTED = 8  # as CPROF_FN_COUNTED in csrc/runfile.h
 
 

@@ -1,0 +1,239 @@
+/* counts.c — count-only sites (cprof_guard.h, __cprof_count): the units that have them, and each thread's counters.
+ *
+ * A count must cost no more than one load, a test and an increment, with nothing the compiler has to plan around:
+ * a call on a cold path (as a lazily made block once needed) makes every counted function a caller, and the
+ * registers that call clobbers then cost the hot loops they are inlined into about a tenth of their time (Lua, zstd).
+ * So nothing is made lazily: each unit registers its table at load (a constructor the instrumenter writes), and
+ * every thread gets its block of counters for every unit, in the run file, before it runs the program's code — at
+ * its start (the pthread_create wrapper, thread_start.c, or its first timed call) and, for a unit loaded later, in
+ * every live thread at once, through the unit's thread-local pointer at the same offset from each thread pointer.
+ * Until then a thread counts into the unit's early counters (the pointer's initial value): calls made before the
+ * runtime starts — which it does at the first timed call, not at load, so that a program's constructors run before
+ * it as they would — and are added to the finishing thread's counters when the run ends. A NULL pointer (profiling
+ * off) counts nothing, at the cost of the test. */
+#define _GNU_SOURCE
+#include "runtime_internal.h"
+#include "heap.h"
+#include "sampling.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct count_unit {
+    struct __cprof_count_table *table;
+    cprof_u64 **(*block_here)(void); /* the unit's pointer in the calling thread */
+    ptrdiff_t offset;                 /* the pointer from the thread pointer: one offset for all threads */
+    cprof_u64 *early;                 /* what threads counted before the runtime gave them counters */
+};
+
+/* a live thread, and its thread pointer: where a unit registered later finds the thread's copy of its pointer */
+struct live_thread {
+    struct cprof_thread_record *thread;
+    char *thread_pointer;
+};
+
+static pthread_mutex_t counts_lock = PTHREAD_MUTEX_INITIALIZER; /* taken outside cprof_rt.lock, never inside */
+static struct count_unit *units;
+static size_t unit_count, unit_capacity;
+static struct live_thread *live;
+static size_t live_count, live_capacity;
+static int any_units; /* read without the lock by the pthread_create wrapper: a program without counts pays nothing */
+
+static int grow(void **array, size_t *capacity, size_t needed, size_t item)
+{
+    void *bigger;
+    if (needed <= *capacity)
+        return 0;
+    cprof_heap_pause(1); /* the runtime's own bookkeeping is not the program's heap */
+    bigger = realloc(*array, (*capacity ? *capacity * 2 : 16) * item);
+    cprof_heap_pause(0);
+    if (!bigger)
+        return -1;
+    *array = bigger;
+    *capacity = *capacity ? *capacity * 2 : 16;
+    return 0;
+}
+
+static char *thread_pointer(void) { return (char *)__builtin_thread_pointer(); }
+
+/* A thread's counters for one unit: a counts record in the run file (the function records first, so that a reader
+ * of a run that dies meanwhile finds the record whole), from the thread's own chunk when it is the calling thread. */
+static cprof_u64 *new_block(struct cprof_thread_record *thread, struct __cprof_count_table *table, int own)
+{
+    struct cprof_thread_record *caller = (struct cprof_thread_record *)__cprof_tls;
+    struct cprof_counts_record *record;
+    size_t size = sizeof *record + 2 * table->count * sizeof(cprof_u64);
+    cprof_u64 *functions;
+    unsigned i;
+    if (table->count > CPROF_COUNTS_MAX || !caller)
+        return NULL;
+    for (i = 0; i < table->count; i++)
+        cprof_site_function(caller, &table->sites[i]);
+    record = own ? cprof_thread_alloc(thread, size, 8) : cprof_process_alloc(size);
+    if (!record)
+        return NULL;
+    functions = (cprof_u64 *)(record + 1);
+    for (i = 0; i < table->count; i++)
+        functions[i] = __atomic_load_n(&table->sites[i].func, __ATOMIC_ACQUIRE);
+    record->thread = as_u64(thread);
+    record->table = as_u64(table);
+    record->count = table->count;
+    record->head.size = (cprof_u32)size;
+    __asm__ __volatile__("" ::: "memory"); /* readers find the record only once it is whole */
+    record->head.kind = CPROF_REC_COUNTS;
+    return functions + table->count;
+}
+
+/* Adds what threads counted into the unit's early counters to the calling thread's counters (under counts_lock). */
+static void fold_early(struct count_unit *unit)
+{
+    cprof_u64 *mine = *unit->block_here();
+    size_t i;
+    if (!mine || mine == unit->early)
+        return;
+    for (i = 0; i < unit->table->count; i++) {
+        mine[i] += unit->early[i];
+        unit->early[i] = 0;
+    }
+}
+
+static int profiling_disabled(void)
+{
+    const char *disable = getenv("CPROF_DISABLE");
+    return cprof_rt.ready == -1 || (disable && *disable && *disable != '0');
+}
+
+void __cprof_register_counts(struct __cprof_count_table *table, cprof_u64 **(*block_here)(void), cprof_u64 *early)
+{
+    struct cprof_thread_record *thread;
+    struct count_unit unit;
+    size_t i;
+    unit.table = table;
+    unit.block_here = block_here;
+    unit.offset = (char *)block_here() - thread_pointer();
+    unit.early = early;
+    pthread_mutex_lock(&counts_lock);
+    if (grow((void **)&units, &unit_capacity, unit_count + 1, sizeof *units) == 0) {
+        units[unit_count++] = unit;
+        __atomic_store_n(&any_units, 1, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&counts_lock);
+    if (profiling_disabled()) {
+        *block_here() = NULL; /* profiling off: counting costs only its test */
+        return;
+    }
+    if (cprof_rt.ready != 1 || __cprof_mode == 1)
+        return; /* the runtime starts later (at the first timed call): until then, the early counters */
+    thread = (struct cprof_thread_record *)__cprof_tls;
+    if (!thread) {
+        cprof_thread_start(); /* which gives this thread its counters of every unit, this one included */
+        thread = (struct cprof_thread_record *)__cprof_tls;
+    } else if (!thread->busy) {
+        cprof_u64 *block;
+        thread->busy = 1; /* a signal handler's calls meanwhile must not allocate from the same chunk */
+        block = new_block(thread, table, 1);
+        thread->busy = 0;
+        if (block)
+            *block_here() = block;
+    }
+    /* a unit loaded while other threads run (dlopen): their copies of its pointer, at the same offset */
+    pthread_mutex_lock(&counts_lock);
+    for (i = 0; i < live_count; i++)
+        if (live[i].thread != thread) {
+            cprof_u64 *block = new_block(live[i].thread, table, 0);
+            if (block) /* else its early counters keep counting, and join the run at its end */
+                *(cprof_u64 **)(live[i].thread_pointer + unit.offset) = block;
+        }
+    pthread_mutex_unlock(&counts_lock);
+}
+
+/* The unit's destructor: at exit, or at its dlclose, after which its code, table and early counters are gone. What it
+ * counted early joins the calling thread's counters first (a program that never made a timed call starts its run
+ * here, so that the counts are not lost). */
+void __cprof_unregister_counts(struct __cprof_count_table *table)
+{
+    size_t i, j;
+    int pending = 0;
+    pthread_mutex_lock(&counts_lock);
+    for (i = 0; i < unit_count; i++)
+        if (units[i].table == table)
+            for (j = 0; j < table->count; j++)
+                pending |= units[i].early[j] != 0;
+    pthread_mutex_unlock(&counts_lock);
+    if (pending && !profiling_disabled() && !__cprof_tls)
+        cprof_thread_start();
+    pthread_mutex_lock(&counts_lock);
+    for (i = 0; i < unit_count; i++)
+        if (units[i].table == table) {
+            fold_early(&units[i]);
+            units[i] = units[--unit_count];
+            break;
+        }
+    pthread_mutex_unlock(&counts_lock);
+}
+
+int cprof_counts_wanted(void) { return __atomic_load_n(&any_units, __ATOMIC_ACQUIRE); }
+
+void cprof_counts_thread_start(struct cprof_thread_record *thread)
+{
+    size_t i;
+    pthread_mutex_lock(&counts_lock);
+    if (grow((void **)&live, &live_capacity, live_count + 1, sizeof *live) == 0) {
+        live[live_count].thread = thread;
+        live[live_count++].thread_pointer = thread_pointer();
+    }
+    thread->busy = 1;
+    for (i = 0; i < unit_count; i++) {
+        cprof_u64 *block = __cprof_mode == 1 ? NULL : new_block(thread, units[i].table, 1);
+        if (block || __cprof_mode == 1)
+            *units[i].block_here() = block;
+    }
+    thread->busy = 0;
+    pthread_mutex_unlock(&counts_lock);
+}
+
+void cprof_counts_thread_end(struct cprof_thread_record *thread)
+{
+    size_t i;
+    pthread_mutex_lock(&counts_lock);
+    for (i = 0; i < live_count; i++)
+        if (live[i].thread == thread) {
+            live[i] = live[--live_count];
+            break;
+        }
+    pthread_mutex_unlock(&counts_lock);
+}
+
+/* A thread started while profiling is off counts nothing (not even into the early counters). */
+void cprof_counts_thread_off(void)
+{
+    size_t i;
+    pthread_mutex_lock(&counts_lock);
+    for (i = 0; i < unit_count; i++)
+        *units[i].block_here() = NULL;
+    pthread_mutex_unlock(&counts_lock);
+}
+
+/* At the end of a run: the early counts go to the finishing thread's counters. */
+void cprof_counts_fold_early(void)
+{
+    size_t i;
+    pthread_mutex_lock(&counts_lock);
+    for (i = 0; i < unit_count; i++)
+        fold_early(&units[i]);
+    pthread_mutex_unlock(&counts_lock);
+}
+
+/* In a forked child only the forking thread lives on; its blocks moved with the arena (same addresses), and the
+ * early counts are the parent's. */
+void cprof_counts_after_fork(struct cprof_thread_record *survivor)
+{
+    size_t i, kept = 0;
+    pthread_mutex_init(&counts_lock, NULL);
+    for (i = 0; i < live_count; i++)
+        if (live[i].thread == survivor)
+            live[kept++] = live[i];
+    live_count = kept;
+    for (i = 0; i < unit_count; i++)
+        memset(units[i].early, 0, units[i].table->count * sizeof(cprof_u64));
+}
