@@ -175,3 +175,23 @@ def test_the_api_is_typed_and_every_public_name_is_reachable():
     for name in cprof.__all__:
         assert getattr(cprof, name) is not None
     assert cprof.load.__doc__ and cprof.Run.top.__doc__ and cprof.diff.__doc__
+
+
+LEAF = """
+    volatile long sink;
+    __attribute__((noinline)) void leaf_NAME(int i) { sink += i; }
+    int main(void) { for (int i = 0; i < 200000; i++) leaf_NAME(i); return 0; }
+"""
+
+
+def test_adaptive_builds_of_two_programs_in_one_process_each_count_their_own(tmp_path):
+    """The counted functions reach the instrumenter through a file of the store, rewritten for every adaptive
+    build: a process that builds twice (a notebook, a benchmark script) must not keep the first build's list."""
+    home = str(tmp_path / "store")
+    for name in ("first", "second"):
+        source = tmp_path / f"{name}.c"
+        source.write_text(LEAF.replace("NAME", name))
+        run = cprof.profile([str(source)], output=name, home=home, build_options=cprof.BuildOptions(adaptive=True),
+                            run_options=cprof.RunOptions(output_to_stderr=True))
+        leaf = run.function(f"leaf_{name}")
+        assert leaf.calls == 200000 and not leaf.timed, name

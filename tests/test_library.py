@@ -99,6 +99,12 @@ def test_buffers_strings_and_out_parameters(session):
     target = bytearray(8)
     k.fill(target, 5, 7)
     assert target == bytearray([7] * 5 + [0] * 3)
+    numpy = pytest.importorskip("numpy")  # installed with the jupyter extra the tests use
+    filled = numpy.zeros(8, dtype=numpy.uint8)
+    k.fill(filled, 6, 9)  # a NumPy array is a writable buffer like any other
+    assert filled.tolist() == [9] * 6 + [0] * 2 and k.count_bytes(filled, 8) == 54
+    with pytest.raises(TypeError):
+        k.fill(numpy.zeros(8, dtype=numpy.uint8)[::2], 4, 1)  # not contiguous: refused, never half written
     assert k.text_length("héllo") == 6 and k.text_length(b"abc") == 3 and k.text_length(None) == 0
     text = bytearray(b"mixed Case\0")
     k.upper(text)

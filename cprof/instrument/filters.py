@@ -35,7 +35,8 @@ class FunctionFilter:
     def counts_only(self, name: str, file: str, line: int) -> bool:
         """Whether the function gets a count-only guard."""
         identity = f"{file}:{line}:{name}"
-        return name in self.counted or identity in self.counted or identity in _identities(self.counted_file)
+        return (name in self.counted or identity in self.counted
+                or identity in _identities(self.counted_file, self.counted_digest))
 
     def _name_matches(self, pattern: str, name: str) -> bool:
         return name == pattern if self.exact else pattern in name
@@ -66,17 +67,18 @@ class FunctionFilter:
         )
 
 
-_identities_read: dict[str, frozenset[str]] = {}
+_identities_read: dict[tuple[str, str], frozenset[str]] = {}
 
 
-def _identities(path: str) -> frozenset[str]:
-    """The identities listed in a counted_file (read once per process)."""
+def _identities(path: str, digest: str) -> frozenset[str]:
+    """The identities listed in a counted_file, read once per process and content: the store rewrites the same file
+    for every adaptive build, and one process (the Python API, a notebook) may make several."""
     if not path:
         return frozenset()
-    if path not in _identities_read:
+    if (path, digest) not in _identities_read:
         with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-            _identities_read[path] = frozenset(line.rstrip("\n") for line in handle if line.strip())
-    return _identities_read[path]
+            _identities_read[path, digest] = frozenset(line.rstrip("\n") for line in handle if line.strip())
+    return _identities_read[path, digest]
 
 
 def file_matches(pattern: str, file: str) -> bool:
