@@ -97,6 +97,17 @@ static void fold_early(struct count_unit *unit)
     }
 }
 
+/* Whether some thread counted into a unit's early counters (under counts_lock). */
+static int early_pending(void)
+{
+    size_t i, j;
+    for (i = 0; i < unit_count; i++)
+        for (j = 0; j < units[i].table->count; j++)
+            if (units[i].early[j])
+                return 1;
+    return 0;
+}
+
 static int profiling_disabled(void)
 {
     const char *disable = getenv("CPROF_DISABLE");
@@ -152,13 +163,10 @@ void __cprof_register_counts(struct __cprof_count_table *table, cprof_u64 **(*bl
  * here, so that the counts are not lost). */
 void __cprof_unregister_counts(struct __cprof_count_table *table)
 {
-    size_t i, j;
-    int pending = 0;
+    size_t i;
+    int pending;
     pthread_mutex_lock(&counts_lock);
-    for (i = 0; i < unit_count; i++)
-        if (units[i].table == table)
-            for (j = 0; j < table->count; j++)
-                pending |= units[i].early[j] != 0;
+    pending = early_pending();
     pthread_mutex_unlock(&counts_lock);
     if (pending && !profiling_disabled() && !__cprof_tls)
         cprof_thread_start();
@@ -214,10 +222,17 @@ void cprof_counts_thread_off(void)
     pthread_mutex_unlock(&counts_lock);
 }
 
-/* At the end of a run: the early counts go to the finishing thread's counters. */
+/* At the end of a run: the early counts go to the finishing thread's counters, made for it when it has none (a
+ * Python thread that only called count-only functions of a library, a program that never made a timed call). */
 void cprof_counts_fold_early(void)
 {
     size_t i;
+    int pending;
+    pthread_mutex_lock(&counts_lock);
+    pending = early_pending();
+    pthread_mutex_unlock(&counts_lock);
+    if (pending && !__cprof_tls && !profiling_disabled())
+        cprof_thread_start();
     pthread_mutex_lock(&counts_lock);
     for (i = 0; i < unit_count; i++)
         fold_early(&units[i]);
@@ -234,6 +249,13 @@ void cprof_counts_after_fork(struct cprof_thread_record *survivor)
         if (live[i].thread == survivor)
             live[kept++] = live[i];
     live_count = kept;
+    cprof_counts_forget_early();
+}
+
+/* A new run (a fork, a library session's cut) starts from zero: what was counted early belongs to the last one. */
+void cprof_counts_forget_early(void)
+{
+    size_t i;
     for (i = 0; i < unit_count; i++)
         memset(units[i].early, 0, units[i].table->count * sizeof(cprof_u64));
 }

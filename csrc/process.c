@@ -431,6 +431,7 @@ static int cut_run(const char *dir)
     header->end_ticks = header->end_mono_ns = 0;
     header->exit_status = -1;
     restart_run(header);
+    cprof_counts_forget_early();
     pthread_mutex_unlock(&cprof_rt.arena_lock);
     pthread_mutex_unlock(&cprof_rt.lock);
     return 0;
@@ -442,7 +443,11 @@ int cprof_session_begin(const char *run_dir)
         return -1;
     if (cprof_rt.ready == 0) { /* the first session starts the runtime itself, in its directory */
         snprintf(session_dir, sizeof session_dir, "%s", run_dir);
-        return cprof_process_start();
+        if (cprof_process_start() != 0)
+            return -1;
+        if (!__cprof_tls)
+            cprof_thread_start(); /* the calling thread's counters, for the count-only functions it calls */
+        return 0;
     }
     if (cprof_rt.ready != 1)
         return -1;

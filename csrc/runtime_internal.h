@@ -88,6 +88,7 @@ CPROF_INTERNAL void cprof_counts_thread_end(struct cprof_thread_record *thread);
 CPROF_INTERNAL void cprof_counts_after_fork(struct cprof_thread_record *survivor);
 CPROF_INTERNAL void cprof_counts_thread_off(void);
 CPROF_INTERNAL void cprof_counts_fold_early(void);
+CPROF_INTERNAL void cprof_counts_forget_early(void);
 
 /* process.c: 0 once the process records (started on first use), -1 when it does not */
 CPROF_INTERNAL int cprof_process_start(void);
