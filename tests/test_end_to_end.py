@@ -173,6 +173,54 @@ def test_a_program_whose_every_function_is_only_counted_still_makes_its_run(proj
     assert functions["tiny"]["calls"] == 2400 and functions["main"]["calls"] == 1
 
 
+LATE_LIBRARY = r"""
+    __attribute__((noinline)) int leaf(int x) { return x * 2 + 1; }
+    int drive(int n) { int s = 0; for (int i = 0; i < n; i++) s += leaf(i); return s; }
+"""
+LOADS_LATE = r"""
+    #include <dlfcn.h>
+    #include <pthread.h>
+    #include <stdio.h>
+    #include <sys/wait.h>
+    #include <unistd.h>
+    static int (*drive)(int);
+    static volatile int loaded;
+    static void *worker(void *arg) { while (!loaded) ; drive(3000); return arg; }
+    int main(int argc, char **argv) {
+        pthread_t thread;
+        pthread_create(&thread, NULL, worker, NULL);  /* running before the library is loaded */
+        usleep(20000);
+        void *library = dlopen(argv[1], RTLD_NOW);
+        if (!library) { printf("%s\n", dlerror()); return 1; }
+        drive = (int (*)(int))dlsym(library, "drive");
+        loaded = 1;
+        pthread_join(thread, NULL);
+        drive(1000);
+        pid_t child = fork();
+        if (child == 0) { drive(100); _exit(0); }
+        waitpid(child, NULL, 0);
+        drive(200);
+        return 0;
+    }
+"""
+
+
+def test_a_library_loaded_later_counts_in_threads_already_running_and_in_a_fork_child(project):
+    """A unit registered after threads started reaches each of them through the same thread-local offset; a forked
+    child counts from the fork in a run file of its own."""
+    project.write("late.c", LATE_LIBRARY)
+    project.write("loads_late.c", LOADS_LATE)
+    library = project.cprof("build", "-shared", "--count-only", "leaf", "--exclude-fn", "drive", "late.c")
+    assert library.returncode == 0, library.stderr
+    program = project.cprof("build", "loads_late.c", "--", "-pthread", "-ldl")
+    assert program.returncode == 0, program.stderr
+    path = os.path.join(project.root, ".cprof", "build", "direct", "liblate.so")
+    assert project.cprof("run", "--", path, env={"CPROF_SAMPLE_HZ": "0"}).returncode == 0
+    leaf = by_name(project.cprof("report", "--json", "--threads").json())["leaf"]
+    assert leaf["calls"] == 3000 + 1000 + 100 + 200
+    assert sorted((t["index"], t["calls"]) for t in leaf["threads"]) == [(0, 100), (0, 1200), (1, 3000)]
+
+
 def test_a_stopped_run_keeps_its_counts(project):
     """Counts live in the run file like everything else: a run stopped by a signal keeps them."""
     project.write("counted.c", COUNTED)
