@@ -1,4 +1,4 @@
-/* runtime.c — the cprof runtime's entry points from profiled programs: the guard's slow paths, count-only sites,
+/* runtime.c — the cprof runtime's entry points from profiled programs: the guard's slow paths (count-only sites: counts.c),
  * waits and control from user code.
  *
  * The guard's fast paths live inline in cprof_guard.h; the runtime handles everything they hand over: first use
