@@ -277,6 +277,9 @@ static PyObject *read_run(PyObject *self, PyObject *args)
  * at TypeError. */
 
 static PyObject *pointer_class; /* cprof.library.values.Pointer (a Callback is one too) */
+/* the runtime's cprof_thread_attach, found when the first session begins: called before every call into a library,
+ * so that a Python thread (which the runtime's pthread_create wrapper never sees) counts in its own thread */
+static void (*thread_attach)(void);
 static PyObject *struct_class;  /* cprof.library.values.StructValue, the base of every struct's class */
 /* an exception raised by a Python callback, re-raised when the foreign call on this thread returns */
 static __thread PyObject *pending_type, *pending_error, *pending_traceback;
@@ -733,6 +736,8 @@ static PyObject *function_vectorcall(PyObject *callable, PyObject *const *values
         }
     calls_in_progress++;
     Py_BEGIN_ALLOW_THREADS
+    if (thread_attach)
+        thread_attach();
     ffi_call(&self->signature.cif, self->address, result, avalues);
     Py_END_ALLOW_THREADS
     calls_in_progress--;
@@ -1034,6 +1039,8 @@ static PyObject *runtime_session(PyObject *self, PyObject *args)
         }
     } else if (dir) {
         int (*begin)(const char *) = (int (*)(const char *))cprof_ffi_symbol(handle, "cprof_session_begin");
+        if (!thread_attach)
+            thread_attach = (void (*)(void))cprof_ffi_symbol(handle, "cprof_thread_attach");
         if (begin) {
             Py_BEGIN_ALLOW_THREADS
             status = begin(dir);

@@ -13,6 +13,7 @@
  * off) counts nothing, at the cost of the test. */
 #define _GNU_SOURCE
 #include "runtime_internal.h"
+#include "cprof.h"
 #include "heap.h"
 #include "sampling.h"
 
@@ -181,6 +182,12 @@ void __cprof_unregister_counts(struct __cprof_count_table *table)
 }
 
 int cprof_counts_wanted(void) { return __atomic_load_n(&any_units, __ATOMIC_ACQUIRE); }
+
+void cprof_thread_attach(void)
+{
+    if (!__cprof_tls && __cprof_mode != 1 && cprof_counts_wanted())
+        cprof_thread_start();
+}
 
 void cprof_counts_thread_start(struct cprof_thread_record *thread)
 {

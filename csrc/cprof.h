@@ -42,4 +42,7 @@ void cprof_set_enabled(int enabled);
  * profiling off until the next begin. Both return 0, or -1 when the runtime cannot record. */
 int cprof_session_begin(const char *run_dir);
 int cprof_session_end(void);
+/* Before a thread the runtime did not start (a Python thread) calls into the library: gives it its counters of the
+ * count-only functions, so that they are counted in that thread. */
+void cprof_thread_attach(void);
 #endif
