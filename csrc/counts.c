@@ -109,10 +109,18 @@ static int early_pending(void)
     return 0;
 }
 
-static int profiling_disabled(void)
+static int profiling_disabled(void) { return cprof_rt.ready == -1 || cprof_env_flag("CPROF_DISABLE"); }
+
+/* Early counts are about to be joined to the calling thread's counters: it needs counters of its own (a program that
+ * never made a timed call, a Python thread that called only count-only functions) unless nothing is pending. */
+static void start_thread_for_early_counts(void)
 {
-    const char *disable = getenv("CPROF_DISABLE");
-    return cprof_rt.ready == -1 || (disable && *disable && *disable != '0');
+    int pending;
+    pthread_mutex_lock(&counts_lock);
+    pending = early_pending();
+    pthread_mutex_unlock(&counts_lock);
+    if (pending && !__cprof_tls && !profiling_disabled())
+        cprof_thread_start();
 }
 
 void __cprof_register_counts(struct __cprof_count_table *table, cprof_u64 **(*block_here)(void), cprof_u64 *early)
@@ -168,12 +176,7 @@ void __cprof_register_counts(struct __cprof_count_table *table, cprof_u64 **(*bl
 void __cprof_unregister_counts(struct __cprof_count_table *table)
 {
     size_t i;
-    int pending;
-    pthread_mutex_lock(&counts_lock);
-    pending = early_pending();
-    pthread_mutex_unlock(&counts_lock);
-    if (pending && !profiling_disabled() && !__cprof_tls)
-        cprof_thread_start();
+    start_thread_for_early_counts();
     pthread_mutex_lock(&counts_lock);
     for (i = 0; i < unit_count; i++)
         if (units[i].table == table) {
@@ -237,12 +240,7 @@ void cprof_counts_thread_off(void)
 void cprof_counts_fold_early(void)
 {
     size_t i;
-    int pending;
-    pthread_mutex_lock(&counts_lock);
-    pending = early_pending();
-    pthread_mutex_unlock(&counts_lock);
-    if (pending && !__cprof_tls && !profiling_disabled())
-        cprof_thread_start();
+    start_thread_for_early_counts();
     pthread_mutex_lock(&counts_lock);
     for (i = 0; i < unit_count; i++)
         fold_early(&units[i]);

@@ -27,7 +27,7 @@ static void timer_pair(cprof_u64 *ticks, cprof_u64 *ns)
     *ns = n;
 }
 
-static int env_flag(const char *name)
+int cprof_env_flag(const char *name)
 {
     const char *value = getenv(name);
     return value && *value && strcmp(value, "0") != 0;
@@ -240,12 +240,12 @@ static void process_start_once(void)
     struct cprof_run_header *header;
     cprof_u64 unix_ns = cprof_realtime_ns(), began = cprof_monotonic_ns();
     int fd;
-    if (env_flag("CPROF_DISABLE")) {
+    if (cprof_env_flag("CPROF_DISABLE")) {
         __cprof_mode = 1;
         cprof_rt.ready = -1;
         return;
     }
-    cprof_rt.cpu_time = env_flag("CPROF_CPU_TIME");
+    cprof_rt.cpu_time = cprof_env_flag("CPROF_CPU_TIME");
     {
         const char *timer = getenv("CPROF_TIMER");
         enum cprof_timer_choice choice = CPROF_TIMER_CHOICE_ORDERED;

@@ -90,6 +90,9 @@ CPROF_INTERNAL void cprof_counts_thread_off(void);
 CPROF_INTERNAL void cprof_counts_fold_early(void);
 CPROF_INTERNAL void cprof_counts_forget_early(void);
 
+/* process.c: whether an environment variable is set to something other than "" or "0" */
+CPROF_INTERNAL int cprof_env_flag(const char *name);
+
 /* process.c: 0 once the process records (started on first use), -1 when it does not */
 CPROF_INTERNAL int cprof_process_start(void);
 /* the guard's mode while recording: 0 (inline timer), 2 (every event via the runtime: no trustworthy counter, or
