@@ -35,7 +35,7 @@ REC_FUNCTION, REC_THREAD, REC_NODE, REC_STACK, REC_TRAILER, REC_PAD, REC_COUNTS 
 REC_SAMPLES, REC_MODULE, REC_HEAP, REC_HEAP_SITES, REC_TRACE = 8, 9, 10, 11, 12
 TRACE_CUT = 1  # a trace event's node bit: the call was still open when the trace stopped, which is its end
 # function flags and header feature bits (csrc/runfile.h)
-FN_STATIC, FN_SECTION, FN_INLINE, FN_COUNTED = 1, 2, 4, 8
+FN_STATIC, FN_SECTION, FN_INLINE, FN_COUNTED, FN_STRIPED = 1, 2, 4, 8, 16
 FEAT_CPU_TIME, FEAT_ALLOCS, FEAT_TRACE, FEAT_THREAD_CPU, FEAT_WAIT_TIME, FEAT_SAMPLES = (1 << 1, 1 << 2, 1 << 3, 1 << 4,
                                                                                 1 << 5, 1 << 7)
 
@@ -49,6 +49,9 @@ _HEADER_FIELDS = (
     "sample_period_ns sample_source reserved_u32b samples_outside samples_dropped count_guard_ticks "
     "count_guard_spread trace_min_ns trace_limit_bytes trace_bytes trace_stop_ticks trace_dropped"
 ).split()
+# and what follows the command line (older run files hold zeros there)
+_HEADER_TAIL = struct.Struct("<dddd")
+_HEADER_TAIL_FIELDS = "count_exposed_ticks count_exposed_call_ticks count_striped_ticks count_striped_call_ticks".split()
 _PUBLIC_HEADER_FIELDS = [
     f for f in _HEADER_FIELDS
     if f not in ("magic", "header_size", "chunk_size", "threads_head", "functions_head", "cmdline_len", "reserved_u32",
@@ -147,6 +150,7 @@ def read_header(data: bytes) -> dict:
     cmdline_at = _HEADER.size
     length = min(values["cmdline_len"], CMDLINE_MAX)
     values["cmdline"] = _cmdline(bytes(data[cmdline_at : cmdline_at + length]))
+    values.update(zip(_HEADER_TAIL_FIELDS, _HEADER_TAIL.unpack_from(data, cmdline_at + CMDLINE_MAX)))
     return values
 
 
@@ -307,7 +311,7 @@ def read_run(data: bytes) -> dict:
         trailer_kind, _, trailer_magic, _, _ = _TRAILER.unpack_from(data, HEADER_SIZE)
         complete = bool(header["flags"] & 1) and trailer_kind == REC_TRAILER and trailer_magic == TRAILER_MAGIC
     return {
-        "header": {k: header[k] for k in _PUBLIC_HEADER_FIELDS + ["cmdline"]},
+        "header": {k: header[k] for k in _PUBLIC_HEADER_FIELDS + ["cmdline"] + _HEADER_TAIL_FIELDS},
         "complete": complete,
         "functions": [f[1:] for f in functions],
         "nodes": nodes,

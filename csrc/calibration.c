@@ -45,13 +45,15 @@ CALIBRATION_PAIR(4, 20)
 #undef __cprof_sites
 
 /* A count-only guard, counting into a scratch block through a thread-local pointer as in the user's units (see
- * COUNT_GUARD in cprof/instrument/splice.py). What an increment costs depends on its neighbours: increments back
- * to back with nothing between (fib, whose calls gcc makes nearly free) chain through memory, one store-to-load
- * forwarding each, while work around them hides most of the cost. Both ends are measured: a loop of bare
- * increments, and a call that does the largest calibration work. */
+ * COUNT_GUARD in cprof/instrument/splice.py). What an increment costs depends on its neighbours: work around it
+ * hides nearly all of it, while in calls that do nothing else, back to back, it is exposed (a load, a test, a
+ * read-modify-write: about a cycle). Both ends are measured — a call that does the largest calibration work, and
+ * a call that does none — and the report places each function between them by how much work its calls do
+ * (cprof/model/samples.py). A striped count (__cprof_count_striped) serves functions that call themselves: its
+ * exposed end is a recursion that does nothing else, of fib's shape. */
 static struct __cprof_site calibration_count_site = {"<calibration>", "", 9, CPROF_FN_COUNTED, 1, 0};
 static struct __cprof_count_table calibration_count_table = {1, 0, &calibration_count_site};
-static cprof_u64 calibration_count_values[1];
+static cprof_u64 calibration_count_values[CPROF_COUNT_STRIPED_SLOTS];
 static __thread cprof_u64 *calibration_count_block __attribute__((tls_model("initial-exec")));
 #define CALIBRATION_COUNTED(steps)                                                                             \
     static __attribute__((noinline)) unsigned calibration_counted_##steps(unsigned x)                          \
@@ -62,17 +64,25 @@ static __thread cprof_u64 *calibration_count_block __attribute__((tls_model("ini
         __asm__ __volatile__("" : "+r"(x));                                                                    \
         return x;                                                                                              \
     }
+CALIBRATION_COUNTED(0)
 CALIBRATION_COUNTED(20)
 
-static cprof_u64 chained_increments(int count, int counting)
+static __attribute__((noinline)) int calibration_recursion(int n)
+{
+    return n < 2 ? n : calibration_recursion(n - 1) + calibration_recursion(n - 2);
+}
+
+static __attribute__((noinline)) int calibration_recursion_striped(int n)
+{
+    int counted __attribute__((unused)) =
+        __cprof_count_striped(&calibration_count_block, &calibration_count_table, 0);
+    return n < 2 ? n : calibration_recursion_striped(n - 1) + calibration_recursion_striped(n - 2);
+}
+
+static cprof_u64 recursion_ticks(int (*recursion)(int), int depth, unsigned *sink)
 {
     cprof_u64 start = now_ticks();
-    int i;
-    for (i = 0; i < count; i++) {
-        if (counting)
-            __cprof_count(&calibration_count_block, &calibration_count_table, 0);
-        __asm__ __volatile__("" ::: "memory"); /* every increment goes to memory, as in separate calls */
-    }
+    *sink += recursion(depth);
     return now_ticks() - start;
 }
 
@@ -98,6 +108,8 @@ static double spread_of(const double *values, size_t count, double median)
         deviations[i] = values[i] > median ? values[i] - median : median - values[i];
     return median_of(deviations, count);
 }
+
+static double non_negative(double value) { return value > 0 ? value : 0; }
 
 static cprof_u64 loop_ticks(calibration_function function, int calls, unsigned *sink)
 {
@@ -125,8 +137,10 @@ void cprof_calibrate_guard(void)
         struct cprof_trace_record table;
         struct cprof_trace_event events[256];
     } scratch_trace = {.table = {.capacity = 256}};
-    double inner[CALIBRATION_SIZES][ROUNDS], outer[CALIBRATION_SIZES][ROUNDS], chained[ROUNDS], hidden[ROUNDS];
-    double chained_median, hidden_median;
+    /* calls of calibration_recursion(RECURSION_DEPTH): 2 fib(RECURSION_DEPTH + 1) - 1 */
+    enum { RECURSION_DEPTH = 20, RECURSION_CALLS = 21891 };
+    double inner[CALIBRATION_SIZES][ROUNDS], outer[CALIBRATION_SIZES][ROUNDS], hidden[ROUNDS], exposed[ROUNDS],
+        exposed_call[ROUNDS], striped[ROUNDS], striped_call[ROUNDS];
     double inner_by_size[CALIBRATION_SIZES], outer_by_size[CALIBRATION_SIZES];
     double inner_mean = 0, outer_mean = 0, inner_noise = 0, outer_noise = 0, inner_low, inner_high, outer_low,
            outer_high;
@@ -156,21 +170,24 @@ void cprof_calibrate_guard(void)
         }
     calibration_count_block = calibration_count_values;
     for (round = 0; round < ROUNDS; round++) {
-        double bare = (double)chained_increments(CALLS, 0);
         double work = (double)loop_ticks(calibration_plain_20, CALLS, &sink);
-        chained[round] = ((double)chained_increments(CALLS, 1) - bare) / CALLS;
+        double empty = (double)loop_ticks(calibration_plain_0, CALLS, &sink);
+        double recursion = (double)recursion_ticks(calibration_recursion, RECURSION_DEPTH, &sink);
+        double counted_empty = (double)loop_ticks(calibration_counted_0, CALLS, &sink);
+        double counted_recursion = (double)recursion_ticks(calibration_recursion_striped, RECURSION_DEPTH, &sink);
         hidden[round] = ((double)loop_ticks(calibration_counted_20, CALLS, &sink) - work) / CALLS;
+        exposed[round] = (counted_empty - empty) / CALLS;
+        exposed_call[round] = counted_empty / CALLS;
+        striped[round] = (counted_recursion - recursion) / RECURSION_CALLS;
+        striped_call[round] = counted_recursion / RECURSION_CALLS;
     }
-    chained_median = median_of(chained, ROUNDS);
-    hidden_median = median_of(hidden, ROUNDS);
-    chained_median = chained_median > 0 ? chained_median : 0;
-    hidden_median = hidden_median > 0 ? hidden_median : 0;
-    /* the middle of the two ends, and half their distance plus the rounds' noise as the spread */
-    cprof_rt.header->count_guard_ticks = (chained_median + hidden_median) / 2;
-    cprof_rt.header->count_guard_spread = (chained_median > hidden_median ? chained_median - hidden_median
-                                                                    : hidden_median - chained_median) / 2 +
-                                    (spread_of(chained, ROUNDS, chained_median) +
-                                     spread_of(hidden, ROUNDS, hidden_median)) / 2;
+    cprof_rt.header->count_guard_ticks = non_negative(median_of(hidden, ROUNDS));
+    cprof_rt.header->count_guard_spread = spread_of(hidden, ROUNDS, cprof_rt.header->count_guard_ticks) +
+                                          spread_of(exposed, ROUNDS, median_of(exposed, ROUNDS));
+    cprof_rt.header->count_exposed_ticks = non_negative(median_of(exposed, ROUNDS));
+    cprof_rt.header->count_exposed_call_ticks = median_of(exposed_call, ROUNDS);
+    cprof_rt.header->count_striped_ticks = non_negative(median_of(striped, ROUNDS));
+    cprof_rt.header->count_striped_call_ticks = median_of(striped_call, ROUNDS);
     __cprof_tls = saved;
     for (size = 0; size < CALIBRATION_SIZES; size++) {
         inner_by_size[size] = median_of(inner[size], ROUNDS);

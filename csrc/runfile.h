@@ -71,6 +71,7 @@ __extension__ typedef unsigned long long cprof_u64; /* the same type as the guar
 #define CPROF_FN_SECTION (1u << 1)  /* a user-placed section from cprof.h, not a C function */
 #define CPROF_FN_INLINE (1u << 2)   /* declared inline */
 #define CPROF_FN_COUNTED (1u << 3)  /* only counted (a count-only site): no frame, its time is in its callers' */
+#define CPROF_FN_STRIPED (1u << 4)  /* counted into slots picked by recursion depth (__cprof_count_striped) */
 
 struct cprof_record_head {
     cprof_u32 kind;
@@ -128,6 +129,13 @@ struct cprof_run_header {
     cprof_u64 trace_dropped;     /* calls not recorded: begun after the stop, or no room at all */
     cprof_u64 reserved[3];
     char cmdline[CPROF_CMDLINE_MAX];
+    /* What a count increment costs where nothing hides it (calibrate_guard; count_guard_ticks above is its cost
+     * among work): in calls that do nothing else, back to back, and the whole of such a call. After the command
+     * line, where older run files hold zeros. */
+    double count_exposed_ticks;      /* a counted call of no work */
+    double count_exposed_call_ticks;
+    double count_striped_ticks;      /* a striped count in a recursion of no other work (fib) */
+    double count_striped_call_ticks;
 };
 
 struct cprof_function_record {

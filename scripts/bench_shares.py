@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Does the adaptive mode put the time where a sampling profiler finds it? Each program is built twice with
-`-O2 -g -fno-inline` (so that both sides have the same functions): plain, profiled by `perf record -e cpu-clock`,
+`-O2 -g -fno-inline -fno-optimize-sibling-calls` (so that both sides have the same functions, and the same frames:
+a tail call takes its caller's frame off the stack, and perf then finds the callee's time, libc's snprintf say, under
+the caller's caller, while an instrumented function keeps its frame): plain, profiled by `perf record -e cpu-clock`,
 and adaptively instrumented by cprof (a fully timed learning run, then `cprof build --adaptive`, then a run). The
 top 10 functions of perf's user-space self time are compared with cprof's shares of the sum of all self times
 (timed functions measured, count-only functions sampled). Each side is the sum of `--repeat` runs.
@@ -30,13 +32,13 @@ from scripts.bench_adaptive import _cprof  # noqa: E402
 from scripts.bench_projects import Project  # noqa: E402
 from scripts.results import write_results  # noqa: E402
 
-FLAGS = ["-O2", "-g", "-fno-inline"]
+FLAGS = ["-O2", "-g", "-fno-inline", "-fno-optimize-sibling-calls"]
 TOP = 10
 # Longer workloads than the overhead benchmarks: shares need thousands of samples on both sides.
 LUA_SCRIPT = "for _ = 1, 8 do dofile('{script}') end"
 DIRECT = [("fib.c", "fib", "fib(36)", ["36"]), ("qsort_hash.c", "qsort", "qsort+hash", [])]
 PROJECTS = [
-    (Project("lua", "lua5.4", ["make", "-j2", "linux", "MYCFLAGS=-fno-inline"], "src/lua"), "",
+    (Project("lua", "lua5.4", ["make", "-j2", "linux", "MYCFLAGS=" + " ".join(FLAGS[2:])], "src/lua"), "",
      ["-e", LUA_SCRIPT]),
     (Project("sqlite3 shell", "sqlite3", ["cc", *FLAGS, *SQLITE_BUILD[3:]], "sqlite3"), "../amalgamation",
      [":memory:", ".read {sql}"]),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import glob
 import os
 
 import pytest
 
 from conftest import by_name, validate
+from cprof.runfile import read_header
 
 FIB = """\
     #include <stdio.h>
@@ -160,6 +162,57 @@ def test_count_only_calls_are_exact_before_main_and_in_threads_no_timed_call_sta
     assert tiny["calls"] == 300 + 2000 + 100
     if link == "dynamic":
         assert {(t["index"], t["calls"]) for t in tiny["threads"]} == {(0, 400), (1, 2000)}
+
+
+RECURSIVE = r"""
+    #include <pthread.h>
+    #include <stdio.h>
+    #include <stdlib.h>
+    __attribute__((noinline)) int fib(int n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); }
+    /* frames of 64 bytes and more: a thousand levels go through every stripe, many times */
+    __attribute__((noinline)) long deep(long n, const char *above) {
+        char here[48];
+        here[0] = (char)(n & 1);
+        return n ? deep(n - 1, here) + above[0] : 0;
+    }
+    static void *worker(void *result) { *(int *)result = fib(18); return result; }
+    int main(int argc, char **argv) {
+        pthread_t thread;
+        int other = 0, mine;
+        char top[1] = {0};
+        pthread_create(&thread, NULL, worker, &other);
+        mine = fib(atoi(argv[1]));
+        pthread_join(thread, NULL);
+        printf("%d %d %ld\n", mine, other, deep(1000, top));
+        return 0;
+    }
+"""
+
+
+def test_a_count_only_function_that_calls_itself_is_counted_exactly_in_its_stripes(project):
+    """A count-only function that calls itself counts into slots picked by recursion depth (__cprof_count_striped,
+    so that its increments do not chain through one counter): its instrumented text says so, and the slots add up
+    to the exact count, in each thread."""
+    project.write("recursive.c", RECURSIVE)
+    spliced = project.cprof("instrument", "recursive.c", "--count-only", "fib", "--count-only", "deep")
+    assert spliced.returncode == 0, spliced.stderr
+    assert spliced.stdout.count("__cprof_count_striped(&__cprof_count_block") == 2
+    assert "__cprof_count_sites[26]" in spliced.stdout  # 13 slots each
+    built = project.cprof("build", "--count-only", "fib", "--count-only", "deep", "recursive.c", "--", "-O2",
+                          "-pthread")
+    assert built.returncode == 0, built.stderr
+    result = project.cprof("run", "--", "20", env={"CPROF_SAMPLE_HZ": "0"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"6765 2584 {sum((n + 1) & 1 for n in range(1, 1000))}\n"
+    functions = by_name(project.cprof("report", "--json", "--threads").json())
+    # fib(n) makes 2 fib(n + 1) - 1 calls: fib(21) = 10946, fib(19) = 4181
+    assert {(t["index"], t["calls"]) for t in functions["fib"]["threads"]} == {(0, 21891), (1, 8361)}
+    assert functions["deep"]["calls"] == 1001 and not functions["deep"]["timed"]
+    run_file = max(glob.glob(os.path.join(project.root, ".cprof", "runs", "*", "*.cprof")), key=os.path.getmtime)
+    with open(run_file, "rb") as handle:
+        header = read_header(handle.read(4096))
+    # the start-up calibration timed both exposed ends (whole calls, which always take time), for the report
+    assert header["count_exposed_call_ticks"] > 0 and header["count_striped_call_ticks"] > 0
 
 
 def test_a_program_whose_every_function_is_only_counted_still_makes_its_run(project):

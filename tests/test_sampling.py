@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from conftest import by_name, validate
+from cprof.model.correction import Calibration
 
 # Each process burns a fixed amount of its own CPU time (not a fixed amount of work), so that the number of samples
 # does not depend on the machine's speed. `leaf` (count-only, inlined by gcc) and `own` (timed) do the same work
@@ -155,3 +158,18 @@ def test_samples_of_a_program_rebuilt_since_the_run_are_not_misread(project):
     result = project.cprof("report", "--json")
     assert by_name(result.json())["leaf"]["time_source"] == "none"
     assert "changed since the run: its samples cannot be resolved" in result.stderr
+
+
+def test_a_count_increment_is_given_back_by_how_much_work_its_calls_do():
+    """An increment hides behind a call's own work: in a call as short as the calibration's call of no work it
+    costs its exposed figure, in a longer call proportionally less, down to its cost among work; a striped count
+    (a function that calls itself) has its own exposed figure; a run file from before the exposed end was measured
+    gives back the cost among work."""
+    calibration = Calibration(count_ns=0.1, count_exposed_ns=0.5, count_exposed_call_ns=1.0, count_striped_ns=0.4,
+                              count_striped_call_ns=2.0, measured=True)
+    assert calibration.count_cost_ns(False, 1.0) == pytest.approx(0.5)
+    assert calibration.count_cost_ns(False, 0.5) == pytest.approx(0.5)
+    assert calibration.count_cost_ns(False, 10.0) == pytest.approx(0.1 + 0.4 / 10)
+    assert calibration.count_cost_ns(True, 2.0) == pytest.approx(0.4)
+    assert calibration.count_cost_ns(True, 8.0) == pytest.approx(0.1 + 0.3 / 4)
+    assert Calibration(count_ns=0.1, measured=True).count_cost_ns(False, 1.0) == pytest.approx(0.1)

@@ -54,7 +54,8 @@ def _plan_of(unit) -> dict:
     return {
         "functions": [[f.name, f.file, f.line, f.static, f.skipped] for f in unit.functions],
         "matched": sorted(unit.matched_filters),
-        "sites": [[s.name, s.file, s.line, s.flags, s.body_offset, s.nested, s.counted] for s in unit.sites],
+        "sites": [[s.name, s.file, s.line, s.flags, s.body_offset, s.nested, s.counted, s.recursive]
+                  for s in unit.sites],
         "table_offset": unit.table_offset,
     }
 

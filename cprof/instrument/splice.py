@@ -19,6 +19,9 @@ NESTED_GUARD = GUARD.replace("__cprof_guard ", "__cprof_guard_nested{index} ").r
 # A count-only function: one increment through the unit's thread-local block pointer; no frame, no cleanup.
 COUNT_GUARD = ("int __cprof_counted __attribute__((unused)) = "
                "__cprof_count(&__cprof_count_block, &__cprof_count_table, {index});")
+# A count-only function that calls itself: its counter striped by recursion depth (__cprof_count_striped).
+STRIPED_COUNT_GUARD = COUNT_GUARD.replace("__cprof_count(", "__cprof_count_striped(")
+STRIPED_SLOTS = 13  # as CPROF_COUNT_STRIPED_SLOTS in csrc/cprof_guard.h
 # What a unit with count-only functions declares beside its site table: the table, the thread-local pointer to the
 # thread's counters (until the runtime hands them out, the unit's early counters: calls made before the runtime
 # starts), and the registration that has the runtime set that pointer in every thread (csrc/counts.c).
@@ -31,7 +34,7 @@ COUNT_TABLE = ("static struct __cprof_count_table __cprof_count_table = {{{count
                "{{ __cprof_register_counts(&__cprof_count_table, __cprof_count_block_here, __cprof_count_early); }} "
                "__attribute__((destructor)) static void __cprof_count_unregister(void) "
                "{{ __cprof_unregister_counts(&__cprof_count_table); }}")
-FN_COUNTED = 8  # as CPROF_FN_COUNTED in csrc/runfile.h
+FN_COUNTED, FN_STRIPED = 8, 16  # as CPROF_FN_COUNTED, CPROF_FN_STRIPED in csrc/runfile.h
 
 
 @dataclass
@@ -43,6 +46,16 @@ class Site:
     body_offset: int  # the `{` the guard follows (or the `;` of the body's leading __label__ declarations)
     nested: bool = False  # a GCC nested function (see NESTED_GUARD)
     counted: bool = False  # only counted (COUNT_GUARD): flags carry FN_COUNTED
+    recursive: bool = False  # its body calls it by name: if counted, striped (STRIPED_COUNT_GUARD, FN_STRIPED)
+
+    @property
+    def striped(self) -> bool:
+        return self.counted and self.recursive
+
+    @property
+    def slots(self) -> int:
+        """The entries it takes in its table: a striped count's every counter is an entry (the same function)."""
+        return STRIPED_SLOTS if self.striped else 1
 
 
 def c_string(text: str) -> str:
@@ -60,7 +73,8 @@ def c_string(text: str) -> str:
 
 
 def _entries(sites: list[Site]) -> str:
-    return ", ".join(f"{{{c_string(s.name)}, {c_string(s.file)}, {s.line}u, {s.flags}u, 0, 0}}" for s in sites)
+    return ", ".join(", ".join([f"{{{c_string(s.name)}, {c_string(s.file)}, {s.line}u, {s.flags}u, 0, 0}}"] * s.slots)
+                     for s in sites)
 
 
 def site_table(sites: list[Site]) -> str:
@@ -71,8 +85,9 @@ def site_table(sites: list[Site]) -> str:
     if timed:
         parts.append(f"static struct __cprof_site __cprof_sites[{len(timed)}] = {{{_entries(timed)}}};")
     if counted:
-        parts.append(f"static struct __cprof_site __cprof_count_sites[{len(counted)}] = {{{_entries(counted)}}}; "
-                     + COUNT_TABLE.format(count=len(counted)))
+        slots = sum(s.slots for s in counted)
+        parts.append(f"static struct __cprof_site __cprof_count_sites[{slots}] = {{{_entries(counted)}}}; "
+                     + COUNT_TABLE.format(count=slots))
     return " ".join(parts)
 
 
@@ -82,13 +97,14 @@ def site_indexes(sites: list[Site]) -> list[int]:
     indexes = []
     for site in sites:
         indexes.append(next_index[site.counted])
-        next_index[site.counted] += 1
+        next_index[site.counted] += site.slots
     return indexes
 
 
 def guard_text(site: Site, index: int) -> str:
     """What is inserted after the site's body_offset (a space, then the declaration); `index` in its table."""
-    template = COUNT_GUARD if site.counted else NESTED_GUARD if site.nested else GUARD
+    template = (STRIPED_COUNT_GUARD if site.striped else COUNT_GUARD if site.counted
+                else NESTED_GUARD if site.nested else GUARD)
     return " " + template.format(index=index)
 
 

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 from cprof.instrument.filters import FunctionFilter
 from cprof.instrument.scan import ScanError, ScannedUnit, scan
 from cprof.instrument.skips import UNREADABLE, skip_reason
-from cprof.instrument.splice import FN_COUNTED, Site, splice
+from cprof.instrument.splice import FN_COUNTED, FN_STRIPED, Site, splice
 
-COUNTS_MAX = 4000  # count-only sites per unit, as CPROF_COUNTS_MAX in csrc/runfile.h
+COUNTS_MAX = 4000  # count-only slots per unit, as CPROF_COUNTS_MAX in csrc/runfile.h
 
 if TYPE_CHECKING:
     from cprof.instrument.parse import ParsedUnit, SegmentStore
@@ -132,15 +132,27 @@ def decide(
         if entry.skipped is None:
             flags = (FN_STATIC if entry.static else 0) | (FN_INLINE if "inline" in function.funcspec else 0)
             counted = function_filter.counts_only(function.name, real_file, line)
-            result.sites.append(Site(function.name, real_file, line, flags | (FN_COUNTED if counted else 0),
-                                     _guard_after(unit.text, function.body_offset), counted=counted))
+            recursive = _calls_itself(unit, function.name, unit.bodies[function.body_offset])
+            flags |= (FN_COUNTED | (FN_STRIPED if recursive else 0)) if counted else 0
+            result.sites.append(Site(function.name, real_file, line, flags,
+                                     _guard_after(unit.text, function.body_offset), counted=counted,
+                                     recursive=recursive))
             _nested_sites(unit, unit.bodies[function.body_offset], paths, function_filter, result)
-    counted = [s for s in result.sites if s.counted]
-    for site in counted[COUNTS_MAX:]:  # a count record must fit one run-file chunk: the rest are timed
-        site.counted, site.flags = False, site.flags & ~FN_COUNTED
+    slots = 0
+    for site in (s for s in result.sites if s.counted):
+        slots += site.slots
+        if slots > COUNTS_MAX:  # a count record must fit one run-file chunk: the rest are timed
+            site.counted, site.flags = False, site.flags & ~(FN_COUNTED | FN_STRIPED)
     if result.sites:
         result.table_offset = _guard_header_end(unit, guard_header)
     return result
+
+
+def _calls_itself(unit: ScannedUnit, name: str, body) -> bool:
+    """Whether the body names the function before a `(`: a call of itself. A name that means something else there
+    (a member, a local that shadows it, text in a string) only costs a striped counter, which counts as exactly."""
+    call = re.compile(rf"(?<![\w.>$]){re.escape(name)}\s*\(")
+    return call.search(unit.text, body.open_offset, body.close_offset) is not None
 
 
 def _note_repairs(unit: ScannedUnit, parsed: ParsedUnit, paths: PathMap, result: InstrumentedUnit) -> None:

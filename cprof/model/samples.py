@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from cprof.model.correction import COUNT_ERROR_NS, SAMPLE_Z
 from cprof.model.symbols import changed_modules, module_of, resolve
-from cprof.runfile import FN_COUNTED
+from cprof.runfile import FN_COUNTED, FN_STRIPED
 
 RUNTIME = "<cprof>"  # the guard's and the runtime's own instructions
 RUNTIME_PREFIXES = ("__cprof_", "cprof_")
@@ -150,12 +150,12 @@ def apply_samples(raw: dict, nodes: dict, threads: list, flags: dict, calibratio
         node.self_err_ns += added_err
     for thread in threads:  # every count-only function of a sampled thread has a sampled time, zero if unseen
         thread.sampled_keys.update(thread.counted)
-        _take_out_count_cost(thread, calibration)
+        _take_out_count_cost(thread, calibration, {key for key, value in flags.items() if value & FN_STRIPED})
 
 
-def _take_out_count_cost(thread, calibration) -> None:
+def _take_out_count_cost(thread, calibration, striped: set) -> None:
     """Gives back what the count increments cost, out of each count-only function's sampled time in this thread,
-    spread over its call paths in proportion to their estimates."""
+    spread over its call paths in proportion to their estimates (`striped`: the functions whose counts are)."""
     holders: dict = {}
     for node in thread.root.walk():
         for key in node.sampled:
@@ -164,10 +164,12 @@ def _take_out_count_cost(thread, calibration) -> None:
         estimate = sum(node.sampled[key][1] for node in owners)
         if estimate <= 0:
             continue
-        cost = thread.counted.get(key, 0) * calibration.count_ns
-        # the calibration measured both ends (increments back to back, increments among work); the true cost lies
-        # between them, or at worst at the largest a benchmark ever measured
-        err = thread.counted.get(key, 0) * max(calibration.count_spread_ns, COUNT_ERROR_NS - calibration.count_ns)
+        calls = thread.counted.get(key, 0)
+        per_call = calibration.count_cost_ns(key in striped, estimate / calls) if calls else 0.0
+        cost = calls * per_call
+        # the calibration measured both ends (increments among work, and exposed in calls of no work); the true
+        # cost lies between them, or at worst at the largest a benchmark ever measured
+        err = calls * max(calibration.count_spread_ns, COUNT_ERROR_NS - per_call)
         keep = max(0.0, estimate - cost) / estimate
         for node in owners:
             raw_ns, corrected_ns, err_ns = node.sampled[key]
