@@ -50,8 +50,8 @@ _HEADER_FIELDS = (
     "count_guard_spread trace_min_ns trace_limit_bytes trace_bytes trace_stop_ticks trace_dropped"
 ).split()
 # and what follows the command line (older run files hold zeros there)
-_HEADER_TAIL = struct.Struct("<dddd")
-_HEADER_TAIL_FIELDS = "count_exposed_ticks count_exposed_call_ticks count_striped_ticks count_striped_call_ticks".split()
+_HEADER_TAIL = struct.Struct("<dd")
+_HEADER_TAIL_FIELDS = ["count_exposed_ticks", "count_striped_ticks"]
 _PUBLIC_HEADER_FIELDS = [
     f for f in _HEADER_FIELDS
     if f not in ("magic", "header_size", "chunk_size", "threads_head", "functions_head", "cmdline_len", "reserved_u32",

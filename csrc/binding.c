@@ -51,7 +51,7 @@ static PyObject *header_dict(const struct cprof_run_header *h)
     }
     result = Py_BuildValue(
         "{s:I,s:K,s:K,s:K,s:I,s:d,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:i,s:I,s:K,s:d,s:d,s:d,s:d,s:I,s:K,s:I,s:K,s:K,s:I,"
-        "s:K,s:K,s:d,s:d,s:K,s:K,s:K,s:K,s:K,s:d,s:d,s:d,s:d,s:N}",
+        "s:K,s:K,s:d,s:d,s:K,s:K,s:K,s:K,s:K,s:d,s:d,s:N}",
         "version",
         h->version, "features", h->features, "base_address", h->base_address, "used_bytes", h->used_bytes,
         "timer_kind", h->timer_kind, "ticks_per_second", h->ticks_per_second, "start_ticks", h->start_ticks,
@@ -65,9 +65,8 @@ static PyObject *header_dict(const struct cprof_run_header *h)
         h->samples_outside, "samples_dropped", h->samples_dropped, "count_guard_ticks", h->count_guard_ticks,
         "count_guard_spread", h->count_guard_spread, "trace_min_ns", h->trace_min_ns, "trace_limit_bytes",
         h->trace_limit_bytes, "trace_bytes", h->trace_bytes, "trace_stop_ticks", h->trace_stop_ticks,
-        "trace_dropped", h->trace_dropped, "count_exposed_ticks", h->count_exposed_ticks, "count_exposed_call_ticks",
-        h->count_exposed_call_ticks, "count_striped_ticks", h->count_striped_ticks, "count_striped_call_ticks",
-        h->count_striped_call_ticks, "cmdline", cmdline);
+        "trace_dropped", h->trace_dropped, "count_exposed_ticks", h->count_exposed_ticks,
+        "count_striped_ticks", h->count_striped_ticks, "cmdline", cmdline);
     return result;
 }
 

@@ -45,12 +45,14 @@ CALIBRATION_PAIR(4, 20)
 #undef __cprof_sites
 
 /* A count-only guard, counting into a scratch block through a thread-local pointer as in the user's units (see
- * COUNT_GUARD in cprof/instrument/splice.py). What an increment costs depends on its neighbours: work around it
- * hides nearly all of it, while in calls that do nothing else, back to back, it is exposed (a load, a test, a
- * read-modify-write: about a cycle). Both ends are measured — a call that does the largest calibration work, and
- * a call that does none — and the report places each function between them by how much work its calls do
- * (cprof/model/samples.py). A striped count (__cprof_count_striped) serves functions that call themselves: its
- * exposed end is a recursion that does nothing else, of fib's shape. */
+ * COUNT_GUARD in cprof/instrument/splice.py). What an increment costs depends on its neighbours: a chain of
+ * dependent work hides nearly all of it, while in calls that do nothing else, back to back, it is exposed (a
+ * load, a test, a read-modify-write: about a cycle). Both ends are measured — a call that does the largest
+ * calibration work, and a call that does none. Real programs pay about the exposed end (Lua, zstd, qsort+hash:
+ * benchmarks/results/adaptive.json, count_cost_ns), as their code keeps the CPU's issue slots busy where the
+ * calibration's dependent chain leaves them free: the report gives that back (cprof/model/samples.py). A striped
+ * count (__cprof_count_striped) serves functions that call themselves: its exposed end is a recursion that does
+ * nothing else, of fib's shape. */
 static struct __cprof_site calibration_count_site = {"<calibration>", "", 9, CPROF_FN_COUNTED, 1, 0};
 static struct __cprof_count_table calibration_count_table = {1, 0, &calibration_count_site};
 static cprof_u64 calibration_count_values[CPROF_COUNT_STRIPED_SLOTS];
@@ -140,7 +142,7 @@ void cprof_calibrate_guard(void)
     /* calls of calibration_recursion(RECURSION_DEPTH): 2 fib(RECURSION_DEPTH + 1) - 1 */
     enum { RECURSION_DEPTH = 20, RECURSION_CALLS = 21891 };
     double inner[CALIBRATION_SIZES][ROUNDS], outer[CALIBRATION_SIZES][ROUNDS], hidden[ROUNDS], exposed[ROUNDS],
-        exposed_call[ROUNDS], striped[ROUNDS], striped_call[ROUNDS];
+        striped[ROUNDS];
     double inner_by_size[CALIBRATION_SIZES], outer_by_size[CALIBRATION_SIZES];
     double inner_mean = 0, outer_mean = 0, inner_noise = 0, outer_noise = 0, inner_low, inner_high, outer_low,
            outer_high;
@@ -177,17 +179,13 @@ void cprof_calibrate_guard(void)
         double counted_recursion = (double)recursion_ticks(calibration_recursion_striped, RECURSION_DEPTH, &sink);
         hidden[round] = ((double)loop_ticks(calibration_counted_20, CALLS, &sink) - work) / CALLS;
         exposed[round] = (counted_empty - empty) / CALLS;
-        exposed_call[round] = counted_empty / CALLS;
         striped[round] = (counted_recursion - recursion) / RECURSION_CALLS;
-        striped_call[round] = counted_recursion / RECURSION_CALLS;
     }
     cprof_rt.header->count_guard_ticks = non_negative(median_of(hidden, ROUNDS));
     cprof_rt.header->count_guard_spread = spread_of(hidden, ROUNDS, cprof_rt.header->count_guard_ticks) +
                                           spread_of(exposed, ROUNDS, median_of(exposed, ROUNDS));
     cprof_rt.header->count_exposed_ticks = non_negative(median_of(exposed, ROUNDS));
-    cprof_rt.header->count_exposed_call_ticks = median_of(exposed_call, ROUNDS);
     cprof_rt.header->count_striped_ticks = non_negative(median_of(striped, ROUNDS));
-    cprof_rt.header->count_striped_call_ticks = median_of(striped_call, ROUNDS);
     __cprof_tls = saved;
     for (size = 0; size < CALIBRATION_SIZES; size++) {
         inner_by_size[size] = median_of(inner[size], ROUNDS);

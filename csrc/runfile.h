@@ -130,12 +130,9 @@ struct cprof_run_header {
     cprof_u64 reserved[3];
     char cmdline[CPROF_CMDLINE_MAX];
     /* What a count increment costs where nothing hides it (calibrate_guard; count_guard_ticks above is its cost
-     * among work): in calls that do nothing else, back to back, and the whole of such a call. After the command
-     * line, where older run files hold zeros. */
-    double count_exposed_ticks;      /* a counted call of no work */
-    double count_exposed_call_ticks;
-    double count_striped_ticks;      /* a striped count in a recursion of no other work (fib) */
-    double count_striped_call_ticks;
+     * among work). After the command line, where older run files hold zeros. */
+    double count_exposed_ticks; /* in counted calls of no work, back to back */
+    double count_striped_ticks; /* a striped count, in a recursion of no other work (fib) */
 };
 
 struct cprof_function_record {

@@ -5,8 +5,9 @@ run side by side, interleaved, medians. For each: the slowdown of both modes aga
 adaptive build with profiling switched off (CPROF_DISABLE=1), whether every call count of the adaptive run equals
 the full run's, and the sum of the adaptive run's self times against the plain program's time in the same region.
 Programs: fib(30), qsort+hash, Lua 5.4 running a CPU-bound script, sqlite3's shell, zstd compressing (all units
-instrumented), and a csmith program (the first seed from 1 whose plain run takes 0.5-2 s: its hot loops are made
-of csmith's static inline safe-math helpers; its full mode is run once, it takes minutes).
+instrumented), and a csmith program (the first seed from 1 whose plain run takes 20 ms-2 s, its main repeated to
+half a second or more: its hot loops are made of csmith's static inline safe-math helpers; its full mode is run
+once, it takes minutes).
 
     python scripts/bench_adaptive.py [--repeat 5] [--only fib,qsort,lua,sqlite3,zstd,csmith]
 
@@ -89,26 +90,48 @@ def _switched_off(plain: str, instrumented: str, args: list[str], cwd: str, repe
     return statistics.median(off_walls) / statistics.median(plain_walls)
 
 
-def csmith_program(root: str, seeds=range(1, 400)) -> tuple[int, str] | None:
-    """The first csmith program (by seed) whose plain run takes 0.5-2 s: (seed, its source). Rare: csmith's
-    programs end at once or run for minutes (none of seeds 200-320 did, with -O2 here)."""
+CSMITH_MAIN = "int main (int argc, char* argv[])"
+
+
+def _plain_seconds(source: str, binary: str, root: str, timeout: float) -> float | None:
+    """Builds a csmith program plain and times one run; None when it does not build or does not end in time."""
+    if subprocess.run(["cc", *FLAGS, "-w", f"-I{CSMITH_INCLUDE}", source, "-o", binary],
+                      capture_output=True).returncode:
+        return None
+    try:  # many csmith programs run for minutes or never end
+        started = time.perf_counter()
+        subprocess.run([binary], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout,
+                       check=True)
+        return time.perf_counter() - started
+    except (subprocess.SubprocessError, OSError):
+        return None
+
+
+def csmith_program(root: str, seeds=range(1, 400)) -> tuple[int, int, str] | None:
+    """The first csmith program (by seed) whose plain run takes 20 ms to 2 s, with its main run `repeat` times
+    so that the plain program takes half a second or more: (seed, repeat, its source). csmith's programs end at
+    once (none of seeds 1-489 took 0.5 s here with -O2) or run for minutes; repeating main keeps what a csmith
+    program is made of, loops of its static inline safe-math helpers (each run starts from the globals the last
+    one left, so the repeated program is checked to end as well)."""
     for seed in seeds:
         source = os.path.join(root, f"csmith-{seed}.c")
-        binary = os.path.join(root, f"csmith-{seed}")
         if subprocess.run(["csmith", "--seed", str(seed), "-o", source], capture_output=True).returncode:
             continue
-        if subprocess.run(["cc", *FLAGS, "-w", f"-I{CSMITH_INCLUDE}", source, "-o", binary],
-                          capture_output=True).returncode:
+        seconds = _plain_seconds(source, os.path.join(root, f"csmith-{seed}"), root, 2)
+        if seconds is None or not 0.02 <= seconds <= 2:
             continue
-        try:  # many csmith programs run for minutes or never end
-            started = time.perf_counter()
-            subprocess.run([binary], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=2,
-                           check=True)
-            seconds = time.perf_counter() - started
-        except (subprocess.SubprocessError, OSError):
+        with open(source) as handle:
+            text = handle.read()
+        if CSMITH_MAIN not in text:
             continue
-        if 0.5 <= seconds <= 2:
-            return seed, source
+        repeat = max(1, round(0.6 / seconds))
+        looped = os.path.join(root, f"csmith-{seed}-x{repeat}.c")
+        with open(looped, "w") as handle:
+            handle.write(text.replace(CSMITH_MAIN, "static int csmith_main (int argc, char* argv[])"))
+            handle.write(f"\nint main (int argc, char* argv[])\n{{\n    int i;\n    for (i = 0; i < {repeat}; i++)\n"
+                         "        csmith_main(argc, argv);\n    return 0;\n}\n")
+        if _plain_seconds(looped, os.path.join(root, f"csmith-{seed}-x{repeat}"), root, 10) is not None:
+            return seed, repeat, looped
     return None
 
 
@@ -185,15 +208,15 @@ def main() -> int:
             print(json.dumps(results[-1]), flush=True)
         found = csmith_program(root) if "csmith" in wanted else None
         if "csmith" in wanted and not found:
-            print("no csmith program of seeds 1-399 runs 0.5-2 s plain: csmith left out", flush=True)
+            print("no csmith program of seeds 1-399 runs 20 ms-2 s plain: csmith left out", flush=True)
         if found:
-            seed, source = found
+            seed, repeat, source = found
             flags = [*FLAGS, "-w", f"-I{CSMITH_INCLUDE}"]
             binary = os.path.join(space.home, "build", "direct", "csmith")
             plain = os.path.join(root, "csmith-plain")
             subprocess.run(["cc", *flags, source, "-o", plain], check=True)
             results.append(measure(
-                f"csmith (seed {seed})", plain,
+                f"csmith (seed {seed}, main x{repeat})", plain,
                 lambda: space.instrumented(source, "csmith", flags),
                 lambda: space.instrumented(source, "csmith", flags, adaptive=True),
                 lambda: binary, [], root, space.home, args.repeat, fixed, full_repeat=1))

@@ -121,6 +121,8 @@ def test_program_not_found_lists_what_was_built(project):
     assert_only_error(project.cprof("run", "--bin", "nope"), EXIT_NOT_FOUND, "no program named 'nope'",
                       "it linked: small")
     assert_only_error(project.cprof("run", "--bin", "./nope"), EXIT_NOT_FOUND, "no program named './nope'")
+    # `cprof build -o small` links into the store: ./small, as the user would type it, still names it
+    assert project.cprof("run", "--bin", "./small").returncode == 0
 
 
 def test_ambiguous_program_needs_bin(project):

@@ -160,16 +160,35 @@ def test_samples_of_a_program_rebuilt_since_the_run_are_not_misread(project):
     assert "changed since the run: its samples cannot be resolved" in result.stderr
 
 
-def test_a_count_increment_is_given_back_by_how_much_work_its_calls_do():
-    """An increment hides behind a call's own work: in a call as short as the calibration's call of no work it
-    costs its exposed figure, in a longer call proportionally less, down to its cost among work; a striped count
-    (a function that calls itself) has its own exposed figure; a run file from before the exposed end was measured
-    gives back the cost among work."""
-    calibration = Calibration(count_ns=0.1, count_exposed_ns=0.5, count_exposed_call_ns=1.0, count_striped_ns=0.4,
-                              count_striped_call_ns=2.0, measured=True)
-    assert calibration.count_cost_ns(False, 1.0) == pytest.approx(0.5)
-    assert calibration.count_cost_ns(False, 0.5) == pytest.approx(0.5)
-    assert calibration.count_cost_ns(False, 10.0) == pytest.approx(0.1 + 0.4 / 10)
-    assert calibration.count_cost_ns(True, 2.0) == pytest.approx(0.4)
-    assert calibration.count_cost_ns(True, 8.0) == pytest.approx(0.1 + 0.3 / 4)
-    assert Calibration(count_ns=0.1, measured=True).count_cost_ns(False, 1.0) == pytest.approx(0.1)
+def test_a_count_increment_is_given_back_at_its_exposed_cost():
+    """What real programs pay for an increment is about its exposed end (calls of no work, back to back; for a
+    striped count, a recursion): that is given back. A run file from before the exposed end was measured gives
+    back the cost among work."""
+    calibration = Calibration(count_ns=0.1, count_exposed_ns=0.5, count_striped_ns=0.4, measured=True)
+    assert calibration.count_cost_ns(False) == pytest.approx(0.5)
+    assert calibration.count_cost_ns(True) == pytest.approx(0.4)
+    assert Calibration(count_ns=0.1, measured=True).count_cost_ns(True) == pytest.approx(0.1)
+
+
+def test_count_increments_no_sample_found_come_out_of_the_timed_self_times():
+    """A run too short for samples to find a count-only function still ran its increments inside timed calls:
+    their cost (between the two calibrated ends) comes out of the timed self times in proportion to them, and its
+    possible size joins their uncertainty. A function the samples found gives it back out of its own estimate."""
+    from cprof.model.correction import COUNT_ERROR_NS
+    from cprof.model.run import CallNode, FunctionKey, ThreadData
+    from cprof.model.samples import _take_out_count_cost
+
+    root = CallNode(key=None)
+    outer, inner, leaf, seen = (FunctionKey(name, "f.c", line) for name, line in
+                                (("outer", 1), ("inner", 2), ("leaf", 3), ("seen", 4)))
+    first, second = root.child(outer), root.child(outer).child(inner)
+    first.corrected_self_ns, second.corrected_self_ns = 3000.0, 1000.0
+    second.sampled[seen] = (500.0, 400.0, 0.0)
+    thread = ThreadData(0, 1, "t", root, 0.0, 1.0, 0, counted={leaf: 100, seen: 200})
+    calibration = Calibration(count_ns=0.1, count_exposed_ns=0.5, count_striped_ns=0.3, measured=True)
+    _take_out_count_cost(thread, calibration, striped={seen})
+    assert first.corrected_self_ns == pytest.approx(3000 - 100 * 0.5 * 0.75)
+    assert second.corrected_self_ns == pytest.approx(1000 - 100 * 0.5 * 0.25)
+    assert first.self_err_ns == pytest.approx(100 * (COUNT_ERROR_NS - 0.5) * 0.75)
+    assert second.sampled[seen][1] == pytest.approx(400 - 200 * 0.3)  # striped
+    assert second.sampled[seen][2] == pytest.approx(200 * (COUNT_ERROR_NS - 0.3))

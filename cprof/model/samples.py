@@ -121,10 +121,11 @@ def apply_samples(raw: dict, nodes: dict, threads: list, flags: dict, calibratio
                 path_of[address] = module_of(address, modules)
                 if path_of[address]:
                     ips_by_module.setdefault(path_of[address], set()).add(address)
-    if not by_node:
+    striped = {key for key, value in flags.items() if value & FN_STRIPED}
+    if not by_node:  # a run too short for any sample: the count increments' cost is still in the timed callers
         for thread in threads:
-            for key in thread.counted:
-                thread.sampled_keys.add(key)
+            thread.sampled_keys.update(thread.counted)
+            _take_out_count_cost(thread, calibration, striped)
         return
     chains = resolve(ips_by_module, modules)
     counted: dict[str, list] = {}
@@ -150,7 +151,7 @@ def apply_samples(raw: dict, nodes: dict, threads: list, flags: dict, calibratio
         node.self_err_ns += added_err
     for thread in threads:  # every count-only function of a sampled thread has a sampled time, zero if unseen
         thread.sampled_keys.update(thread.counted)
-        _take_out_count_cost(thread, calibration, {key for key, value in flags.items() if value & FN_STRIPED})
+        _take_out_count_cost(thread, calibration, striped)
 
 
 def _take_out_count_cost(thread, calibration, striped: set) -> None:
@@ -160,21 +161,39 @@ def _take_out_count_cost(thread, calibration, striped: set) -> None:
     for node in thread.root.walk():
         for key in node.sampled:
             holders.setdefault(key, []).append(node)
-    for key, owners in holders.items():
+    unseen_cost = unseen_err = 0.0
+    for key, calls in thread.counted.items():
+        owners = holders.get(key, [])
         estimate = sum(node.sampled[key][1] for node in owners)
-        if estimate <= 0:
-            continue
-        calls = thread.counted.get(key, 0)
-        per_call = calibration.count_cost_ns(key in striped, estimate / calls) if calls else 0.0
+        per_call = calibration.count_cost_ns(key in striped)
         cost = calls * per_call
-        # the calibration measured both ends (increments among work, and exposed in calls of no work); the true
-        # cost lies between them, or at worst at the largest a benchmark ever measured
-        err = calls * max(calibration.count_spread_ns, COUNT_ERROR_NS - per_call)
+        # the calibration measured both ends (increments among dependent work, and exposed in calls of no work):
+        # the true cost lies between nothing and the largest a benchmark ever measured
+        err = calls * max(per_call, COUNT_ERROR_NS - per_call, calibration.count_spread_ns)
+        if estimate <= 0:
+            unseen_cost, unseen_err = unseen_cost + cost, unseen_err + err
+            continue
         keep = max(0.0, estimate - cost) / estimate
         for node in owners:
             raw_ns, corrected_ns, err_ns = node.sampled[key]
             share = corrected_ns / estimate
             node.sampled[key] = (raw_ns, corrected_ns * keep, err_ns + err * share)
+    _take_out_of_timed_self_times(thread, unseen_cost, unseen_err)
+
+
+def _take_out_of_timed_self_times(thread, cost: float, err: float) -> None:
+    """The increments of count-only functions no sample found ran inside some timed calls of the thread, which
+    ones is not known: their cost comes out of every timed self time in proportion to it, and their whole size
+    joins those times' uncertainty."""
+    timed = [node for node in thread.root.walk() if node.key is not None and node.corrected_self_ns > 0]
+    total = sum(node.corrected_self_ns for node in timed)
+    if cost <= 0 or total <= 0:
+        return
+    keep = max(0.0, total - cost) / total
+    for node in timed:
+        share = node.corrected_self_ns / total
+        node.corrected_self_ns *= keep
+        node.self_err_ns += err * share
 
 
 SOURCES = {1: "thread CPU-time timer (SIGPROF)"}  # csrc/runfile.h CPROF_SAMPLES_*

@@ -65,8 +65,9 @@ def find_program(store: Store, name: str | None) -> str:
     if not links:
         raise CprofError("the last build linked no executable", EXIT_NOT_FOUND)
     if name:
+        plain_name = os.path.normpath(name)  # "./prog" names the program `cprof build -o prog` linked
         found = [link for link in links
-                 if os.path.basename(link["output"]) == name or link["output"] == os.path.abspath(name)]
+                 if os.path.basename(link["output"]) == plain_name or link["output"] == os.path.abspath(name)]
         if not found:
             raise CprofError(f"the last build linked no program named '{name}' (it linked: {_names(links)})",
                              EXIT_NOT_FOUND)
