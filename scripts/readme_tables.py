@@ -169,18 +169,21 @@ def csmith(document: dict) -> str:
 def adaptive(document: dict) -> str:
     lines = _header("program", "plain", "full mode", "adaptive (`--adaptive`)", "adaptive, profiling off",
                     "functions counted only", "counts identical to the full mode's",
-                    "adaptive self times summed, against plain")
+                    "adaptive self times summed, against plain", "extra time per counted call")
     for program in document["programs"]:
         off = f"{program['off_slowdown']:.2f}x" if program.get("off_slowdown") is not None else "-"
+        per_count = f"{program['count_cost_ns']:.2f} ns" if program.get("count_cost_ns") is not None else "-"
         lines.append(f"| {program['name']} | {program['plain_ms']:.1f} ms | {program['full_slowdown']:.2f}x | "
                      f"{program['adaptive_slowdown']:.2f}x | {off} | {program['counted']} of {program['functions']} | "
                      f"{'yes' if program['counts_identical'] else '**NO**'} ({program['stable_functions']} functions "
-                     f"whose count two full runs agree on) | {program['self_sum_error_percent']:+.1f}% |")
+                     f"whose count two full runs agree on) | {program['self_sum_error_percent']:+.1f}% | {per_count} |")
     for program in document["programs"]:
         if program.get("differing"):
             lines += ["", f"{program['name']}: counts that differ from the full mode's: "
                       f"{'; '.join(program['differing'])}."]
-    lines += ["", f"Medians of {document['repeat']} interleaved runs; slowdowns against the plain program. From "
+    lines += ["", f"Medians of {document['repeat']} interleaved runs; slowdowns against the plain program; the extra "
+              "time per counted call is the adaptive run's time over plain divided by its counted calls (an upper "
+              "bound of what a count costs: the timed guards' residue is in it too). From "
               f"{_source(document)} (a run with --only keeps the other programs' earlier results)."]
     return "\n".join(lines) + "\n"
 

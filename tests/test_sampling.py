@@ -170,25 +170,34 @@ def test_a_count_increment_is_given_back_at_its_exposed_cost():
     assert Calibration(count_ns=0.1, measured=True).count_cost_ns(True) == pytest.approx(0.1)
 
 
-def test_count_increments_no_sample_found_come_out_of_the_timed_self_times():
-    """A run too short for samples to find a count-only function still ran its increments inside timed calls:
-    their cost (between the two calibrated ends) comes out of the timed self times in proportion to them, and its
-    possible size joins their uncertainty. A function the samples found gives it back out of its own estimate."""
+def test_count_increments_no_sample_found_come_out_of_every_self_time():
+    """A run too short for samples to find a count-only function still ran its increments inside the thread's
+    calls: their cost comes out of every self time in proportion (no share moves for it), and its possible size
+    joins their uncertainty. A function the samples found gives it back out of its own estimate; what is more than
+    its estimate is treated as not found."""
     from cprof.model.correction import COUNT_ERROR_NS
     from cprof.model.run import CallNode, FunctionKey, ThreadData
     from cprof.model.samples import _take_out_count_cost
 
     root = CallNode(key=None)
-    outer, inner, leaf, seen = (FunctionKey(name, "f.c", line) for name, line in
-                                (("outer", 1), ("inner", 2), ("leaf", 3), ("seen", 4)))
+    outer, inner, leaf, seen, rare = (FunctionKey(name, "f.c", line) for name, line in
+                                      (("outer", 1), ("inner", 2), ("leaf", 3), ("seen", 4), ("rare", 5)))
     first, second = root.child(outer), root.child(outer).child(inner)
     first.corrected_self_ns, second.corrected_self_ns = 3000.0, 1000.0
     second.sampled[seen] = (500.0, 400.0, 0.0)
-    thread = ThreadData(0, 1, "t", root, 0.0, 1.0, 0, counted={leaf: 100, seen: 200})
+    second.sampled[rare] = (30.0, 20.0, 0.0)
+    thread = ThreadData(0, 1, "t", root, 0.0, 1.0, 0, counted={leaf: 100, seen: 200, rare: 100})
     calibration = Calibration(count_ns=0.1, count_exposed_ns=0.5, count_striped_ns=0.3, measured=True)
     _take_out_count_cost(thread, calibration, striped={seen})
-    assert first.corrected_self_ns == pytest.approx(3000 - 100 * 0.5 * 0.75)
-    assert second.corrected_self_ns == pytest.approx(1000 - 100 * 0.5 * 0.25)
-    assert first.self_err_ns == pytest.approx(100 * (COUNT_ERROR_NS - 0.5) * 0.75)
-    assert second.sampled[seen][1] == pytest.approx(400 - 200 * 0.3)  # striped
-    assert second.sampled[seen][2] == pytest.approx(200 * (COUNT_ERROR_NS - 0.3))
+    elsewhere = 100 * 0.5 + (100 * 0.5 - 20)  # leaf, unseen; rare, beyond the 20 ns its samples found
+    total = 3000 + 1000 + (400 - 200 * 0.3) + 0
+    keep = (total - elsewhere) / total
+    assert first.corrected_self_ns == pytest.approx(3000 * keep)
+    assert second.corrected_self_ns == pytest.approx(1000 * keep)
+    assert second.sampled[seen][1] == pytest.approx((400 - 200 * 0.3) * keep)  # striped: its own cost
+    assert second.sampled[rare][1] == 0
+    elsewhere_err = 100 * (COUNT_ERROR_NS - 0.5) * (1 + 30 / 50)
+    assert first.self_err_ns == pytest.approx(elsewhere_err * 3000 / total)
+    # the sum of all self times lost exactly the increments' cost
+    after = first.corrected_self_ns + second.corrected_self_ns + sum(v[1] for v in second.sampled.values())
+    assert after == pytest.approx(3000 + 1000 + 400 + 20 - (100 * 0.5 + 200 * 0.3 + 100 * 0.5))

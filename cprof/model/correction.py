@@ -27,12 +27,12 @@ MODEL_ERROR = 0.18  # fraction of the calibrated guard cost: benchmarks/results/
 # Times estimated from samples (samples.py) state two standard errors: the true value lies within about 95% of
 # the time, like a corrected time within calls x (spread + model error).
 SAMPLE_Z = 2.0
-# The most a count-only call may cost, per call. The start-up calibration measures an increment at both ends
-# (bare increments back to back, and a call among work) and finds it nearly free either way, yet fib, whose calls
-# gcc makes nearly free, runs twice as long counted: what an increment costs depends on the code around it. This
-# bounds it from outside: scripts/bench_adaptive.py runs each adaptive build with profiling switched off (the
-# counts still increment) and divides its extra time by the counted calls (count_cost_ns in
-# benchmarks/results/adaptive.json, an upper bound); this is at least the largest (a test checks).
+# The most a count-only call may cost, per call. What an increment costs depends on the code around it: nearly
+# nothing behind a chain of dependent work, about its exposed cost (calibrated at start-up) in most real code, more
+# where it changes what the compiler makes of a function (sqlite3). This bounds it from outside:
+# scripts/bench_adaptive.py divides each adaptive run's extra time over plain by its counted calls (count_cost_ns in
+# benchmarks/results/adaptive.json, an upper bound, the timed guards' residue included); this is at least the
+# largest (a test checks).
 COUNT_ERROR_NS = 1.4
 
 

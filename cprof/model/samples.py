@@ -156,12 +156,15 @@ def apply_samples(raw: dict, nodes: dict, threads: list, flags: dict, calibratio
 
 def _take_out_count_cost(thread, calibration, striped: set) -> None:
     """Gives back what the count increments cost, out of each count-only function's sampled time in this thread,
-    spread over its call paths in proportion to their estimates (`striped`: the functions whose counts are)."""
+    spread over its call paths in proportion to their estimates (`striped`: the functions whose counts are).
+    What the samples did not find of a function (all of it, or more cost than they found time: a few samples of
+    a function called millions of times) is in some self time of the thread, which one is not known: it comes out
+    of all of them in proportion, so that no share moves for it."""
     holders: dict = {}
     for node in thread.root.walk():
         for key in node.sampled:
             holders.setdefault(key, []).append(node)
-    unseen_cost = unseen_err = 0.0
+    elsewhere_cost = elsewhere_err = 0.0
     for key, calls in thread.counted.items():
         owners = holders.get(key, [])
         estimate = sum(node.sampled[key][1] for node in owners)
@@ -170,30 +173,33 @@ def _take_out_count_cost(thread, calibration, striped: set) -> None:
         # the calibration measured both ends (increments among dependent work, and exposed in calls of no work):
         # the true cost lies between nothing and the largest a benchmark ever measured
         err = calls * max(per_call, COUNT_ERROR_NS - per_call, calibration.count_spread_ns)
-        if estimate <= 0:
-            unseen_cost, unseen_err = unseen_cost + cost, unseen_err + err
+        here = min(cost, estimate) if estimate > 0 else 0.0
+        elsewhere_cost += cost - here
+        elsewhere_err += err * (cost - here) / cost if cost > 0 else 0.0
+        if here <= 0:
             continue
-        keep = max(0.0, estimate - cost) / estimate
+        keep = (estimate - here) / estimate
         for node in owners:
             raw_ns, corrected_ns, err_ns = node.sampled[key]
             share = corrected_ns / estimate
-            node.sampled[key] = (raw_ns, corrected_ns * keep, err_ns + err * share)
-    _take_out_of_timed_self_times(thread, unseen_cost, unseen_err)
+            node.sampled[key] = (raw_ns, corrected_ns * keep, err_ns + err * here / cost * share)
+    _take_out_of_every_self_time(thread, elsewhere_cost, elsewhere_err)
 
 
-def _take_out_of_timed_self_times(thread, cost: float, err: float) -> None:
-    """The increments of count-only functions no sample found ran inside some timed calls of the thread, which
-    ones is not known: their cost comes out of every timed self time in proportion to it, and their whole size
-    joins those times' uncertainty."""
-    timed = [node for node in thread.root.walk() if node.key is not None and node.corrected_self_ns > 0]
-    total = sum(node.corrected_self_ns for node in timed)
+def _take_out_of_every_self_time(thread, cost: float, err: float) -> None:
+    """Takes `cost` out of every self time of the thread (timed nodes' and count-only functions' sampled ones) in
+    proportion to it, and adds `err` to their uncertainties in the same proportion."""
+    nodes = [node for node in thread.root.walk() if node.key is not None]
+    total = sum(max(0.0, node.corrected_self_ns) + sum(v[1] for v in node.sampled.values()) for node in nodes)
     if cost <= 0 or total <= 0:
         return
     keep = max(0.0, total - cost) / total
-    for node in timed:
-        share = node.corrected_self_ns / total
-        node.corrected_self_ns *= keep
-        node.self_err_ns += err * share
+    for node in nodes:
+        if node.corrected_self_ns > 0:
+            node.self_err_ns += err * node.corrected_self_ns / total
+            node.corrected_self_ns *= keep
+        for key, (raw_ns, corrected_ns, err_ns) in node.sampled.items():
+            node.sampled[key] = (raw_ns, corrected_ns * keep, err_ns + err * corrected_ns / total)
 
 
 SOURCES = {1: "thread CPU-time timer (SIGPROF)"}  # csrc/runfile.h CPROF_SAMPLES_*
