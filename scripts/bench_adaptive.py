@@ -38,6 +38,7 @@ ZSTD = next(p for p in PROJECTS if p.name == "zstd")
 ADAPTIVE_PROGRAMS = PROGRAMS[:2] + [(ZSTD, "", ["-3", "-q", "-c", "{input}"])]
 CSMITH_INCLUDE = "/usr/include/csmith"
 from scripts.results import write_results  # noqa: E402
+from cprof.running.launcher import DEFAULT_SAMPLE_HZ  # noqa: E402
 
 
 def _cprof(args: list[str], cwd: str, env: dict) -> subprocess.CompletedProcess:
@@ -60,7 +61,8 @@ def _side_by_side(plain: str, instrumented: str, args: list[str], cwd: str, repe
     """Medians of interleaved runs: plain wall, instrumented wall (cprof's calibration aside), and what the
     instrumented run measured on its main thread."""
     runs_dir = os.path.join(cwd, "adaptive-runs")
-    env = dict(os.environ, CPROF_RUN_DIR=runs_dir)
+    # sampled, as `cprof run` samples: count-only functions get their self time from the samples
+    env = dict(os.environ, CPROF_RUN_DIR=runs_dir, CPROF_SAMPLE_HZ=str(DEFAULT_SAMPLE_HZ))
     env.pop("CPROF_DISABLE", None)
     plain_walls, walls, figures = [], [], []
     for index in range(repeat):

@@ -175,20 +175,20 @@ def test_count_increments_no_sample_found_come_out_of_every_self_time():
     calls: their cost comes out of every self time in proportion (no share moves for it), and its possible size
     joins their uncertainty. A function the samples found gives it back out of its own estimate; what is more than
     its estimate is treated as not found."""
-    from cprof.model.correction import COUNT_ERROR_NS
+    from cprof.model.correction import COUNT_ERROR_NS, take_out_count_cost
     from cprof.model.run import CallNode, FunctionKey, ThreadData
-    from cprof.model.samples import _take_out_count_cost
 
     root = CallNode(key=None)
     outer, inner, leaf, seen, rare = (FunctionKey(name, "f.c", line) for name, line in
                                       (("outer", 1), ("inner", 2), ("leaf", 3), ("seen", 4), ("rare", 5)))
     first, second = root.child(outer), root.child(outer).child(inner)
     first.corrected_self_ns, second.corrected_self_ns = 3000.0, 1000.0
+    first.corrected_total_ns, second.corrected_total_ns = 4420.0, 1420.0
     second.sampled[seen] = (500.0, 400.0, 0.0)
     second.sampled[rare] = (30.0, 20.0, 0.0)
     thread = ThreadData(0, 1, "t", root, 0.0, 1.0, 0, counted={leaf: 100, seen: 200, rare: 100})
     calibration = Calibration(count_ns=0.1, count_exposed_ns=0.5, count_striped_ns=0.3, measured=True)
-    _take_out_count_cost(thread, calibration, striped={seen})
+    take_out_count_cost(thread, calibration, striped={seen})
     elsewhere = 100 * 0.5 + (100 * 0.5 - 20)  # leaf, unseen; rare, beyond the 20 ns its samples found
     total = 3000 + 1000 + (400 - 200 * 0.3) + 0
     keep = (total - elsewhere) / total
@@ -201,3 +201,6 @@ def test_count_increments_no_sample_found_come_out_of_every_self_time():
     # the sum of all self times lost exactly the increments' cost
     after = first.corrected_self_ns + second.corrected_self_ns + sum(v[1] for v in second.sampled.values())
     assert after == pytest.approx(3000 + 1000 + 400 + 20 - (100 * 0.5 + 200 * 0.3 + 100 * 0.5))
+    # and the totals hold what their self times and their callees' still hold
+    assert second.corrected_total_ns == pytest.approx(after - first.corrected_self_ns)
+    assert first.corrected_total_ns == pytest.approx(after)

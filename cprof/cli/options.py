@@ -69,11 +69,12 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
                        "cost would swamp helpers the compiler must inline, and their time stays in their callers)")
     group.add_argument("--adaptive", action="store_true",
                        help="count only, without timing, the functions the latest run of this build found too "
-                       "cheap to time (called 1,000 times or more, under 20 guard costs a call): their calls stay "
-                       "exact, their time goes to their callers, and the program runs far faster")
+                       "cheap to time (functions are timed, most work a call first, until their guards would cost "
+                       "a tenth of its time; the rest called 1,000 times or more are counted): their calls stay "
+                       "exact, their self time comes from samples, and the program runs far faster")
     group.add_argument("--count-only", action="append", default=[], metavar="NAME",
-                       help="only count the calls of function NAME (or FILE:LINE:NAME), do not time it: its time "
-                       "stays in its callers, and it costs about a nanosecond a call (repeatable)")
+                       help="only count the calls of function NAME (or FILE:LINE:NAME), do not time it: its self time "
+                       "comes from samples, and its count costs under a nanosecond a call (repeatable)")
     group.add_argument("--list-skipped", action="store_true", help="print each function not instrumented and why")
     group.add_argument("--no-cache", action="store_true", help="parse every unit again")
     group.add_argument("--inline-guard", action="store_true",

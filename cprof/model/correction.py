@@ -120,3 +120,66 @@ def correct_tree(root, calibration: Calibration) -> None:
                                       - slow_below[id(node)] - all_heap * heap_op)
         node.self_err_ns = node.calls * inner_err + child_calls * outer_err + own_heap * heap_err
         node.total_err_ns = node.calls * inner_err + below * (inner_err + outer_err) + all_heap * heap_err
+
+
+def take_out_count_cost(thread, calibration: Calibration, striped: set) -> None:
+    """Gives back what the count-only functions' increments cost in one thread (`striped`: the functions whose
+    counts are striped), out of the self times they ran in and the totals above them. A function the samples
+    found (node.sampled, samples.py) gives it back out of its own estimate, spread over its call paths in
+    proportion. What the samples did not find (all of a function: sampling off, a run too short, a rare function;
+    or more cost than they found time: a few samples of a function called millions of times) is in some self time
+    of the thread, which one is not known: it comes out of all of them in proportion, so that no share moves for
+    it. The uncertainty reaches from nothing to COUNT_ERROR_NS a call."""
+    holders: dict = {}
+    for node in thread.root.walk():
+        for key in node.sampled:
+            holders.setdefault(key, []).append(node)
+    taken: dict[int, float] = {}  # by node: what came out of its self time, which its total and its callers' hold
+    elsewhere_cost = elsewhere_err = 0.0
+    for key, calls in thread.counted.items():
+        owners = holders.get(key, [])
+        estimate = sum(node.sampled[key][1] for node in owners)
+        per_call = calibration.count_cost_ns(key in striped)
+        cost = calls * per_call
+        err = calls * max(per_call, COUNT_ERROR_NS - per_call, calibration.count_spread_ns)
+        here = min(cost, estimate) if estimate > 0 else 0.0
+        if cost > 0:
+            elsewhere_cost += cost - here
+            elsewhere_err += err * (cost - here) / cost
+        if here <= 0:
+            continue
+        keep = (estimate - here) / estimate
+        for node in owners:
+            raw_ns, corrected_ns, err_ns = node.sampled[key]
+            share = corrected_ns / estimate
+            node.sampled[key] = (raw_ns, corrected_ns * keep, err_ns + err * here / cost * share)
+            taken[id(node)] = taken.get(id(node), 0.0) + here * share
+    _take_out_of_every_self_time(thread, elsewhere_cost, elsewhere_err, taken)
+    _take_out_of_totals(thread.root, taken)
+
+
+def _take_out_of_every_self_time(thread, cost: float, err: float, taken: dict) -> None:
+    """Takes `cost` out of every self time of the thread (timed nodes' and count-only functions' sampled ones) in
+    proportion to it, and adds `err` to their uncertainties in the same proportion."""
+    nodes = [node for node in thread.root.walk() if node.key is not None]
+    total = sum(max(0.0, node.corrected_self_ns) + sum(v[1] for v in node.sampled.values()) for node in nodes)
+    if cost <= 0 or total <= 0:
+        return
+    keep = max(0.0, total - cost) / total
+    for node in nodes:
+        before = max(0.0, node.corrected_self_ns) + sum(v[1] for v in node.sampled.values())
+        if node.corrected_self_ns > 0:
+            node.self_err_ns += err * node.corrected_self_ns / total
+            node.corrected_self_ns *= keep
+        for key, (raw_ns, corrected_ns, err_ns) in node.sampled.items():
+            node.sampled[key] = (raw_ns, corrected_ns * keep, err_ns + err * corrected_ns / total)
+        taken[id(node)] = taken.get(id(node), 0.0) + before * (1 - keep)
+
+
+def _take_out_of_totals(root, taken: dict) -> None:
+    """Each node's total holds its own self time and its callees': what came out of those comes out of it."""
+    below: dict[int, float] = {}
+    for node in reversed(list(root.walk())):
+        below[id(node)] = taken.get(id(node), 0.0) + sum(below[id(child)] for child in node.children.values())
+        if node.key is not None:
+            node.corrected_total_ns = max(0.0, node.corrected_total_ns - below[id(node)])

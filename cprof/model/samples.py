@@ -13,9 +13,9 @@ import math
 import os
 from dataclasses import dataclass
 
-from cprof.model.correction import COUNT_ERROR_NS, SAMPLE_Z
+from cprof.model.correction import SAMPLE_Z
 from cprof.model.symbols import changed_modules, module_of, resolve
-from cprof.runfile import FN_COUNTED, FN_STRIPED
+from cprof.runfile import FN_COUNTED
 
 RUNTIME = "<cprof>"  # the guard's and the runtime's own instructions
 RUNTIME_PREFIXES = ("__cprof_", "cprof_")
@@ -99,9 +99,8 @@ def shares(samples_by_node: dict, classify) -> dict:
 def apply_samples(raw: dict, nodes: dict, threads: list, flags: dict, calibration) -> None:
     """Takes the count-only functions' sampled share out of each node's self time (nodes: offset -> CallNode of
     one process, threads: its ThreadData, flags: FunctionKey -> FN_* flags). The samples in a
-    count-only function include its count increments, the profiler's cost: their calibrated cost is given back
-    too, and its whole size is added to the uncertainty (how much an increment overlaps the function's own work
-    depends on the code)."""
+    count-only function include its count increments, the profiler's cost, which correction.take_out_count_cost
+    gives back afterwards."""
     modules = raw.get("modules", [])
     # without count-only functions there is nothing the samples would give: a rebuild since is worth no warning
     if not any(thread.counted for thread in threads):
@@ -121,11 +120,9 @@ def apply_samples(raw: dict, nodes: dict, threads: list, flags: dict, calibratio
                 path_of[address] = module_of(address, modules)
                 if path_of[address]:
                     ips_by_module.setdefault(path_of[address], set()).add(address)
-    striped = {key for key, value in flags.items() if value & FN_STRIPED}
-    if not by_node:  # a run too short for any sample: the count increments' cost is still in the timed callers
+    if not by_node:
         for thread in threads:
             thread.sampled_keys.update(thread.counted)
-            _take_out_count_cost(thread, calibration, striped)
         return
     chains = resolve(ips_by_module, modules)
     counted: dict[str, list] = {}
@@ -151,55 +148,6 @@ def apply_samples(raw: dict, nodes: dict, threads: list, flags: dict, calibratio
         node.self_err_ns += added_err
     for thread in threads:  # every count-only function of a sampled thread has a sampled time, zero if unseen
         thread.sampled_keys.update(thread.counted)
-        _take_out_count_cost(thread, calibration, striped)
-
-
-def _take_out_count_cost(thread, calibration, striped: set) -> None:
-    """Gives back what the count increments cost, out of each count-only function's sampled time in this thread,
-    spread over its call paths in proportion to their estimates (`striped`: the functions whose counts are).
-    What the samples did not find of a function (all of it, or more cost than they found time: a few samples of
-    a function called millions of times) is in some self time of the thread, which one is not known: it comes out
-    of all of them in proportion, so that no share moves for it."""
-    holders: dict = {}
-    for node in thread.root.walk():
-        for key in node.sampled:
-            holders.setdefault(key, []).append(node)
-    elsewhere_cost = elsewhere_err = 0.0
-    for key, calls in thread.counted.items():
-        owners = holders.get(key, [])
-        estimate = sum(node.sampled[key][1] for node in owners)
-        per_call = calibration.count_cost_ns(key in striped)
-        cost = calls * per_call
-        # the calibration measured both ends (increments among dependent work, and exposed in calls of no work):
-        # the true cost lies between nothing and the largest a benchmark ever measured
-        err = calls * max(per_call, COUNT_ERROR_NS - per_call, calibration.count_spread_ns)
-        here = min(cost, estimate) if estimate > 0 else 0.0
-        elsewhere_cost += cost - here
-        elsewhere_err += err * (cost - here) / cost if cost > 0 else 0.0
-        if here <= 0:
-            continue
-        keep = (estimate - here) / estimate
-        for node in owners:
-            raw_ns, corrected_ns, err_ns = node.sampled[key]
-            share = corrected_ns / estimate
-            node.sampled[key] = (raw_ns, corrected_ns * keep, err_ns + err * here / cost * share)
-    _take_out_of_every_self_time(thread, elsewhere_cost, elsewhere_err)
-
-
-def _take_out_of_every_self_time(thread, cost: float, err: float) -> None:
-    """Takes `cost` out of every self time of the thread (timed nodes' and count-only functions' sampled ones) in
-    proportion to it, and adds `err` to their uncertainties in the same proportion."""
-    nodes = [node for node in thread.root.walk() if node.key is not None]
-    total = sum(max(0.0, node.corrected_self_ns) + sum(v[1] for v in node.sampled.values()) for node in nodes)
-    if cost <= 0 or total <= 0:
-        return
-    keep = max(0.0, total - cost) / total
-    for node in nodes:
-        if node.corrected_self_ns > 0:
-            node.self_err_ns += err * node.corrected_self_ns / total
-            node.corrected_self_ns *= keep
-        for key, (raw_ns, corrected_ns, err_ns) in node.sampled.items():
-            node.sampled[key] = (raw_ns, corrected_ns * keep, err_ns + err * corrected_ns / total)
 
 
 SOURCES = {1: "thread CPU-time timer (SIGPROF)"}  # csrc/runfile.h CPROF_SAMPLES_*
