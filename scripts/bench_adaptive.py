@@ -6,7 +6,7 @@ adaptive build with profiling switched off (CPROF_DISABLE=1), whether every call
 the full run's, and the sum of the adaptive run's self times against the plain program's time in the same region.
 Programs: fib(35) (long enough that its work, not the process start, is what is timed), qsort+hash, Lua 5.4
 running a CPU-bound script, sqlite3's shell, zstd compressing (all units instrumented), and a csmith program (the
-first seed from 1 whose plain run takes 20 ms-2 s, its main repeated to half a second or more: its hot loops are
+first seed from 1 whose main does 50 µs of work or more, repeated to about half a second: its hot loops are
 made of csmith's static inline safe-math helpers; its full mode is run once, it takes minutes).
 
     python scripts/bench_adaptive.py [--repeat 5] [--only fib,qsort,lua,sqlite3,zstd,csmith]
@@ -93,47 +93,57 @@ def _switched_off(plain: str, instrumented: str, args: list[str], cwd: str, repe
 
 
 CSMITH_MAIN = "int main (int argc, char* argv[])"
+# csmith's main, renamed, run as many times as the first argument says (no checksum printing: argc 1)
+CSMITH_DRIVER = """
+int main (int argc, char* argv[])
+{
+    int i, times = argc > 1 ? atoi(argv[1]) : 1;
+    for (i = 0; i < times; i++)
+        csmith_main(1, argv);
+    return 0;
+}
+"""
 
 
-def _plain_seconds(source: str, binary: str, root: str, timeout: float) -> float | None:
-    """Builds a csmith program plain and times one run; None when it does not build or does not end in time."""
-    if subprocess.run(["cc", *FLAGS, "-w", f"-I{CSMITH_INCLUDE}", source, "-o", binary],
-                      capture_output=True).returncode:
-        return None
-    try:  # many csmith programs run for minutes or never end
+def _plain_seconds(binary: str, args: list[str], root: str, timeout: float) -> float | None:
+    """One plain run's wall time; None when it fails or does not end in time (csmith programs may run for ever)."""
+    try:
         started = time.perf_counter()
-        subprocess.run([binary], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout,
-                       check=True)
+        subprocess.run([binary, *args], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=timeout, check=True)
         return time.perf_counter() - started
     except (subprocess.SubprocessError, OSError):
         return None
 
 
 def csmith_program(root: str, seeds=range(1, 1000)) -> tuple[int, int, str] | None:
-    """The first csmith program (by seed) whose plain run takes 20 ms to 2 s, with its main run `repeat` times
-    so that the plain program takes half a second or more: (seed, repeat, its source). csmith's programs end at
-    once (none of seeds 1-489 took 0.5 s here with -O2) or run for minutes; repeating main keeps what a csmith
-    program is made of, loops of its static inline safe-math helpers (each run starts from the globals the last
-    one left, so the repeated program is checked to end as well)."""
+    """The first csmith program (by seed) whose main does 50 µs or more of work, with its main run `repeat` times
+    so that the plain program takes about half a second: (seed, repeat, its source, which takes the repeat as its
+    argument). csmith's programs end at once (seeds 1-999 all take under 20 ms here with -O2, the process's start
+    included) or run for minutes; repeating main keeps what a csmith program is made of, loops of its static inline
+    safe-math helpers. Each run starts from the globals the last one left, so the repeated program is timed again
+    and kept when it ends within 0.2-3 s."""
     for seed in seeds:
         source = os.path.join(root, f"csmith-{seed}.c")
+        binary = os.path.join(root, f"csmith-{seed}")
         if subprocess.run(["csmith", "--seed", str(seed), "-o", source], capture_output=True).returncode:
-            continue
-        seconds = _plain_seconds(source, os.path.join(root, f"csmith-{seed}"), root, 2)
-        if seconds is None or not 0.02 <= seconds <= 2:
             continue
         with open(source) as handle:
             text = handle.read()
         if CSMITH_MAIN not in text:
             continue
-        repeat = max(1, round(0.6 / seconds))
-        looped = os.path.join(root, f"csmith-{seed}-x{repeat}.c")
-        with open(looped, "w") as handle:
-            handle.write(text.replace(CSMITH_MAIN, "static int csmith_main (int argc, char* argv[])"))
-            handle.write(f"\nint main (int argc, char* argv[])\n{{\n    int i;\n    for (i = 0; i < {repeat}; i++)\n"
-                         "        csmith_main(argc, argv);\n    return 0;\n}\n")
-        if _plain_seconds(looped, os.path.join(root, f"csmith-{seed}-x{repeat}"), root, 10) is not None:
-            return seed, repeat, looped
+        with open(source, "w") as handle:
+            handle.write(text.replace(CSMITH_MAIN, "static int csmith_main (int argc, char* argv[])") + CSMITH_DRIVER)
+        if subprocess.run(["cc", *FLAGS, "-w", f"-I{CSMITH_INCLUDE}", source, "-o", binary],
+                          capture_output=True).returncode:
+            continue
+        once, hundred = _plain_seconds(binary, ["1"], root, 2), _plain_seconds(binary, ["101"], root, 5)
+        if once is None or hundred is None or (hundred - once) / 100 < 50e-6:
+            continue
+        repeat = max(1, round(0.5 / ((hundred - once) / 100)))
+        seconds = _plain_seconds(binary, [str(repeat)], root, 10)
+        if seconds is not None and 0.2 <= seconds <= 3:
+            return seed, repeat, source
     return None
 
 
@@ -210,7 +220,7 @@ def main() -> int:
             print(json.dumps(results[-1]), flush=True)
         found = csmith_program(root) if "csmith" in wanted else None
         if "csmith" in wanted and not found:
-            print("no csmith program of seeds 1-999 runs 20 ms-2 s plain: csmith left out", flush=True)
+            print("no csmith program of seeds 1-999 does 50 µs of work: csmith left out", flush=True)
         if found:
             seed, repeat, source = found
             flags = [*FLAGS, "-w", f"-I{CSMITH_INCLUDE}"]
@@ -221,7 +231,7 @@ def main() -> int:
                 f"csmith (seed {seed}, main x{repeat})", plain,
                 lambda: space.instrumented(source, "csmith", flags),
                 lambda: space.instrumented(source, "csmith", flags, adaptive=True),
-                lambda: binary, [], root, space.home, args.repeat, fixed, full_repeat=1))
+                lambda: binary, [str(repeat)], root, space.home, args.repeat, fixed, full_repeat=1))
             print(json.dumps(results[-1]), flush=True)
         for project, subfolder, program_args in ADAPTIVE_PROGRAMS:
             key = project.name.split()[0]
