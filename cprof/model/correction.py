@@ -29,7 +29,7 @@ MODEL_ERROR = 0.18  # fraction of the calibrated guard cost: benchmarks/results/
 SAMPLE_Z = 2.0
 # The most a count-only call may cost, per call. What an increment costs depends on the code around it: nearly
 # nothing behind a chain of dependent work, about its exposed cost (calibrated at start-up) in most real code, more
-# where it changes what the compiler makes of a function (sqlite3). This bounds it from outside:
+# in some programs (sqlite3: 0.7 ns per counted call, why is not known). This bounds it from outside:
 # scripts/bench_adaptive.py divides each adaptive run's extra time over plain by its counted calls (count_cost_ns in
 # benchmarks/results/adaptive.json, an upper bound, the timed guards' residue included); this is at least the
 # largest (a test checks).
