@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -93,16 +94,37 @@ def _switched_off(plain: str, instrumented: str, args: list[str], cwd: str, repe
 
 
 CSMITH_MAIN = "int main (int argc, char* argv[])"
-# csmith's main, renamed, run as many times as the first argument says (no checksum printing: argc 1)
-CSMITH_DRIVER = """
+CSMITH_GLOBALS = re.compile(r"/\* --- GLOBAL VARIABLES --- \*/(.*?)/\* --- FORWARD DECLARATIONS --- \*/", re.S)
+CSMITH_GLOBAL = re.compile(r"^static\b([^=;]*?)\b(g_\d+)\b", re.M)
+
+
+def _mutable(declarator: str) -> bool:
+    """Whether a global declared with this text before its name can be written: `const int16_t` and
+    `int16_t * const` cannot (restoring them would write to read-only memory), `const int16_t *` can."""
+    return "const" not in declarator.rsplit("*", 1)[-1]
+
+
+def csmith_driver(text: str) -> str:
+    """A csmith program whose main, renamed, runs as many times as its first argument says, each time from the
+    initial values of the globals: csmith guarantees a run free of undefined behaviour only from those (a second
+    run from the globals the first left dereferences null pointers in seed 2)."""
+    declarations = CSMITH_GLOBALS.search(text)
+    names = [name for declarator, name in CSMITH_GLOBAL.findall(declarations.group(1) if declarations else "")
+             if _mutable(declarator)]
+    saved = "".join(f"static unsigned char initial_{name}[sizeof {name}];\n" for name in names)
+    save = "".join(f"    __builtin_memcpy(initial_{name}, (const void *)&{name}, sizeof {name});\n" for name in names)
+    restore = "".join(f"    __builtin_memcpy((void *)&{name}, initial_{name}, sizeof {name});\n" for name in names)
+    return (text.replace(CSMITH_MAIN, "static int csmith_main (int argc, char* argv[])") + f"""
+{saved}
 int main (int argc, char* argv[])
-{
+{{
     int i, times = argc > 1 ? atoi(argv[1]) : 1;
-    for (i = 0; i < times; i++)
-        csmith_main(1, argv);
+{save}    for (i = 0; i < times; i++) {{
+{restore}        csmith_main(1, argv);
+    }}
     return 0;
-}
-"""
+}}
+""")
 
 
 def _plain_seconds(binary: str, args: list[str], root: str, timeout: float) -> float | None:
@@ -121,8 +143,7 @@ def csmith_program(root: str, seeds=range(1, 1000)) -> tuple[int, int, str] | No
     so that the plain program takes about half a second: (seed, repeat, its source, which takes the repeat as its
     argument). csmith's programs end at once (seeds 1-999 all take under 20 ms here with -O2, the process's start
     included) or run for minutes; repeating main keeps what a csmith program is made of, loops of its static inline
-    safe-math helpers. Each run starts from the globals the last one left, so the repeated program is timed again
-    and kept when it ends within 0.2-3 s."""
+    safe-math helpers (csmith_driver). The repeated program is timed again and kept when it ends within 0.2-3 s."""
     for seed in seeds:
         source = os.path.join(root, f"csmith-{seed}.c")
         binary = os.path.join(root, f"csmith-{seed}")
@@ -133,7 +154,7 @@ def csmith_program(root: str, seeds=range(1, 1000)) -> tuple[int, int, str] | No
         if CSMITH_MAIN not in text:
             continue
         with open(source, "w") as handle:
-            handle.write(text.replace(CSMITH_MAIN, "static int csmith_main (int argc, char* argv[])") + CSMITH_DRIVER)
+            handle.write(csmith_driver(text))
         if subprocess.run(["cc", *FLAGS, "-w", f"-I{CSMITH_INCLUDE}", source, "-o", binary],
                           capture_output=True).returncode:
             continue
@@ -232,6 +253,9 @@ def main() -> int:
                 lambda: space.instrumented(source, "csmith", flags),
                 lambda: space.instrumented(source, "csmith", flags, adaptive=True),
                 lambda: binary, [str(repeat)], root, space.home, args.repeat, fixed, full_repeat=1))
+            outputs = [subprocess.run([program, "3"], capture_output=True, text=True).stdout for program in (plain, binary)]
+            if outputs[0] != outputs[1]:
+                raise SystemExit(f"the adaptive csmith program's output differs from the plain one's:\n{outputs}")
             print(json.dumps(results[-1]), flush=True)
         for project, subfolder, program_args in ADAPTIVE_PROGRAMS:
             key = project.name.split()[0]
