@@ -52,7 +52,7 @@ readme-pictures: install deps-test deps-browser
 	CPROF_PICTURES=docs/images $(PYTHON) -m pytest -q -m browser tests/test_flame_browser.py -k pictures
 
 corpus:
-	scripts/fetch_corpus.sh lua5.4 zlib sqlite3 libzstd gzip brotli xz-utils
+	scripts/fetch_corpus.sh lua5.4 zlib sqlite3 libzstd gzip brotli xz-utils bc
 
 csmith-300: install deps-test
 	$(PYTHON) scripts/csmith_equivalence.py --programs 300 --output benchmarks/results/csmith.json

@@ -204,3 +204,35 @@ def test_count_increments_no_sample_found_come_out_of_every_self_time():
     # and the totals hold what their self times and their callees' still hold
     assert second.corrected_total_ns == pytest.approx(after - first.corrected_self_ns)
     assert first.corrected_total_ns == pytest.approx(after)
+
+
+def test_the_samples_statistical_errors_cancel_in_a_sum_of_self_times():
+    """Samples only divide a measured self time among the functions that ran in it: the share they take out of
+    the caller is one binomial count (its error is not the sum of the parts' errors), and in a sum of self times,
+    the table's total, their statistical errors cancel; only the corrections' errors remain."""
+    import math
+
+    from cprof.model.run import CallNode, FunctionKey, _accumulate, summed_self_err_ns
+    from cprof.model.samples import divide_self_time, shares
+
+    caller, first, second = (FunctionKey(name, "f.c", line) for name, line in (("caller", 1), ("a", 2), ("b", 3)))
+    # 100 samples of one node: 30 in a, 30 in b, 40 in the caller's own code
+    places = {("a", 0): (30, 30), ("b", 0): (30, 30), ("own", 0): (40, 40)}
+    found = shares({7: places}, lambda place: {"a": first, "b": second}.get(place[0]))[7]
+    assert found.parts[first].share == pytest.approx(0.3) and found.parts[second].share == pytest.approx(0.3)
+    assert found.taken_err == pytest.approx(math.sqrt(0.6 * 0.4 / 100))
+    assert found.taken_err < found.parts[first].share_err + found.parts[second].share_err
+
+    root = CallNode(key=None)
+    node = root.child(caller)
+    node.calls = 1
+    node.self_ns = node.corrected_self_ns = node.total_ns = node.corrected_total_ns = 1_000_000.0
+    node.self_err_ns = 1000.0  # the guards' correction
+    divide_self_time(node, found)
+    out: dict = {}
+    _accumulate(root, out, corrected=True)
+    assert sum(item.self_ns for item in out.values()) == pytest.approx(1_000_000.0)
+    assert out[first].self_ns == pytest.approx(300_000.0) and out[caller].self_ns == pytest.approx(400_000.0)
+    # the correction's 1000 ns, divided as the time was: the samples add nothing to the sum's uncertainty
+    assert summed_self_err_ns(out.values()) == pytest.approx(1000.0)
+    assert sum(item.self_err_ns for item in out.values()) > 100_000.0  # each function's own error is wide

@@ -6,7 +6,7 @@ counted exactly, and their self time is sampled (samples.py)."""
 
 from __future__ import annotations
 
-from cprof.model.run import FunctionStats, Run
+from cprof.model.run import FunctionStats, Run, summed_self_err_ns
 
 # Why a budget over the whole program, not a per-function threshold: nested cheap functions each within a
 # per-function limit add up (Lua's interpreter loop calls a chain of them), where a budget bounds the sum.
@@ -29,7 +29,7 @@ def choose_counted(run: Run) -> list[str]:
     # much. Its lower bound (corrected minus uncertainty) is what a tenth is taken of.
     # Time blocked in waiting calls is no work to compare guards with (zstd's main thread waits for its workers).
     program_ns = sum(max(0.0, item.self_ns - item.wait_ns) for item in functions)
-    lower_ns = program_ns - sum(item.self_err_ns for item in functions)
+    lower_ns = program_ns - summed_self_err_ns(functions)
     budget = BUDGET * max(lower_ns, 0.1 * program_ns)
     spent = 0.0
     chosen = []

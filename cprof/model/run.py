@@ -95,6 +95,10 @@ class CallNode(NodeCounters):
     # count-only functions the samples found running in this node's self time, taken out of it:
     # FunctionKey -> (raw ns, corrected ns, uncertainty ns)
     sampled: dict = field(default_factory=dict)
+    # the samples' statistical part of those uncertainties and of self_err_ns: the samples only divide a measured
+    # self time, so these errors cancel in any sum of self times (FunctionKey -> ns; ns)
+    sampled_statistical_err: dict = field(default_factory=dict)
+    self_statistical_err_ns: float = 0.0
 
     def child(self, key: FunctionKey) -> "CallNode":
         node = self.children.get(key)
@@ -189,7 +193,8 @@ class ProcessData:
 
 
 # the times FunctionStats derives from the nodes; like the counters, they add up over threads
-FUNCTION_TIMES = ("self_ns", "total_ns", "self_err_ns", "total_err_ns", "raw_self_ns", "raw_total_ns", "cpu_ns")
+FUNCTION_TIMES = ("self_ns", "total_ns", "self_err_ns", "total_err_ns", "raw_self_ns", "raw_total_ns", "cpu_ns",
+                  "self_statistical_err_ns")
 
 
 @dataclass
@@ -206,6 +211,8 @@ class FunctionStats(FunctionCounters):
     raw_self_ns: float = 0.0
     raw_total_ns: float = 0.0
     cpu_ns: float = 0.0
+    # the part of self_err_ns that is the samples' statistical error, which cancels in a sum of self times
+    self_statistical_err_ns: float = 0.0
     sampled: bool = False  # a count-only function whose self time the samples estimated (no total: no frame)
     threads: dict = field(default_factory=dict)  # (pid, thread index) -> FunctionStats for that thread
 
@@ -456,6 +463,7 @@ def _accumulate(root: CallNode, out: dict[FunctionKey, FunctionStats], corrected
             item.raw_self_ns += node.self_ns
             item.self_ns += node.corrected_self_ns if corrected else node.self_ns
             item.self_err_ns += node.self_err_ns if corrected else 0.0
+            item.self_statistical_err_ns += node.self_statistical_err_ns if corrected else 0.0
             item.cpu_ns += node.cpu_ns
             for counted_key, (raw_ns, corrected_ns, err_ns) in node.sampled.items():
                 part = out.get(counted_key)
@@ -464,6 +472,7 @@ def _accumulate(root: CallNode, out: dict[FunctionKey, FunctionStats], corrected
                 part.raw_self_ns += raw_ns
                 part.self_ns += corrected_ns if corrected else raw_ns
                 part.self_err_ns += err_ns if corrected else 0.0
+                part.self_statistical_err_ns += node.sampled_statistical_err.get(counted_key, 0.0) if corrected else 0.0
             if not active.get(key):
                 item.raw_total_ns += node.total_ns
                 item.total_ns += node.corrected_total_ns if corrected else node.total_ns
@@ -471,6 +480,12 @@ def _accumulate(root: CallNode, out: dict[FunctionKey, FunctionStats], corrected
             active[key] = active.get(key, 0) + 1
             stack.append((node, True))
         stack.extend((child, False) for child in node.children.values())
+
+
+def summed_self_err_ns(functions) -> float:
+    """The uncertainty of a sum of self times: the corrections' errors add up (they share one calibration), the
+    samples' statistical errors cancel (the samples divide measured self times among functions)."""
+    return sum(item.self_err_ns - item.self_statistical_err_ns for item in functions)
 
 
 def add_stats(total: FunctionStats, item: FunctionStats) -> None:

@@ -22,6 +22,16 @@ RUNTIME_PREFIXES = ("__cprof_", "cprof_")
 
 
 @dataclass
+class NodeShares:
+    """How the samples divide one node's self time: each count-only function's share, and the standard error of
+    their shares together (the samples in any of them are one binomial count: adding the parts' errors would
+    overstate it)."""
+
+    parts: dict  # count-only FunctionKey -> SampledShare
+    taken_err: float
+
+
+@dataclass
 class SampledShare:
     """Of one node's self time: the part a count-only function took, as a fraction with its standard error."""
 
@@ -72,7 +82,7 @@ def _closest_key(keys: list, file: str):
 
 
 def shares(samples_by_node: dict, classify) -> dict:
-    """node -> {count-only FunctionKey: SampledShare} from node -> {(ip, caller): (weight, signals)}."""
+    """node -> NodeShares from node -> {(ip, caller): (weight, signals)}."""
     result = {}
     for node, by_place in samples_by_node.items():
         weights: dict = {}
@@ -87,13 +97,32 @@ def shares(samples_by_node: dict, classify) -> dict:
                 weights[category] = weights.get(category, 0) + weight
         if not weights or not program_weight:
             continue
-        result[node] = {}
-        for key, weight in weights.items():
-            share = weight / program_weight
-            # signals are the independent observations; a weight above them spreads each over several periods
-            error = math.sqrt(max(share * (1.0 - share), 0.0) / max(program_signals, 1))
-            result[node][key] = SampledShare(share, error)
+        # signals are the independent observations; a weight above them spreads each over several periods
+        def error(share: float) -> float:
+            return math.sqrt(max(share * (1.0 - share), 0.0) / max(program_signals, 1))
+
+        parts = {key: SampledShare(weight / program_weight, error(weight / program_weight))
+                 for key, weight in weights.items()}
+        result[node] = NodeShares(parts, error(sum(weights.values()) / program_weight))
     return result
+
+
+def divide_self_time(node, divided: NodeShares) -> None:
+    """Takes the count-only functions' shares out of a node's self time (its waiting aside). The correction's
+    uncertainty is divided as the time is; each share adds its statistical error, and the node the error of all
+    shares together: errors that cancel in a sum of self times, which is why they are also kept apart."""
+    raw_base = max(0.0, node.self_ns - node.wait_ns)
+    corrected_base = max(0.0, node.corrected_self_ns - node.wait_ns)
+    taken = sum(part.share for part in divided.parts.values())
+    for key, part in divided.parts.items():
+        statistical = corrected_base * SAMPLE_Z * part.share_err
+        node.sampled[key] = (raw_base * part.share, corrected_base * part.share,
+                             statistical + part.share * node.self_err_ns)
+        node.sampled_statistical_err[key] = statistical
+    node.self_ns -= raw_base * taken
+    node.corrected_self_ns -= corrected_base * taken
+    node.self_statistical_err_ns = corrected_base * SAMPLE_Z * divided.taken_err
+    node.self_err_ns = node.self_err_ns * (1.0 - taken) + node.self_statistical_err_ns
 
 
 def apply_samples(raw: dict, nodes: dict, threads: list, flags: dict, calibration) -> None:
@@ -132,20 +161,10 @@ def apply_samples(raw: dict, nodes: dict, threads: list, flags: dict, calibratio
     classifier = Classifier(counted, {k.name for k, v in flags.items() if not v & FN_COUNTED})
     found = shares(by_node, lambda pair: classifier.classify_sample(
         chains.get(pair[0], []), path_of.get(pair[0]), chains.get(pair[1], []), path_of.get(pair[1])))
-    for node_offset, parts in found.items():
+    for node_offset, divided in found.items():
         node = nodes.get(node_offset)
-        if node is None or node.key is None:  # outside every timed function: no measured time to divide
-            continue
-        raw_base = max(0.0, node.self_ns - node.wait_ns)
-        corrected_base = max(0.0, node.corrected_self_ns - node.wait_ns)
-        added_err = 0.0
-        for key, part in parts.items():
-            err = corrected_base * SAMPLE_Z * part.share_err + part.share * node.self_err_ns
-            node.sampled[key] = (raw_base * part.share, corrected_base * part.share, err)
-            added_err += corrected_base * SAMPLE_Z * part.share_err
-        node.self_ns -= sum(v[0] for v in node.sampled.values())
-        node.corrected_self_ns -= sum(v[1] for v in node.sampled.values())
-        node.self_err_ns += added_err
+        if node is not None and node.key is not None:  # else outside every timed function: nothing to divide
+            divide_self_time(node, divided)
     for thread in threads:  # every count-only function of a sampled thread has a sampled time, zero if unseen
         thread.sampled_keys.update(thread.counted)
 
@@ -179,5 +198,5 @@ def not_sampled_reason(processes) -> str | None:
     return None
 
 
-__all__ = ["Classifier", "RUNTIME", "UNKNOWN", "SAMPLE_Z", "SampledShare", "apply_samples", "not_sampled_reason",
+__all__ = ["Classifier", "NodeShares", "divide_self_time", "RUNTIME", "UNKNOWN", "SAMPLE_Z", "SampledShare", "apply_samples", "not_sampled_reason",
            "sampling_summary", "shares"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from cprof.model.coverage import coverage_of
 from cprof.model.load import GroupRun
-from cprof.model.run import FEAT_ALLOCS, FEAT_CPU_TIME, FN_SECTION, FunctionStats, Run
+from cprof.model.run import FEAT_ALLOCS, FEAT_CPU_TIME, FN_SECTION, FunctionStats, Run, summed_self_err_ns
 from cprof.model.samples import not_sampled_reason, sampling_summary
 from cprof.paths import display_path
 from cprof.render.base import Renderer, register
@@ -165,8 +165,7 @@ class FunctionTable(Renderer):
             parts.append(run.raw_reason)
         elif options.corrected:
             calibration = run.main.calibration
-            # the errors share one calibration, so they add up: the sum is the uncertainty of the table's total
-            error = sum(f.self_err_ns for f in everything)
+            error = summed_self_err_ns(everything)
             heap_cost = (f" and heap tracking's ({calibration.heap_op_ns:.1f} ns per allocation or free)"
                          if calibration.heap_op_ns and any(f.alloc_count or f.free_count for f in everything) else "")
             note = (f"times corrected for the guard's cost ({calibration.per_call_ns:.1f} ns/call){heap_cost}: all "
