@@ -133,6 +133,7 @@ void __cprof_register_counts(struct __cprof_count_table *table, cprof_u64 **(*bl
     unit.offset = (char *)block_here() - thread_pointer();
     unit.early = early;
     pthread_mutex_lock(&counts_lock);
+    cprof_sampling_note_code(table);
     if (grow((void **)&units, &unit_capacity, unit_count + 1, sizeof *units) == 0) {
         units[unit_count++] = unit;
         __atomic_store_n(&any_units, 1, __ATOMIC_RELEASE);
@@ -184,6 +185,7 @@ void __cprof_unregister_counts(struct __cprof_count_table *table)
             units[i] = units[--unit_count];
             break;
         }
+    cprof_sampling_forget_code(table);
     pthread_mutex_unlock(&counts_lock);
 }
 

@@ -240,11 +240,12 @@ struct cprof_counts_record {
 struct cprof_sample_entry {
     cprof_u64 node;           /* struct cprof_node * */
     cprof_u64 ip;
-    cprof_u64 caller;         /* the return address when the interrupted code is a leaf that keeps no frame (libc's
-                                 memcmp, strlen: the word on top of the stack; the link register on aarch64), so
-                                 that time in such a leaf reaches the count-only function that called it. In any
-                                 other code an arbitrary word: readers use it only when ip is in no function that
-                                 cprof instruments. */
+    cprof_u64 caller;         /* the return address of the innermost call made from a module holding count-only
+                                 functions, unwound up to the innermost timed frame (sampling.c), so that time in
+                                 uninstrumented code (libc's memcmp, snprintf) reaches the count-only function
+                                 that called it; 0 if none; without a timed frame or unwind information, the
+                                 word on top of the stack (a frameless leaf's return address). Readers use it
+                                 only when ip is in no function that cprof instruments. */
     cprof_u64 weight;         /* sampling periods (a signal that arrives late stands for the periods it missed) */
     cprof_u64 signals;        /* signals: the independent observations behind the weight */
 };

@@ -15,6 +15,7 @@
 #include "cprof_guard.h"
 
 #include <errno.h>
+#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -23,6 +24,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <ucontext.h>
+#include <unwind.h>
 #include <unistd.h>
 
 /* Defined (as 1) where exec is interposed (exec_wrappers.c, the shared runtime): only there is sampling safe. */
@@ -55,19 +57,143 @@ static cprof_u64 interrupted_ip(const void *context)
 #endif
 }
 
-/* The return address if the interrupted code is a frameless leaf (see cprof_sample_entry.caller). The word at the
- * stack pointer is always mapped: the interrupted code's own stack. */
-static cprof_u64 interrupted_caller(const void *context)
+/* The code of the modules that hold count-only functions (cprof_sampling_note_code): a return address into it tells
+ * which count-only function called the uninstrumented code a sample interrupted. Appended under the loader's
+ * lock, read by the handler without one: a range is published whole before the count that covers it. */
+#define CODE_RANGES_MAX 64
+static struct code_range {
+    cprof_u64 low, high; /* high 0: its module was unloaded */
+    cprof_u64 bias;      /* its module's load bias (dlpi_addr): which ranges a dlclose takes away */
+} code_ranges[CODE_RANGES_MAX];
+static int code_range_count;
+
+/* The loaded module holding an address: its load bias and program headers. */
+struct module_search {
+    cprof_u64 address;
+    cprof_u64 bias;
+    const ElfW(Phdr) *headers;
+    int header_count;
+};
+
+static int find_module(struct dl_phdr_info *info, size_t size, void *data)
+{
+    struct module_search *search = data;
+    int i;
+    (void)size;
+    for (i = 0; i < info->dlpi_phnum; i++) {
+        cprof_u64 low = info->dlpi_addr + info->dlpi_phdr[i].p_vaddr;
+        if (info->dlpi_phdr[i].p_type == PT_LOAD && search->address >= low &&
+            search->address < low + info->dlpi_phdr[i].p_memsz) {
+            search->bias = info->dlpi_addr;
+            search->headers = info->dlpi_phdr;
+            search->header_count = info->dlpi_phnum;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void cprof_sampling_note_code(const void *address)
+{
+    struct module_search search = {(cprof_u64)(uintptr_t)address, 0, NULL, 0};
+    int i, j;
+    if (!dl_iterate_phdr(find_module, &search))
+        return;
+    for (j = 0; j < code_range_count; j++)
+        if (code_ranges[j].bias == search.bias && code_ranges[j].high)
+            return; /* noted by another unit of the same module */
+    for (i = 0; i < search.header_count; i++) {
+        const ElfW(Phdr) *segment = &search.headers[i];
+        int at = code_range_count;
+        if (segment->p_type != PT_LOAD || !(segment->p_flags & PF_X) || at == CODE_RANGES_MAX)
+            continue;
+        code_ranges[at].low = search.bias + segment->p_vaddr;
+        code_ranges[at].high = code_ranges[at].low + segment->p_memsz;
+        code_ranges[at].bias = search.bias;
+        __atomic_store_n(&code_range_count, at + 1, __ATOMIC_RELEASE);
+    }
+}
+
+void cprof_sampling_forget_code(const void *address)
+{
+    struct module_search search = {(cprof_u64)(uintptr_t)address, 0, NULL, 0};
+    int i, count = __atomic_load_n(&code_range_count, __ATOMIC_ACQUIRE);
+    if (!dl_iterate_phdr(find_module, &search))
+        return;
+    for (i = 0; i < count; i++)
+        if (code_ranges[i].bias == search.bias)
+            __atomic_store_n(&code_ranges[i].high, 0, __ATOMIC_RELEASE); /* its code is about to be unmapped */
+}
+
+static int in_counted_code(cprof_u64 address)
+{
+    int i, count = __atomic_load_n(&code_range_count, __ATOMIC_ACQUIRE);
+    for (i = 0; i < count; i++)
+        if (address > code_ranges[i].low + 8 && address < __atomic_load_n(&code_ranges[i].high, __ATOMIC_ACQUIRE))
+            return 1;
+    return 0;
+}
+
+/* At most this many frames are unwound between the interrupted instruction and the innermost timed frame. */
+#define UNWIND_FRAMES_MAX 64
+
+struct caller_search {
+    cprof_u64 stack;  /* the interrupted stack pointer: frames at or below it are the handler's and the signal's */
+    cprof_u64 bound;  /* the innermost timed frame's CFA: the search ends there */
+    cprof_u64 found;  /* the return address into counted code nearest the interrupted instruction */
+    int frames;
+    int reached;      /* the unwinding got to the bound: no count-only function called what runs */
+};
+
+static _Unwind_Reason_Code caller_step(struct _Unwind_Context *context, void *data)
+{
+    struct caller_search *search = data;
+    int exact = 0; /* the interrupted frame's own instruction, not a return address (a signal frame's) */
+    cprof_u64 ip = (cprof_u64)_Unwind_GetIPInfo(context, &exact), cfa = (cprof_u64)_Unwind_GetCFA(context);
+    if (cfa >= search->bound) {
+        search->reached = 1;
+        return _URC_END_OF_STACK;
+    }
+    if (++search->frames > UNWIND_FRAMES_MAX)
+        return _URC_END_OF_STACK;
+    if (cfa > search->stack && !exact && in_counted_code(ip)) {
+        search->found = ip;
+        return _URC_END_OF_STACK;
+    }
+    return _URC_NO_REASON;
+}
+
+/* The return address of the innermost call made from counted code that is still running (cprof_sample_entry.caller),
+ * so that time in uninstrumented code (libc's snprintf) reaches the count-only function that called it. The stack
+ * is unwound by its call frame information, from this handler through the signal frame and the interrupted code,
+ * up to the innermost timed frame (`bound`, its CFA): what a debugger or perf's --call-graph dwarf does, and
+ * unlike a scan for words that look like return addresses, never fooled by a stale one a deeper call left (a scan
+ * gave qsort+hash's snprintf time to `insert`, whose earlier call had left its return address where snprintf's
+ * frames now are). libgcc finds each module's unwind tables with _dl_find_object, which takes no lock: safe in a
+ * signal handler. 0 when the unwinding reached the timed frame without one. With no timed frame open, or code
+ * without frame information, the word at the stack pointer (a frameless leaf's return address, always mapped)
+ * stands in. */
+static cprof_u64 interrupted_caller(const void *context, cprof_u64 bound)
 {
     const ucontext_t *uc = context;
+    struct caller_search search = {0, bound, 0, 0, 0};
+    cprof_u64 leaf_return;
 #if defined(__x86_64__)
-    return *(const cprof_u64 *)(uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+    search.stack = (cprof_u64)uc->uc_mcontext.gregs[REG_RSP];
+    leaf_return = *(const cprof_u64 *)(uintptr_t)search.stack;
 #elif defined(__aarch64__)
-    return (cprof_u64)uc->uc_mcontext.regs[30];
+    search.stack = (cprof_u64)uc->uc_mcontext.sp;
+    leaf_return = (cprof_u64)uc->uc_mcontext.regs[30];
 #else
     (void)uc;
+    (void)search;
     return 0;
 #endif
+    if (!__atomic_load_n(&code_range_count, __ATOMIC_RELAXED) || bound <= search.stack ||
+        bound - search.stack > (1ull << 30))
+        return leaf_return;
+    _Unwind_Backtrace(caller_step, &search);
+    return search.found ? search.found : search.reached ? 0 : leaf_return;
 }
 
 static struct cprof_samples_record *new_table(char *chunk, struct cprof_thread_record *thread)
@@ -139,9 +265,11 @@ static void on_sample(int signal, siginfo_t *info, void *context)
     if (info->si_overrun > 0)
         weight += (cprof_u64)info->si_overrun;
     /* The innermost frame is published only once complete (see the guard), so top->node is always valid. */
-    if (thread && timer_live && __cprof_mode != 1)
-        add_sample(thread, ((struct cprof_frame *)(uintptr_t)thread->top)->node, interrupted_ip(context),
-                   interrupted_caller(context), weight);
+    if (thread && timer_live && __cprof_mode != 1) {
+        const struct cprof_frame *top = (const struct cprof_frame *)(uintptr_t)thread->top;
+        add_sample(thread, top->node, interrupted_ip(context), interrupted_caller(context, top->frame_address),
+                   weight);
+    }
     else
         __atomic_fetch_add(&sampling.header->samples_outside, weight, __ATOMIC_RELAXED);
     errno = saved_errno;

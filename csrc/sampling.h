@@ -15,6 +15,11 @@ void cprof_sampling_start_thread(void);
 void cprof_sampling_stop_thread(void);
 /* In a fork child: the parent's timers are not inherited, and its sample tables belong to the parent's run. */
 void cprof_sampling_after_fork(void);
+/* The code of the module holding `address` (a unit's count table) holds count-only functions: a sample in
+ * uninstrumented code called from there is told by the return address on the stack. Forgotten before the module
+ * is unloaded. */
+void cprof_sampling_note_code(const void *address);
+void cprof_sampling_forget_code(const void *address);
 /* Whether this process samples. */
 int cprof_sampling_active(void);
 

@@ -82,9 +82,14 @@ def _side_by_side(plain: str, instrumented: str, args: list[str], cwd: str, repe
                 measured = _main_thread_figures(runs_dir)
                 walls.append(wall - measured["runtime_ns"])
                 figures.append(measured)
+    # how far the reference moves from run to run (as scripts/bench_accuracy.py states it): the plain runs' spread
+    # and that of the instrumented runs' time outside the measured region (half ranges)
+    outsides = [wall - f["raw_ns"] for wall, f in zip(walls, figures)]
     return {"plain_ns": statistics.median(plain_walls), "wall_ns": statistics.median(walls),
+            "noise_ns": (max(plain_walls) - min(plain_walls)) / 2 + (max(outsides) - min(outsides)) / 2,
             "raw_ns": statistics.median(f["raw_ns"] for f in figures),
-            "corrected_ns": statistics.median(f["corrected_ns"] for f in figures)}
+            "corrected_ns": statistics.median(f["corrected_ns"] for f in figures),
+            "err_ns": statistics.median(f["err_ns"] for f in figures)}
 
 
 def _switched_off(plain: str, instrumented: str, args: list[str], cwd: str, repeat: int) -> float:
@@ -174,11 +179,13 @@ def csmith_program(root: str, seeds=range(1, 1000)) -> tuple[int, int, str] | No
 
 
 def measure(name: str, plain: str, build_full, build_adaptive, program, args: list[str], cwd: str, home: str,
-            repeat: int, fixed_ns: float, full_repeat: int | None = None) -> dict:
+            repeat: int, fixed_ns: float, full_repeat: int | None = None, main_thread_works: bool = True) -> dict:
     """`build_full()` / `build_adaptive()` build in place, in the store `home`; `program()` is the instrumented
     binary's path.
     `fixed_ns`: what any instrumented process costs however few its calls (bench_accuracy.fixed_cost).
-    `full_repeat` (default `repeat`): runs of the full mode, which on csmith's code takes minutes a run."""
+    `full_repeat` (default `repeat`): runs of the full mode, which on csmith's code takes minutes a run.
+    `main_thread_works`: False for a program whose main thread waits while workers compute (zstd): the main
+    thread's self times then say nothing of the program's time, and no sum is compared."""
     build_full()
     full = _side_by_side(plain, program(), args, cwd, full_repeat or repeat)
     # two fully timed runs: a count that differs between them depends on the run, not on the mode; the second is
@@ -209,7 +216,12 @@ def measure(name: str, plain: str, build_full, build_adaptive, program, args: li
                             if adaptive_counts.get(n) != full_counts[n])[:10],
         "counts_identical": all(adaptive_counts.get(n) == full_counts[n] for n in stable)
         and set(adaptive_counts) == set(full_counts),
-        "self_sum_error_percent": round(100.0 * (adaptive["corrected_ns"] - plain_region) / plain_region, 1),
+        "self_sum_error_percent": round(100.0 * (adaptive["corrected_ns"] - plain_region) / plain_region, 1)
+        if main_thread_works else None,
+        # what the run stated as the uncertainty of that sum (scripts/bench_accuracy._main_thread_figures)
+        "self_sum_uncertainty_percent": round(100.0 * adaptive["err_ns"] / plain_region, 1)
+        if main_thread_works else None,
+        "reference_noise_percent": round(100.0 * adaptive["noise_ns"] / plain_region, 1),
         # the adaptive run's whole extra time per counted call (its timed guards' residue included) is an upper
         # bound of what an increment costs in this program (switched off, nothing is counted any more)
         "counted_calls": counted_calls,
@@ -274,7 +286,7 @@ def main() -> int:
 
             results.append(measure(project.name, pair.plain, lambda: rebuild(False), lambda: rebuild(True),
                                    lambda pair=pair: pair.instrumented, argv, pair.cprof_dir, pair.env["CPROF_HOME"],
-                                   args.repeat, fixed))
+                                   args.repeat, fixed, main_thread_works=project is not ZSTD))
             print(json.dumps(results[-1]), flush=True)
     if os.path.exists(args.output) and set(args.only.split(",")) != set(parser.get_default("only").split(",")):
         with open(args.output) as handle:  # measured again: the other programs keep their results

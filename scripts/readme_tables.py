@@ -173,10 +173,16 @@ def adaptive(document: dict) -> str:
     for program in document["programs"]:
         off = f"{program['off_slowdown']:.2f}x" if program.get("off_slowdown") is not None else "-"
         per_count = f"{program['count_cost_ns']:.2f} ns" if program.get("count_cost_ns") is not None else "-"
+        if program.get("self_sum_error_percent") is None:
+            summed = "- (its main thread waits for its workers)"
+        else:
+            stated, noise = program.get("self_sum_uncertainty_percent"), program.get("reference_noise_percent")
+            summed = f"{program['self_sum_error_percent']:+.1f}%" + (
+                f" (stated ± {stated:.1f}%, plain's noise {noise:.1f}%)" if stated is not None else "")
         lines.append(f"| {program['name']} | {program['plain_ms']:.1f} ms | {program['full_slowdown']:.2f}x | "
                      f"{program['adaptive_slowdown']:.2f}x | {off} | {program['counted']} of {program['functions']} | "
                      f"{'yes' if program['counts_identical'] else '**NO**'} ({program['stable_functions']} functions "
-                     f"whose count two full runs agree on) | {program['self_sum_error_percent']:+.1f}% | {per_count} |")
+                     f"whose count two full runs agree on) | {summed} | {per_count} |")
     for program in document["programs"]:
         if program.get("differing"):
             lines += ["", f"{program['name']}: counts that differ from the full mode's: "
