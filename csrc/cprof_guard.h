@@ -16,6 +16,9 @@
  * header, and stays valid C89 (with GNU attributes) so that strict user flags keep compiling. */
 #ifndef __CPROF_GUARD_H
 #define __CPROF_GUARD_H
+/* What the user's warning flags find in this header is not theirs to read: a system header's code is not warned
+ * about (the warnings their own code earns stay theirs). */
+#pragma GCC system_header
 
 __extension__ typedef unsigned long long __cprof_u64;
 
@@ -136,10 +139,15 @@ static __inline__ __attribute__((always_inline, unused)) __cprof_u64 __cprof_tic
  * call that entered it. Every live frame below the innermost one has a higher CFA; a frame with a lower CFA, or an
  * equal one entered from another call site (or through the very same guard variable), was left by a longjmp.
  * Functions inlined into one host share its CFA and return address, but never its guard variable. */
+static __inline__ __attribute__((always_inline, unused)) __cprof_u64 __cprof_address_value(void *address)
+{
+    return (__cprof_u64)address; /* a cast of a variable: a cast of the builtin's call would warn under the user's
+                                    -Wbad-function-cast (xz's build: 212 warnings) */
+}
 #if defined(__clang__)
-#define __cprof_frame_address() ((__cprof_u64)__builtin_frame_address(0))
+#define __cprof_frame_address() __cprof_address_value(__builtin_frame_address(0))
 #else
-#define __cprof_frame_address() ((__cprof_u64)__builtin_dwarf_cfa())
+#define __cprof_frame_address() __cprof_address_value(__builtin_dwarf_cfa())
 #endif
 
 #if defined(__CPROF_INLINE_GUARD)

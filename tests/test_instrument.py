@@ -257,6 +257,25 @@ def test_nested_functions_are_measured_without_a_new_warning(project):
     assert functions["add"]["line"] == 3 and functions["outer"]["total_ns"] >= functions["add"]["total_ns"]
 
 
+def test_the_users_strict_warning_flags_find_nothing_in_what_cprof_adds(project):
+    """A program that compiles clean under strict warnings (xz's build enables -Wbad-function-cast: the guard's
+    cast of a builtin's call gave it 212 warnings) compiles as clean instrumented, timed and counted alike."""
+    project.write("strict.c", """\
+        #include <stdio.h>
+        static unsigned leaf(unsigned x) { return x * 2654435761u; }
+        static unsigned work(unsigned n) { unsigned s = 0, i; for (i = 0; i < n; i++) s ^= leaf(i); return s; }
+        int main(void) { printf("%u\\n", work(5000)); return 0; }
+    """)
+    strict = ["-Wall", "-Wextra", "-Wbad-function-cast", "-Wcast-qual", "-Wconversion", "-Wshadow",
+              "-Wstrict-prototypes", "-Wmissing-prototypes", "-Wpedantic", "-Werror"]
+    plain = project.run("cc", *FLAGS, *strict, "strict.c", "-o", "plain")
+    assert plain.returncode == 0, plain.stderr
+    build = project.cprof("build", "--count-only", "leaf", "strict.c", "--", *strict)
+    assert build.returncode == 0 and "warning" not in build.stderr, build.stderr
+    assert project.cprof("run", "--").stdout == project.run("./plain").stdout
+    assert calls(report_functions(project)) == {"main": 1, "work": 1, "leaf": 5000}
+
+
 def test_a_unit_pycparser_cannot_parse_is_built_uninstrumented_with_one_warning(project):
     project.write("digraphs.c", """\
         #include <stdio.h>
