@@ -58,8 +58,8 @@ static cprof_u64 interrupted_ip(const void *context)
 }
 
 /* The code of the modules that hold count-only functions (cprof_sampling_note_code): a return address into it tells
- * which count-only function called the uninstrumented code a sample interrupted. Appended under the loader's
- * lock, read by the handler without one: a range is published whole before the count that covers it. */
+ * which count-only function called the uninstrumented code a sample interrupted. Appended and forgotten under
+ * counts.c's lock, read by the handler without one: a range is published whole before the count that covers it. */
 #define CODE_RANGES_MAX 64
 static struct code_range {
     cprof_u64 low, high; /* high 0: its module was unloaded */
@@ -129,7 +129,7 @@ static int in_counted_code(cprof_u64 address)
 {
     int i, count = __atomic_load_n(&code_range_count, __ATOMIC_ACQUIRE);
     for (i = 0; i < count; i++)
-        if (address > code_ranges[i].low + 8 && address < __atomic_load_n(&code_ranges[i].high, __ATOMIC_ACQUIRE))
+        if (address > code_ranges[i].low && address < __atomic_load_n(&code_ranges[i].high, __ATOMIC_ACQUIRE))
             return 1;
     return 0;
 }
