@@ -173,6 +173,13 @@ static _Unwind_Reason_Code caller_step(struct _Unwind_Context *context, void *da
  * signal handler. 0 when the unwinding reached the timed frame without one. With no timed frame open, or code
  * without frame information, the word at the stack pointer (a frameless leaf's return address, always mapped)
  * stands in. */
+static _Unwind_Reason_Code first_frame_only(struct _Unwind_Context *context, void *data)
+{
+    (void)context;
+    (void)data;
+    return _URC_END_OF_STACK;
+}
+
 static cprof_u64 interrupted_caller(const void *context, cprof_u64 bound)
 {
     const ucontext_t *uc = context;
@@ -293,6 +300,9 @@ void cprof_sampling_start_process(struct cprof_run_header *header)
         header->sample_source = CPROF_SAMPLES_REFUSED;
         return;
     }
+    /* libgcc's unwinder sets up its tables once, under pthread_once: done here, so that no signal can arrive in
+     * the middle of that first set-up and unwind into it from the handler */
+    _Unwind_Backtrace(first_frame_only, NULL);
     memset(&action, 0, sizeof action);
     action.sa_sigaction = on_sample;
     action.sa_flags = SA_SIGINFO | SA_RESTART; /* interrupted system calls resume, as without us */
