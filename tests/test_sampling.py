@@ -346,3 +346,22 @@ def test_the_samples_statistical_errors_cancel_in_a_sum_of_self_times():
     # the correction's 1000 ns, divided as the time was: the samples add nothing to the sum's uncertainty
     assert summed_self_err_ns(out.values()) == pytest.approx(1000.0)
     assert sum(item.self_err_ns for item in out.values()) > 100_000.0  # each function's own error is wide
+
+
+def test_a_count_only_functions_own_increment_is_its_time_and_a_timed_guards_is_the_runtimes():
+    """The increment inlined into a count-only function (addr2line names it __cprof_count, inside the function) is
+    the function's time, which the give-back then takes the increments' cost out of; left out of the division,
+    that cost was spread over the node and taken out of the function a second time. A timed guard's code stays
+    the runtime's: the correction took its cost away."""
+    from cprof.model.run import FunctionKey
+    from cprof.model.samples import RUNTIME, Classifier
+
+    compare = FunctionKey("compare", "q.c", 23)
+    classifier = Classifier({"compare": [compare]}, {"benchmark"})
+    increment = [("__cprof_count", "cprof_guard.h", 71), ("compare", "q.c", 24)]
+    striped = [("__cprof_count_striped", "cprof_guard.h", 95), ("compare", "q.c", 24)]
+    assert classifier.classify(increment, "/tmp/q") == compare == classifier.classify(striped, "/tmp/q")
+    timed_guard = [("__cprof_enter_fast", "cprof_guard.h", 170), ("__cprof_enter", "cprof_guard.h", 240),
+                   ("benchmark", "q.c", 51)]
+    assert classifier.classify(timed_guard, "/tmp/q") == RUNTIME
+    assert classifier.classify([("benchmark", "q.c", 52)], "/tmp/q") is None
