@@ -51,8 +51,8 @@ CALIBRATION_PAIR(4, 20)
 /* A count-only guard, counting into a scratch block through a thread-local pointer as in the user's units (see
  * COUNT_GUARD in cprof/instrument/splice.py). What an increment costs depends on its neighbours: a chain of
  * dependent work hides nearly all of it (the floor the report never goes below), and in calls that do nothing
- * else, back to back, it costs what the places of a few branches make it cost (recorded in the run file as the
- * exposed end; the report gives back what real programs pay instead: COUNT_COST_NS in
+ * else, back to back, it costs what the places of a few branches make it cost: no longer measured, as it told the
+ * code's layout, not the count's cost (the report gives back what real programs pay instead: COUNT_COST_NS in
  * cprof/model/correction.py). A striped count (__cprof_count_striped) serves functions that call themselves: it
  * is measured in a recursion that does nothing else, of fib's shape, which is what the report gives back for it. */
 static struct __cprof_site calibration_count_site = {"<calibration>", "", 9, CPROF_FN_COUNTED, 1, 0};
@@ -68,7 +68,6 @@ static __thread cprof_u64 *calibration_count_block __attribute__((tls_model("ini
         __asm__ __volatile__("" : "+r"(x));                                                                    \
         return x;                                                                                              \
     }
-CALIBRATION_COUNTED(0)
 CALIBRATION_COUNTED(20)
 
 static CALIBRATION_CODE int calibration_recursion(int n)
@@ -143,7 +142,7 @@ void cprof_calibrate_guard(void)
     } scratch_trace = {.table = {.capacity = 256}};
     /* calls of calibration_recursion(RECURSION_DEPTH): 2 fib(RECURSION_DEPTH + 1) - 1 */
     enum { RECURSION_DEPTH = 20, RECURSION_CALLS = 21891 };
-    double inner[CALIBRATION_SIZES][ROUNDS], outer[CALIBRATION_SIZES][ROUNDS], hidden[ROUNDS], exposed[ROUNDS],
+    double inner[CALIBRATION_SIZES][ROUNDS], outer[CALIBRATION_SIZES][ROUNDS], hidden[ROUNDS],
         striped[ROUNDS];
     double inner_by_size[CALIBRATION_SIZES], outer_by_size[CALIBRATION_SIZES];
     double inner_mean = 0, outer_mean = 0, inner_noise = 0, outer_noise = 0, inner_low, inner_high, outer_low,
@@ -175,18 +174,14 @@ void cprof_calibrate_guard(void)
     calibration_count_block = calibration_count_values;
     for (round = 0; round < ROUNDS; round++) {
         double work = (double)loop_ticks(calibration_plain_20, CALLS, &sink);
-        double empty = (double)loop_ticks(calibration_plain_0, CALLS, &sink);
         double recursion = (double)recursion_ticks(calibration_recursion, RECURSION_DEPTH, &sink);
-        double counted_empty = (double)loop_ticks(calibration_counted_0, CALLS, &sink);
         double counted_recursion = (double)recursion_ticks(calibration_recursion_striped, RECURSION_DEPTH, &sink);
         hidden[round] = ((double)loop_ticks(calibration_counted_20, CALLS, &sink) - work) / CALLS;
-        exposed[round] = (counted_empty - empty) / CALLS;
         striped[round] = (counted_recursion - recursion) / RECURSION_CALLS;
     }
     cprof_rt.header->count_guard_ticks = non_negative(median_of(hidden, ROUNDS));
     cprof_rt.header->count_guard_spread = spread_of(hidden, ROUNDS, cprof_rt.header->count_guard_ticks) +
-                                          spread_of(exposed, ROUNDS, median_of(exposed, ROUNDS));
-    cprof_rt.header->count_exposed_ticks = non_negative(median_of(exposed, ROUNDS));
+                                          spread_of(striped, ROUNDS, median_of(striped, ROUNDS));
     cprof_rt.header->count_striped_ticks = non_negative(median_of(striped, ROUNDS));
     __cprof_tls = saved;
     for (size = 0; size < CALIBRATION_SIZES; size++) {

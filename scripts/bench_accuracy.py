@@ -162,10 +162,7 @@ def _main_thread_figures(run_dir: str) -> dict:
             "slow_ns": sum(n.slow_ns for n in nodes),
             # count-only functions' sampled time was taken out of their callers' nodes: it is counted back here
             "corrected_ns": sum(n.corrected_self_ns + sum(v[1] for v in n.sampled.values()) for n in nodes),
-            # the samples' statistical errors cancel in the sum (they divide measured self times)
-            "err_ns": sum(n.self_err_ns - n.self_statistical_err_ns
-                          + sum(v[2] - n.sampled_statistical_err.get(k, 0.0) for k, v in n.sampled.items())
-                          for n in nodes),
+            "err_ns": sum(n.summed_self_err_ns() for n in nodes),
             "per_call_ns": process.calibration.per_call_ns, "runtime_ns": process.header["runtime_ns"]}
 
 

@@ -197,9 +197,11 @@ def test_time_deep_in_a_library_reaches_the_count_only_function_that_called_it(p
     assert functions["format"]["time_source"] == "sampled"
     # nearly all of work's time is snprintf's; fixed bounds far from the truth keep sampling luck out of the test
     assert functions["format"]["self_ns"] > 2 * functions["work"]["self_ns"]
-    # qsort's own code (its loops, its calls of compare) is sort_all's; compare, a few ns a call, is not most of it
+    # qsort's own code (its loops, its calls of compare) is sort_all's: about half of the two together (perf finds
+    # msort a little above compare); were the comparator's pointer taken for a return address, nearly none
     assert functions["compare"]["time_source"] == "sampled"
-    assert functions["compare"]["self_ns"] < 0.5 * functions["sort_all"]["self_ns"]
+    sorting = functions["sort_all"]["self_ns"] + functions["compare"]["self_ns"]
+    assert functions["sort_all"]["self_ns"] > 0.2 * sorting
 
 
 def test_a_sample_on_a_coroutine_stack_near_the_timed_frame_reads_no_unmapped_memory(project):

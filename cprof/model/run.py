@@ -100,6 +100,12 @@ class CallNode(NodeCounters):
     sampled_statistical_err: dict = field(default_factory=dict)
     self_statistical_err_ns: float = 0.0
 
+    def summed_self_err_ns(self) -> float:
+        """The uncertainty this node adds to a sum of self times, its sampled parts' included: the corrections'
+        errors, without the samples' statistical ones, which cancel in the sum (see summed_self_err_ns)."""
+        return self.self_err_ns - self.self_statistical_err_ns + sum(
+            parts[2] - self.sampled_statistical_err.get(key, 0.0) for key, parts in self.sampled.items())
+
     def child(self, key: FunctionKey) -> "CallNode":
         node = self.children.get(key)
         if node is None:

@@ -205,5 +205,5 @@ def not_sampled_reason(processes) -> str | None:
     return None
 
 
-__all__ = ["Classifier", "NodeShares", "divide_self_time", "RUNTIME", "UNKNOWN", "SAMPLE_Z", "SampledShare", "apply_samples", "not_sampled_reason",
-           "sampling_summary", "shares"]
+__all__ = ["Classifier", "NodeShares", "divide_self_time", "RUNTIME", "UNKNOWN", "SAMPLE_Z", "SampledShare",
+           "apply_samples", "not_sampled_reason", "sampling_summary", "shares"]
