@@ -57,8 +57,8 @@ CALIBRATION_PAIR(4, 20)
  * is measured in a recursion that does nothing else, of fib's shape, which is what the report gives back for it. */
 static struct __cprof_site calibration_count_site = {"<calibration>", "", 9, CPROF_FN_COUNTED, 1, 0};
 static struct __cprof_count_table calibration_count_table = {1, 0, &calibration_count_site};
-static cprof_u64 calibration_count_values[CPROF_COUNT_STRIPED_SLOTS];
-static __thread cprof_u64 *calibration_count_block __attribute__((tls_model("initial-exec")));
+static struct __cprof_counter calibration_count_values[CPROF_COUNT_STRIPED_SLOTS];
+static __thread struct __cprof_counter *calibration_count_block __attribute__((tls_model("initial-exec")));
 #define CALIBRATION_COUNTED(steps)                                                                             \
     static CALIBRATION_CODE unsigned calibration_counted_##steps(unsigned x)                                   \
     {                                                                                                          \

@@ -22,9 +22,9 @@
 
 struct count_unit {
     struct __cprof_count_table *table;
-    cprof_u64 **(*block_here)(void); /* the unit's pointer in the calling thread */
+    struct __cprof_counter **(*block_here)(void); /* the unit's pointer in the calling thread */
     ptrdiff_t offset;                 /* the pointer from the thread pointer: one offset for all threads */
-    cprof_u64 *early;                 /* what threads counted before the runtime gave them counters */
+    struct __cprof_counter *early;    /* what threads counted before the runtime gave them counters */
 };
 
 /* a live thread, and its thread pointer: where a unit registered later finds the thread's copy of its pointer */
@@ -59,7 +59,7 @@ static char *thread_pointer(void) { return (char *)__builtin_thread_pointer(); }
 
 /* A thread's counters for one unit: a counts record in the run file (the function records first, so that a reader
  * of a run that dies meanwhile finds the record whole), from the thread's own chunk when it is the calling thread. */
-static cprof_u64 *new_block(struct cprof_thread_record *thread, struct __cprof_count_table *table, int own)
+static struct __cprof_counter *new_block(struct cprof_thread_record *thread, struct __cprof_count_table *table, int own)
 {
     struct cprof_thread_record *caller = (struct cprof_thread_record *)__cprof_tls;
     struct cprof_counts_record *record;
@@ -82,19 +82,20 @@ static cprof_u64 *new_block(struct cprof_thread_record *thread, struct __cprof_c
     record->head.size = (cprof_u32)size;
     __asm__ __volatile__("" ::: "memory"); /* readers find the record only once it is whole */
     record->head.kind = CPROF_REC_COUNTS;
-    return functions + table->count;
+    return (struct __cprof_counter *)(functions + table->count); /* the run file's u64 counters (asserted below) */
 }
+_Static_assert(sizeof(struct __cprof_counter) == sizeof(cprof_u64), "a counter is a run file's u64");
 
 /* Adds what threads counted into the unit's early counters to the calling thread's counters (under counts_lock). */
 static void fold_early(struct count_unit *unit)
 {
-    cprof_u64 *mine = *unit->block_here();
+    struct __cprof_counter *mine = *unit->block_here();
     size_t i;
     if (!mine || mine == unit->early)
         return;
     for (i = 0; i < unit->table->count; i++) {
-        mine[i] += unit->early[i];
-        unit->early[i] = 0;
+        mine[i].calls += unit->early[i].calls;
+        unit->early[i].calls = 0;
     }
 }
 
@@ -104,7 +105,7 @@ static int early_pending(void)
     size_t i, j;
     for (i = 0; i < unit_count; i++)
         for (j = 0; j < units[i].table->count; j++)
-            if (units[i].early[j])
+            if (units[i].early[j].calls)
                 return 1;
     return 0;
 }
@@ -123,7 +124,8 @@ static void start_thread_for_early_counts(void)
         cprof_thread_start();
 }
 
-void __cprof_register_counts(struct __cprof_count_table *table, cprof_u64 **(*block_here)(void), cprof_u64 *early)
+void __cprof_register_counts(struct __cprof_count_table *table, struct __cprof_counter **(*block_here)(void),
+                             struct __cprof_counter *early)
 {
     struct cprof_thread_record *thread;
     struct count_unit unit;
@@ -153,7 +155,7 @@ void __cprof_register_counts(struct __cprof_count_table *table, cprof_u64 **(*bl
         cprof_thread_start(); /* which gives this thread its counters of every unit, this one included */
         thread = (struct cprof_thread_record *)__cprof_tls;
     } else if (!thread->busy) {
-        cprof_u64 *block;
+        struct __cprof_counter *block;
         thread->busy = 1; /* a signal handler's calls meanwhile must not allocate from the same chunk */
         block = new_block(thread, table, 1);
         thread->busy = 0;
@@ -164,9 +166,9 @@ void __cprof_register_counts(struct __cprof_count_table *table, cprof_u64 **(*bl
     pthread_mutex_lock(&counts_lock);
     for (i = 0; i < live_count; i++)
         if (live[i].thread != thread) {
-            cprof_u64 *block = new_block(live[i].thread, table, 0);
+            struct __cprof_counter *block = new_block(live[i].thread, table, 0);
             if (block) /* else its early counters keep counting, and join the run at its end */
-                *(cprof_u64 **)(live[i].thread_pointer + unit.offset) = block;
+                *(struct __cprof_counter **)(live[i].thread_pointer + unit.offset) = block;
         }
     pthread_mutex_unlock(&counts_lock);
 }
@@ -207,7 +209,7 @@ void cprof_counts_thread_start(struct cprof_thread_record *thread)
     }
     thread->busy = 1;
     for (i = 0; i < unit_count; i++) {
-        cprof_u64 *block = __cprof_mode == 1 ? NULL : new_block(thread, units[i].table, 1);
+        struct __cprof_counter *block = __cprof_mode == 1 ? NULL : new_block(thread, units[i].table, 1);
         if (block)
             *units[i].block_here() = block;
     }
@@ -267,5 +269,5 @@ void cprof_counts_forget_early(void)
 {
     size_t i;
     for (i = 0; i < unit_count; i++)
-        memset(units[i].early, 0, units[i].table->count * sizeof(cprof_u64));
+        memset(units[i].early, 0, units[i].table->count * sizeof *units[i].early);
 }

@@ -276,6 +276,30 @@ def test_the_users_strict_warning_flags_find_nothing_in_what_cprof_adds(project)
     assert calls(report_functions(project)) == {"main": 1, "work": 1, "leaf": 5000}
 
 
+def test_a_count_only_function_keeps_the_clone_gcc_makes_of_it_in_the_plain_build(project):
+    """gcc passes a small static function's pointed-to argument by value (an IPA-SRA clone, `spread.isra.0`) when
+    nothing between its entry and its reads can change what the pointer points to. The count's increment must not
+    look like such a change: Lua's LTnum lost its clone while it did, and time moved between Lua's functions."""
+    project.write("clones.c", """\
+        #include <stdio.h>
+        struct pair { long long low, high; };
+        __attribute__((noinline)) static long long spread(const struct pair *p) { return p->high - p->low; }
+        int main(int argc, char **argv) { struct pair p = {argc, argc * 7 + (argv != 0)}; printf("%lld\\n", spread(&p)); return 0; }
+    """)
+
+    def spread_symbols(binary: str) -> list[str]:
+        symbols = project.run("nm", binary).stdout.split()
+        return sorted(name for name in symbols if name.startswith("spread"))
+
+    assert project.run("cc", *FLAGS, "clones.c", "-o", "plain").returncode == 0
+    assert spread_symbols("plain") == ["spread.isra.0"]  # the premise: gcc clones it without cprof
+    build = project.cprof("build", "--count-only", "spread", "clones.c", "-o", "clones")
+    assert build.returncode == 0, build.stderr
+    assert spread_symbols(os.path.join(project.root, ".cprof", "build", "direct", "clones")) == ["spread.isra.0"]
+    assert project.cprof("run", "--").stdout == project.run("./plain").stdout
+    assert calls(report_functions(project)) == {"main": 1, "spread": 1}
+
+
 def test_a_unit_pycparser_cannot_parse_is_built_uninstrumented_with_one_warning(project):
     project.write("digraphs.c", """\
         #include <stdio.h>

@@ -26,10 +26,10 @@ STRIPED_SLOTS = 13  # as CPROF_COUNT_STRIPED_SLOTS in csrc/cprof_guard.h
 # thread's counters (until the runtime hands them out, the unit's early counters: calls made before the runtime
 # starts), and the registration that has the runtime set that pointer in every thread (csrc/counts.c).
 COUNT_TABLE = ("static struct __cprof_count_table __cprof_count_table = {{{count}u, 0u, __cprof_count_sites}}; "
-               "static __cprof_u64 __cprof_count_early[{count}]; "
-               "static __thread __cprof_u64 *__cprof_count_block __attribute__((tls_model(\"initial-exec\"))) = "
+               "static struct __cprof_counter __cprof_count_early[{count}]; "
+               "static __thread struct __cprof_counter *__cprof_count_block __attribute__((tls_model(\"initial-exec\"))) = "
                "__cprof_count_early; "
-               "static __cprof_u64 **__cprof_count_block_here(void) {{ return &__cprof_count_block; }} "
+               "static struct __cprof_counter **__cprof_count_block_here(void) {{ return &__cprof_count_block; }} "
                "__attribute__((constructor)) static void __cprof_count_register(void) "
                "{{ __cprof_register_counts(&__cprof_count_table, __cprof_count_block_here, __cprof_count_early); }} "
                "__attribute__((destructor)) static void __cprof_count_unregister(void) "
