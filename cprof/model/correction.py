@@ -35,7 +35,7 @@ SAMPLE_Z = 2.0
 # divides each adaptive run's extra time over plain by its counted calls (count_cost_ns in
 # benchmarks/results/adaptive.json, an upper bound, the timed guards' residue included): this is the median over its
 # programs (a test checks).
-COUNT_COST_NS = 0.33
+COUNT_COST_NS = 0.32
 # The most a count-only call may cost, per call: about the largest of those figures where the counts make most of
 # the extra time (sqlite3's, 0.7-0.8 ns from run to run, its timed guards' residue included; bc's 8 ns are its timed
 # guards'). A count may cost from nothing to that; a test requires the sum of self times of every benchmark run to
