@@ -14,6 +14,7 @@
  * Nothing here may call malloc: the runtime's memory comes from the run file's arena. */
 #include "heap.h"
 #include "cprof_guard.h"
+#include "runtime_internal.h"
 #include "sampling.h"
 #include "timer.h"
 
@@ -81,7 +82,10 @@ static void decide(void)
         return;
     setting = getenv("CPROF_HEAP");
     heap.source = HEAP_LINKAGE;
-    if (setting && strcmp(setting, "0") == 0)
+    /* Profiling switched off for the process (CPROF_DISABLE) records nothing, so nothing is worth a header: tracking
+     * would still charge every call to the shared outside site, three atomic adds each (GNU bc switched off ran 7%
+     * over plain with them, 4% without). */
+    if ((setting && strcmp(setting, "0") == 0) || cprof_env_flag("CPROF_DISABLE"))
         heap.source = CPROF_HEAP_OFF;
     else if (heap_foreign_allocator())
         heap.source = CPROF_HEAP_FOREIGN;
