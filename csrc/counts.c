@@ -10,7 +10,8 @@
  * Until then a thread counts into the unit's early counters (the pointer's initial value): calls made before the
  * runtime starts — which it does at the first timed call, not at load, so that a program's constructors run before
  * it as they would — and are added to the finishing thread's counters when the run ends. With profiling off nothing
- * is recorded: see __cprof_register_counts for where each thread's increments then go. */
+ * is recorded: see __cprof_register_counts for where each thread's increments then go. The guard never tests the
+ * pointer (cprof_guard.h), so it always points at counters: the run file's, the early ones, or a scratch block. */
 #define _GNU_SOURCE
 #include "runtime_internal.h"
 #include "cprof.h"
@@ -39,6 +40,20 @@ static size_t unit_count, unit_capacity;
 static struct live_thread *live;
 static size_t live_count, live_capacity;
 static int any_units; /* read without the lock by the pthread_create wrapper: a program without counts pays nothing */
+
+/* What a thread started while profiling is off counts into: counters of its own, which nobody reads (shared ones,
+ * written by every such thread, would bounce their cache lines between the CPUs: zstd's workers switched off ran
+ * 1.15x plain on the early counters). Each is kept by the thread pointer of the thread it was made for and never
+ * freed while that thread may still count into it, which it may do after its start routine returns (its
+ * thread-specific data's destructors): a new thread with the same thread pointer is the proof that the old one
+ * has ended, and takes its block over. */
+struct scratch_block {
+    char *thread_pointer;
+    size_t count;
+    struct __cprof_counter *counters;
+};
+static struct scratch_block *scratch;
+static size_t scratch_count, scratch_capacity;
 
 static int grow(void **array, size_t *capacity, size_t needed, size_t item)
 {
@@ -143,9 +158,8 @@ void __cprof_register_counts(struct __cprof_count_table *table, struct __cprof_c
     pthread_mutex_unlock(&counts_lock);
     /* Profiling off: the thread that loads the program keeps counting into the early counters, which nothing
      * reads. An increment there costs less than skipping it (Lua switched off: 1.13x against 1.25x with a NULL
-     * pointer, whose taken branch around the increment costs more than the increment); threads started later get
-     * a NULL pointer (cprof_counts_thread_off), as their increments would contend for the same shared lines (zstd's
-     * workers: 1.15x against 1.04-1.10x). */
+     * pointer, when the guard still skipped the increment for one); threads started later get a scratch block
+     * of their own (cprof_counts_thread_off), as their increments would contend for the same shared lines. */
     if (profiling_disabled())
         return;
     if (cprof_rt.ready != 1 || __cprof_mode == 1)
@@ -210,6 +224,7 @@ void cprof_counts_thread_start(struct cprof_thread_record *thread)
     thread->busy = 1;
     for (i = 0; i < unit_count; i++) {
         struct __cprof_counter *block = __cprof_mode == 1 ? NULL : new_block(thread, units[i].table, 1);
+        /* without a block of its own the thread keeps its pointer's initial value, the early counters */
         if (block)
             *units[i].block_here() = block;
     }
@@ -229,13 +244,45 @@ void cprof_counts_thread_end(struct cprof_thread_record *thread)
     pthread_mutex_unlock(&counts_lock);
 }
 
-/* A thread started while profiling is off counts nothing (not even into the early counters). */
+/* The calling thread's scratch block of at least `count` counters (under counts_lock); NULL if none can be made. */
+static struct __cprof_counter *scratch_here(size_t count)
+{
+    char *here = thread_pointer();
+    struct scratch_block *block = NULL;
+    size_t i;
+    for (i = 0; i < scratch_count && !block; i++)
+        if (scratch[i].thread_pointer == here)
+            block = &scratch[i];
+    if (block && block->count >= count)
+        return block->counters;
+    if (!block) {
+        if (grow((void **)&scratch, &scratch_capacity, scratch_count + 1, sizeof *scratch) != 0)
+            return NULL;
+        block = &scratch[scratch_count++];
+        block->thread_pointer = here;
+        block->count = 0;
+        block->counters = NULL;
+    }
+    cprof_heap_pause(1);
+    free(block->counters); /* the thread it was made for has ended */
+    block->counters = calloc(count, sizeof *block->counters);
+    cprof_heap_pause(0);
+    block->count = block->counters ? count : 0;
+    return block->counters;
+}
+
+/* A thread started while profiling is off counts into a scratch block of its own, which nobody reads. */
 void cprof_counts_thread_off(void)
 {
-    size_t i;
+    struct __cprof_counter *block;
+    size_t i, largest = 0;
     pthread_mutex_lock(&counts_lock);
     for (i = 0; i < unit_count; i++)
-        *units[i].block_here() = NULL;
+        if (units[i].table->count > largest)
+            largest = units[i].table->count;
+    block = largest ? scratch_here(largest) : NULL;
+    for (i = 0; i < unit_count && block; i++)
+        *units[i].block_here() = block; /* every unit: nothing reads them, so they may overlap */
     pthread_mutex_unlock(&counts_lock);
 }
 

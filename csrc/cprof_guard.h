@@ -52,9 +52,11 @@ struct __cprof_site {
 /* Count-only sites (functions too cheap to time: adaptive mode). A unit's count-only functions form one table,
  * which the unit registers when it is loaded; each thread counts into a block of its own in the run file, which
  * the runtime hands out before the thread runs the program's code (csrc/counts.c) and a per-unit thread-local
- * pointer reaches in one load. A counted call costs a load, a predictable branch and an increment, and no call:
- * the function stays as easy to inline, and as cheap to call, as the plain one. Exact in every thread, and kept in
- * the run file like everything else; a NULL pointer (profiling off) counts nothing. */
+ * pointer reaches in one load. A counted call costs that load and an increment, and no call and no branch: the
+ * function stays as easy to inline, and as cheap to call, as the plain one. Exact in every thread, and kept in
+ * the run file like everything else. The pointer is never NULL (counts.c points a thread that records nothing at
+ * counters nobody reads): the test of it cost more than the increment, as gcc repeats the guard in the loop it
+ * makes of a self tail call, with two branches around it (fib: 1.73x plain with the test, 1.35x without). */
 struct __cprof_count_table {
     unsigned count;
     unsigned reserved;
@@ -79,8 +81,7 @@ static __inline__ __attribute__((always_inline, unused)) int __cprof_count(struc
 {
     struct __cprof_counter *counts = *block;
     (void)table;
-    if (__builtin_expect(counts != 0, 1))
-        counts[index].calls++;
+    counts[index].calls++;
     return 0;
 }
 
@@ -103,8 +104,7 @@ static __inline__ __attribute__((always_inline, unused)) int __cprof_count_strip
     __asm__("mov %0, sp" : "=r"(depth_bits));
 #endif
     /* a byte offset of 0, 32, 64 or 96: counters index, index + 4, + 8 and + 12, with no shift to compute */
-    if (__builtin_expect(counts != 0, 1))
-        ((struct __cprof_counter *)((char *)(counts + index) + (depth_bits & 0x60u)))->calls++;
+    ((struct __cprof_counter *)((char *)(counts + index) + (depth_bits & 0x60u)))->calls++;
     return 0;
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import subprocess
 
 import pytest
 
@@ -284,6 +285,44 @@ def test_a_stopped_run_keeps_its_counts(project):
     report = project.cprof("report", "--json").json()
     assert not report["run"]["complete"]
     assert by_name(report)["tiny"]["calls"] > 5000  # the worker's 5,000 and the main loop's, up to the stop
+
+
+def test_threads_started_with_profiling_switched_off_count_where_nobody_reads(project):
+    """The count guard never tests its pointer (cprof_guard.h): a thread started while profiling is off counts into a
+    scratch block of its own, also after its start routine returned (its thread-specific data's destructor), and a
+    thread that reuses an ended one's thread pointer takes its block over."""
+    project.write("threads.c", """\
+        #include <pthread.h>
+        #include <stdio.h>
+        volatile unsigned long sink;
+        static pthread_key_t key;
+        static int tiny(int x) { sink += x; return x + 1; }
+        static void at_exit(void *value) { tiny((int)(long)value); }
+        static void *worker(void *arg) {
+            pthread_setspecific(key, arg);
+            for (int i = 0; i < 1000; i++) tiny(i);
+            return arg;
+        }
+        int main(void) {
+            pthread_key_create(&key, at_exit);
+            for (long round = 0; round < 50; round++) {
+                pthread_t threads[2];
+                for (int i = 0; i < 2; i++) pthread_create(&threads[i], NULL, worker, (void *)(round + 1));
+                for (int i = 0; i < 2; i++) pthread_join(threads[i], NULL);
+            }
+            tiny(0);
+            printf("%lu\\n", sink);
+            return 0;
+        }
+    """)
+    assert project.cprof("build", "--count-only", "tiny", "threads.c", "--", "-O2", "-pthread").returncode == 0
+    binary = os.path.join(project.root, ".cprof", "build", "direct", "threads")
+    expected = f"{100 * 499500 + 2 * sum(range(1, 51))}\n"
+    off = subprocess.run([binary], capture_output=True, text=True, env=dict(os.environ, CPROF_DISABLE="1"))
+    assert off.returncode == 0 and off.stdout == expected, off.stderr
+    result = project.cprof("run")  # and recorded, every call counted in its thread
+    assert result.returncode == 0 and result.stdout == expected, result.stderr
+    assert by_name(project.cprof("report", "--json").json())["tiny"]["calls"] == 100 * 1001 + 1
 
 
 def test_adaptive_counts_only_what_the_full_run_found_too_cheap_to_time(project):
