@@ -249,6 +249,7 @@ static struct __cprof_counter *scratch_here(size_t count)
 {
     char *here = thread_pointer();
     struct scratch_block *block = NULL;
+    void *memory;
     size_t i;
     for (i = 0; i < scratch_count && !block; i++)
         if (scratch[i].thread_pointer == here)
@@ -265,9 +266,13 @@ static struct __cprof_counter *scratch_here(size_t count)
     }
     cprof_heap_pause(1);
     free(block->counters); /* the thread it was made for has ended */
-    block->counters = calloc(count, sizeof *block->counters);
+    /* whole cache lines of its own: a line shared with another thread's counters (or the heap's next block)
+     * would bounce between the CPUs at every increment */
+    if (posix_memalign(&memory, 64, (count * sizeof *block->counters + 63) & ~(size_t)63) != 0)
+        memory = NULL;
     cprof_heap_pause(0);
-    block->count = block->counters ? count : 0;
+    block->counters = (struct __cprof_counter *)memory;
+    block->count = memory ? count : 0;
     return block->counters;
 }
 
