@@ -163,6 +163,8 @@ def _main_thread_figures(run_dir: str) -> dict:
             # count-only functions' sampled time was taken out of their callers' nodes: it is counted back here
             "corrected_ns": sum(n.corrected_self_ns + sum(v[1] for v in n.sampled.values()) for n in nodes),
             "err_ns": sum(n.summed_self_err_ns() for n in nodes),
+            # count-only calls, and what their increments were taken to cost (in corrected_ns's reckoning)
+            "counted_calls": sum(main.counted.values()), "count_cost_ns": main.count_cost_ns,
             "per_call_ns": process.calibration.per_call_ns, "runtime_ns": process.header["runtime_ns"]}
 
 

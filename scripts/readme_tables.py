@@ -169,7 +169,7 @@ def csmith(document: dict) -> str:
 def adaptive(document: dict) -> str:
     lines = _header("program", "plain", "full mode", "adaptive (`--adaptive`)", "adaptive, profiling off",
                     "functions counted only", "counts identical to the full mode's",
-                    "adaptive self times summed, against plain", "extra time per counted call")
+                    "adaptive self times summed, against plain", "what a counted call cost")
     for program in document["programs"]:
         off = f"{program['off_slowdown']:.2f}x" if program.get("off_slowdown") is not None else "-"
         per_count = f"{program['count_cost_ns']:.2f} ns" if program.get("count_cost_ns") is not None else "-"
@@ -187,9 +187,10 @@ def adaptive(document: dict) -> str:
         if program.get("differing"):
             lines += ["", f"{program['name']}: counts that differ from the full mode's: "
                       f"{'; '.join(program['differing'])}."]
-    lines += ["", f"Medians of {document['repeat']} interleaved runs; slowdowns against the plain program; the extra "
-              "time per counted call is the adaptive run's time over plain divided by its counted calls (an upper "
-              "bound of what a count costs: the timed guards' residue is in it too). From "
+    lines += ["", f"Medians of {document['repeat']} interleaved runs; slowdowns against the plain program; what a "
+              "counted call cost is the main thread's self times with the timed guards' cost taken out but none "
+              "given back for the counts, over plain, per counted call (the report gives back their median, "
+              "`COUNT_COST_NS`). From "
               f"{_source(document)} (a run with --only keeps the other programs' earlier results)."]
     return "\n".join(lines) + "\n"
 

@@ -313,6 +313,7 @@ def test_count_increments_no_sample_found_come_out_of_every_self_time():
     # the sum of all self times lost exactly the increments' cost
     after = first.corrected_self_ns + second.corrected_self_ns + sum(v[1] for v in second.sampled.values())
     assert after == pytest.approx(3000 + 1000 + 400 + 20 - (100 * cost + 200 * 0.3 + 100 * cost))
+    assert thread.count_cost_ns == pytest.approx(100 * cost + 200 * 0.3 + 100 * cost)  # what the benchmark reads
     # and the totals hold what their self times and their callees' still hold
     assert second.corrected_total_ns == pytest.approx(after - first.corrected_self_ns)
     assert first.corrected_total_ns == pytest.approx(after)

@@ -140,11 +140,13 @@ def take_out_count_cost(thread, calibration: Calibration, striped: set) -> None:
             holders.setdefault(key, []).append(node)
     taken: dict[int, float] = {}  # by node: what came out of its self time, which its total and its callers' hold
     elsewhere_cost = elsewhere_err = 0.0
+    thread.count_cost_ns = 0.0
     for key, calls in thread.counted.items():
         owners = holders.get(key, [])
         estimate = sum(node.sampled[key][1] for node in owners)
         per_call = calibration.count_cost_ns(key in striped)
         cost = calls * per_call
+        thread.count_cost_ns += cost
         err = calls * max(per_call, COUNT_ERROR_NS - per_call, calibration.count_spread_ns)
         here = min(cost, estimate) if estimate > 0 else 0.0
         if cost > 0:

@@ -155,6 +155,7 @@ class ThreadData:
     cpu_ns: float | None = None  # the thread's whole CPU time (None: not known, e.g. the process was killed)
     counted: dict = field(default_factory=dict)  # FunctionKey -> calls of the count-only functions (no frames)
     sampled_keys: set = field(default_factory=set)  # count-only functions whose self time the samples estimated
+    count_cost_ns: float = 0.0  # what the count-only functions' increments were taken to cost, out of its times
     trace: RecordedTrace | None = None  # the run recorded a trace: cprof/model/trace.py makes it calls in time order
 
     @property
