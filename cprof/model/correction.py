@@ -30,16 +30,17 @@ SAMPLE_Z = 2.0
 # What a counted call costs a real program. Not what an increment costs on its own: that is nearly nothing behind
 # dependent work, and in calls of no work back to back whatever the places of a few branches make it (the start-up
 # calibration's figure there moved severalfold as the runtime's own layout moved). What a program pays is its
-# code changed around the count: a load, a test and an increment in every counted function, some no longer inlined
+# code changed around the count: a load and an increment in every counted function, some no longer inlined
 # (sqlite3: some counted functions the plain build inlines keep a copy of their own). scripts/bench_adaptive.py
-# divides each adaptive run's extra time over plain by its counted calls (count_cost_ns in
-# benchmarks/results/adaptive.json, an upper bound, the timed guards' residue included): this is the median over its
-# programs (a test checks).
-COUNT_COST_NS = 0.32
-# The most a count-only call may cost, per call: about the largest of those figures where the counts make most of
-# the extra time (sqlite3's, 0.7-0.8 ns from run to run, its timed guards' residue included; bc's 8 ns are its timed
-# guards'). A count may cost from nothing to that; a test requires the sum of self times of every benchmark run to
-# lie within the uncertainty the run stated.
+# measures it per program (count_cost_ns in benchmarks/results/adaptive.json): the main thread's self times with
+# the timed guards' calibrated cost taken out and nothing given back for the counts, over the plain program's
+# time, per counted call. This is the median over its programs (a test checks). The whole extra time per counted
+# call, used before, held the timed guards' cost a second time, and Lua's self times then summed 11% under plain.
+COUNT_COST_NS = 0.18
+# The most a count-only call may cost, per call: about the largest of those figures (sqlite3's, 0.5-0.8 ns from run
+# to run; bc's 2 ns, over a few counted calls, hold an excess of a few percent its sums have shown in every run,
+# not yet explained). A count may cost from nothing to that; a test requires the sum of self times of every
+# benchmark run to lie within the uncertainty the run stated.
 COUNT_ERROR_NS = 0.7
 
 
