@@ -31,8 +31,8 @@ from cprof.runfile import RunFileError, read_header
 from cprof.workspace import RunEntry, Store, target_of, validate_tag
 
 __all__ = ["BuildOptions", "BuildResult", "CprofError", "CprofWarning", "Diff", "FunctionRecord", "Run", "RunOptions",
-           "TraceOptions", "build", "diff", "fallbacks", "load", "merge", "profile", "prune", "remove", "run",
-           "run_program", "runs", "tag", "tags", "untag"]
+           "TraceOptions", "build", "diff", "fallbacks", "learn_counted", "load", "merge", "profile", "prune", "remove",
+           "run", "run_program", "runs", "tag", "tags", "untag"]
 
 
 class FunctionRecord(dict):
@@ -265,19 +265,27 @@ def build(sources: Sequence[str] = (), *, command: Sequence[str] | None = None, 
     options = options or BuildOptions()
     if not sources and not command:
         raise CprofError("nothing to build: give C sources, or a build command after --", EXIT_USAGE)
-    counted, model = [], None
-    if options.adaptive:
-        model = learned_from.model if learned_from is not None else _learning_run(store)
-        if model is None:
-            raise CprofError("--adaptive learns from a run of this build: build and run it once without "
-                             "--adaptive first (cprof profile --adaptive does that by itself)", EXIT_NOT_FOUND)
-        counted = choose_counted(model)
-        options = adaptive_filter(store, options, counted, model.id)
+    options, counted, learned = learn_counted(options, home, learned_from)
     if sources:
         summary = build_sources(list(sources), output, list(compiler_args), options, store)
     else:
         summary = build_with_command(list(command), options, store)
-    return BuildResult(summary, counted, model.id if model is not None else None)
+    return BuildResult(summary, counted, learned)
+
+
+def learn_counted(options: BuildOptions, home: str | None = None,
+                  learned_from: Run | None = None) -> tuple[BuildOptions, list[str], str | None]:
+    """With options.adaptive: the options with the functions `learned_from` (else the latest run of the last build)
+    found too cheap to time counted only, those functions, and the run's id. Without it: the options unchanged."""
+    if not options.adaptive:
+        return options, [], None
+    store = Store(home)
+    model = learned_from.model if learned_from is not None else _learning_run(store)
+    if model is None:
+        raise CprofError("--adaptive learns from a run of this build: build and run it once without "
+                         "--adaptive first (cprof profile --adaptive does that by itself)", EXIT_NOT_FOUND)
+    counted = choose_counted(model)
+    return adaptive_filter(store, options, counted, model.id), counted, model.id
 
 
 def fallbacks(home: str | None = None) -> list[tuple[str, str]]:

@@ -102,7 +102,7 @@ NODE_COUNTERS = (
 
 _HEAD = struct.Struct("<II")
 _FUNCTION = struct.Struct("<IIQIIIHH")  # head, next, id, line, flags, name_len, file_len
-_NODE = struct.Struct(f"<II4Q{len(NODE_COUNTERS)}Q")  # head, parent, func, first_child, next_sibling, counters
+_NODE = struct.Struct(f"<II4Q{len(NODE_COUNTERS)}Q")  # head, parent, func, child_hints[2], counters
 _THREAD = struct.Struct("<II9QIIQ16sQQ")  # head, top .. end_ticks, index, busy, lost_frames, name, cursor
 _STACK = struct.Struct("<IIQQ5Q")
 _FRAME = struct.Struct("<8Q")

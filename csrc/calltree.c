@@ -105,10 +105,6 @@ struct cprof_node *cprof_new_node(struct cprof_thread_record *thread, struct cpr
     node->func = func;
     node->head.size = sizeof *node;
     node->head.kind = CPROF_REC_NODE;
-    if (parent) {
-        node->next_sibling = parent->first_child;
-        parent->first_child = as_u64(node);
-    }
     return node;
 }
 

@@ -25,7 +25,7 @@ __extension__ typedef unsigned long long __cprof_u64;
 /* Mirrors of the hot prefixes of struct cprof_node / cprof_frame / cprof_thread_record in runfile.h;
  * runtime.c asserts at compile time that the offsets agree. */
 struct __cprof_node_hot {
-    __cprof_u64 head, parent, func, first_child, next_sibling, calls, total_ticks;
+    __cprof_u64 head, parent, func, child_hints[2], calls, total_ticks;
 };
 struct __cprof_frame_hot {
     struct __cprof_node_hot *node;
@@ -189,13 +189,17 @@ __CPROF_FAST_PATH int __cprof_enter_fast(struct __cprof_site *site, void *guard,
                                guard == frame->guard)),
                          0))
         return __cprof_enter_slow(site, guard, cfa, return_address);
-    /* The node for this call path: the one this site entered last if it hangs under the current frame, else
-     * the current frame's most recent child (recursion and loops keep one of the two right). */
+    /* The node for this call path: the one this site entered last if it hangs under the current frame (a loop),
+     * else one of the two children the current frame's node last entered through the slow path (a recursion,
+     * whose site's last node is at another depth, calling itself and one other timed function). */
     node = site->cache;
     if (__builtin_expect(node == 0 || node->parent != (__cprof_u64)frame->node, 0)) {
-        node = (struct __cprof_node_hot *)frame->node->first_child;
-        if (__builtin_expect(node == 0 || node->func != site->func, 0))
-            return __cprof_enter_slow(site, guard, cfa, return_address);
+        node = (struct __cprof_node_hot *)frame->node->child_hints[0];
+        if (__builtin_expect(node == 0 || node->func != site->func, 0)) {
+            node = (struct __cprof_node_hot *)frame->node->child_hints[1];
+            if (__builtin_expect(node == 0 || node->func != site->func, 0))
+                return __cprof_enter_slow(site, guard, cfa, return_address);
+        }
     }
     node->calls++;
     frame[1].node = node;

@@ -173,8 +173,8 @@ struct cprof_node {
     struct cprof_record_head head;
     cprof_u64 parent;         /* struct cprof_node *; 0 for a thread root */
     cprof_u64 func;           /* struct cprof_function_record *; 0 for a thread root */
-    cprof_u64 first_child;
-    cprof_u64 next_sibling;
+    cprof_u64 child_hints[2]; /* struct cprof_node *: the last two children calls from here entered through the
+                                 runtime (new, or not guessed), the newest first: the guard's later guesses */
     cprof_u64 calls;          /* incremented on entry, so open and crashed frames are counted */
     cprof_u64 total_ticks;    /* sum over this node's finished activations of (exit - entry) */
     cprof_u64 cpu_ns;         /* CPROF_FEAT_CPU_TIME: thread CPU time inside, callees included; a thread root:

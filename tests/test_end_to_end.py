@@ -351,3 +351,8 @@ def test_adaptive_counts_only_what_the_full_run_found_too_cheap_to_time(project)
     assert {n: f["calls"] for n, f in adaptive.items()} == {n: f["calls"] for n, f in full.items()}
     assert not adaptive["tiny"]["timed"] and adaptive["tiny"]["calls"] == 200000 and full["tiny"]["timed"]
     assert adaptive["heavy"]["timed"] and adaptive["heavy"]["calls"] == 5 and adaptive["main"]["timed"]
+    # `cprof instrument --adaptive` shows the unit as that build compiled it
+    spliced = project.cprof("instrument", "--adaptive", "mixed.c").stdout
+    tiny, heavy = (next(line for line in spliced.splitlines() if f" {name}(" in line and "{" in line)
+                   for name in ("tiny", "heavy"))
+    assert "__cprof_count(" in tiny and "__cprof_enter(" in heavy and "__cprof_count(" not in heavy

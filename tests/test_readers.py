@@ -128,7 +128,7 @@ def test_garbage_is_not_a_run(run_files):
 # Every node counter, from the struct through both readers to the model and the report. Real runs leave most
 # counters zero (allocations, reallocations), so the tests below write a distinct value into every one.
 
-_COUNTERS_AT = 40  # offsetof(struct cprof_node, calls): after head, parent, func, first_child and next_sibling
+_COUNTERS_AT = 40  # offsetof(struct cprof_node, calls): after head, parent, func and child_hints[2]
 
 
 def _counter_value(node_offset: int, index: int) -> int:

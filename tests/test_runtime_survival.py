@@ -242,3 +242,30 @@ def test_every_timer_counts_exactly_and_nests_times(project, timer, kind):
     functions = by_name(report)
     assert functions["work"]["calls"] == 20000 and functions["outer"]["calls"] == 20
     assert functions["main"]["total_ns"] >= functions["outer"]["total_ns"] >= functions["work"]["total_ns"] > 0
+
+
+def test_a_recursion_that_calls_two_timed_functions_enters_most_calls_by_the_fast_path(project):
+    """The guard's fast path guesses a call's node twice: the node its site entered last, if it hangs under the
+    current frame, else the child the current frame last entered through the runtime. A recursion calling itself
+    and another timed function (GNU bc's _bc_rec_mul) missed both guesses at a quarter of its calls when the
+    second guess was the newest child; the slow path's cost is not all measured. Counts and paths stay exact."""
+    import cprof
+
+    project.write("prog.c", COMMON + """\
+        __attribute__((noinline)) void leaf(int n) { sink += n; }
+        __attribute__((noinline)) void split(int depth) {
+            if (depth == 0) { leaf(depth); return; }
+            split(depth - 1);
+            leaf(depth);
+            split(depth - 1);
+        }
+        int main(void) { for (int i = 0; i < 20; i++) split(10); return 0; }
+    """)
+    assert project.cprof("build", "prog.c").returncode == 0
+    assert project.cprof("run").returncode == 0
+    [process] = cprof.load(home=os.path.join(project.root, ".cprof")).model.processes
+    nodes = [node for node in process.threads[0].root.walk() if node.key is not None]
+    calls = {name: sum(n.calls for n in nodes if n.key.name == name) for name in ("split", "leaf")}
+    assert calls == {"split": 20 * (2 ** 11 - 1), "leaf": 20 * (2 ** 11 - 1)}
+    # every node's first entry is a slow one; after that, a handful at most
+    assert sum(node.slow_calls for node in nodes) <= 2 * len(nodes)

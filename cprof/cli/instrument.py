@@ -6,6 +6,7 @@ import os
 import sys
 import tempfile
 
+from cprof.api import learn_counted
 from cprof.building import compiler_args as ca
 from cprof.building.toolchain import check_installed
 from cprof.building.config import WrapperConfig
@@ -29,7 +30,8 @@ def run(args) -> int:
     if not os.path.isfile(args.source):
         raise CprofError(f"no such source file: {args.source}", EXIT_NOT_FOUND)
     config = WrapperConfig.from_environment(None)
-    config.function_filter = build_options(args).function_filter
+    # with --adaptive, what `cprof build --adaptive` would count only, from the latest run of the last build
+    config.function_filter = learn_counted(build_options(args))[0].function_filter
     config.cache_dir = None
     command = ca.parse_command(args.rest + ["-c", args.source])
     with tempfile.TemporaryDirectory(prefix="cprof-instrument-") as workdir:
