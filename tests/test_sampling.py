@@ -333,8 +333,12 @@ def test_the_samples_statistical_errors_cancel_in_a_sum_of_self_times():
     places = {("a", 0): (30, 30), ("b", 0): (30, 30), ("own", 0): (40, 40)}
     found = shares({7: places}, lambda place: {"a": first, "b": second}.get(place[0]))[7]
     assert found.parts[first].share == pytest.approx(0.3) and found.parts[second].share == pytest.approx(0.3)
-    assert found.taken_err == pytest.approx(math.sqrt(0.6 * 0.4 / 100))
+    # about the textbook binomial error with 100 samples (the Wilson interval's farther side, a little wider)
+    assert math.sqrt(0.6 * 0.4 / 100) <= found.taken_err < 1.1 * math.sqrt(0.6 * 0.4 / 100)
     assert found.taken_err < found.parts[first].share_err + found.parts[second].share_err
+    # four samples, all in one function: its share is 1, and not give or take nothing (the textbook error is 0)
+    few = shares({7: {("a", 0): (4, 4)}}, lambda place: first)[7]
+    assert few.parts[first].share == 1.0 and 2 * few.parts[first].share_err == pytest.approx(0.5)
 
     root = CallNode(key=None)
     node = root.child(caller)

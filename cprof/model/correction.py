@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 
 MODEL_ERROR = 0.18  # fraction of the calibrated guard cost: benchmarks/results/accuracy.json, model_error.margin
-# Times estimated from samples (samples.py) state two standard errors: the true value lies within about 95% of
-# the time, like a corrected time within calls x (spread + model error).
+# Times estimated from samples (samples.py) state a 95% interval (the Wilson score interval's farther side: about
+# two standard errors with many samples): the true value lies within it about 95% of the time, like a corrected
+# time within calls x (spread + model error).
 SAMPLE_Z = 2.0
 # What a counted call costs a real program. Not what an increment costs on its own: that is nearly nothing behind
 # dependent work, and in calls of no work back to back whatever the places of a few branches make it (the start-up

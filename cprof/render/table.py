@@ -181,8 +181,8 @@ class FunctionTable(Renderer):
             summary = sampling_summary(run.processes)
             period = f" every {format_ns(summary['period_ns'])} of CPU time" if summary else ""
             parts.append(f"{plural(sampled, 'function')} only counted, their self time sampled{period} "
-                         "([counted, sampled]): their share of their callers' measured self time, ± two standard "
-                         "errors; no total (they have no frame)")
+                         "([counted, sampled]): their share of their callers' measured self time, ± a 95% interval "
+                         "(JSON: self_err_ns); no total (they have no frame)")
         if counted:
             reason = not_sampled_reason(run.processes)
             parts.append(f"{plural(counted, 'function')} only counted, not timed ([counted]): their time is in their "
