@@ -422,3 +422,24 @@ def test_go_pprof_reads_a_real_runs_totals_functions_and_threads(threaded):
     assert written.returncode == 0, written.stderr
     with open(os.path.join(project.root, "report.pb.gz"), "rb") as one, open(path, "rb") as other:
         assert decode(one.read()) == decode(other.read())
+
+
+@pytest.mark.parametrize("err_ms, marked", [(0.3, True), (0.05, False)])
+def test_the_table_marks_a_sampled_time_whose_interval_reaches_past_half_of_it(err_ms, marked):
+    """Few samples (a short run, a rare function) give a count-only function's self time a wide interval: the table
+    marks it ~, as it marks a time that is mostly the guards' correction, and its footer says why."""
+    from cprof.model.correction import Calibration
+    from cprof.model.run import FunctionKey
+    from cprof.runfile import FN_COUNTED
+
+    run = sampled_run()
+    lex = run.threads[0].root.children[FunctionKey("main", "main.c", 1)] \
+        .children[FunctionKey("parse", "parse.c", 1)].children[FunctionKey("lex", "lex.c", 1)]
+    tiny = FunctionKey("tiny", "tiny.c", 7)
+    lex.sampled[tiny] = (0.4 * MS, 0.4 * MS, err_ms * MS)
+    run.processes[0].flags[tiny] = FN_COUNTED
+    run.processes[0].calibration = Calibration(measured=True)  # a run whose figures are corrected, and stated with ±
+    text = rendered("table", run)
+    row = next(line for line in text.splitlines() if line.startswith("tiny"))
+    assert ("~400 µs" in row) == marked and ("400 µs" in row)
+    assert ("few samples found them" in text) == marked

@@ -233,6 +233,12 @@ class FunctionStats(FunctionCounters):
         return self.raw_self_ns > 0 and (self.raw_self_ns - self.self_ns) > 0.5 * self.raw_self_ns
 
     @property
+    def mostly_uncertain(self) -> bool:
+        """A self time from samples whose 95% interval reaches past half of it: few samples found it (a short run,
+        a rare function)."""
+        return self.counted_only and self.sampled and self.self_err_ns > 0.5 * self.self_ns
+
+    @property
     def counted_only(self) -> bool:
         """Only counted, never timed (no frame): its self time is sampled, or else in its callers' self time."""
         return bool(self.flags & FN_COUNTED)

@@ -93,7 +93,7 @@ class FunctionTable(Renderer):
             headers += ["Allocs", "Alloc Bytes", "Frees", "Free Bytes"]
         rows, colours = [], []
         for item in shown:
-            approximate = "~" if options.corrected and item.mostly_correction else ""
+            approximate = "~" if options.corrected and (item.mostly_correction or item.mostly_uncertain) else ""
             row = [
                 function_label(item, options.locations),
                 approximate + format_ns(item.self_ns),
@@ -182,7 +182,9 @@ class FunctionTable(Renderer):
             period = f" every {format_ns(summary['period_ns'])} of CPU time" if summary else ""
             parts.append(f"{plural(sampled, 'function')} only counted, their self time sampled{period} "
                          "([counted, sampled]): their share of their callers' measured self time, ± a 95% interval "
-                         "(JSON: self_err_ns); no total (they have no frame)")
+                         "(JSON: self_err_ns); no total (they have no frame)"
+                         + ("; ~ marks those whose interval reaches past half of it (few samples found them)"
+                            if any(f.mostly_uncertain for f in shown) else ""))
         if counted:
             reason = not_sampled_reason(run.processes)
             parts.append(f"{plural(counted, 'function')} only counted, not timed ([counted]): their time is in their "
