@@ -32,16 +32,16 @@ def _node(name: str, calls: int, total_ns: float, children=(), alloc_bytes: int 
     return node
 
 
-def memory_run(threads: int = 1) -> Run:
+def memory_run(threads: int = 1, trees: list | None = None) -> Run:
     """main (10 ms) calls parse (6 ms, of it lex 2 ms) and the section `emit; <b>` (1 ms, 4 KiB allocated);
-    a second thread, when asked for, runs worker (3 ms)."""
+    a second thread, when asked for, runs worker (3 ms). `trees` (each thread's top-level nodes) replaces that."""
     header = {name: 0 for name in runfile._PUBLIC_HEADER_FIELDS}
     header.update(ticks_per_second=1e9, end_mono_ns=20 * MS, end_ticks=20 * MS, pid=100, timer_kind=1,
                   features=runfile.FEAT_ALLOCS, cmdline=["prog"], flags=1)
     thread_list = []
-    trees = [[_node("main", 1, 10 * MS, [_node("parse", 2, 6 * MS, [_node("lex", 5, 2 * MS)]),
-                                          _node("emit; <b>", 1, 1 * MS, alloc_bytes=4096)])],
-             [_node("worker", 1, 3 * MS)]]
+    trees = trees or [[_node("main", 1, 10 * MS, [_node("parse", 2, 6 * MS, [_node("lex", 5, 2 * MS)]),
+                                                   _node("emit; <b>", 1, 1 * MS, alloc_bytes=4096)])],
+                      [_node("worker", 1, 3 * MS)]]
     for index, calls in enumerate(trees[:threads]):
         root = CallNode(None)
         for child in calls:
