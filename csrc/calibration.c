@@ -53,15 +53,15 @@ CALIBRATION_PAIR(4, 20)
  * dependent work hides nearly all of it (the floor the report never goes below), and in calls that do nothing
  * else, back to back, it costs what the places of a few branches make it cost: no longer measured, as it told the
  * code's layout, not the count's cost (the report gives back what real programs pay instead: COUNT_COST_NS in
- * cprof/model/correction.py). A striped count (__cprof_count_striped) serves functions that call themselves: it
- * is measured in a recursion that does nothing else, of fib's shape, which is what the report gives back for it. */
+ * cprof/model/correction.py). A striped count (__cprof_count_striped) is no longer measured either: in a recursion
+ * that does nothing else, of fib's shape, it read 0.27-0.65 ns from run to run as this code's alignment moved,
+ * where fib itself pays about what the median program pays (scripts/bench_adaptive.py). */
 static struct __cprof_site calibration_count_site = {"<calibration>", "", 9, CPROF_FN_COUNTED, 1, 0};
 static struct __cprof_count_table calibration_count_table = {1, 0, &calibration_count_site};
-static struct __cprof_counter calibration_count_values[CPROF_COUNT_STRIPED_SLOTS];
+static struct __cprof_counter calibration_count_values[1];
 /* Not thread-local, unlike the user's pointer: in this shared library a thread-local one costs a load from the GOT
- * before the thread-local load (0.6 ns a striped count against fib's 0.25 in an executable, where the linker
- * turns that load into a constant). A global costs one load, as the executable's thread-local pointer does. The
- * calibration runs in one thread, before the program's. */
+ * before the thread-local load, which in an executable the linker turns into a constant. A global costs one load,
+ * as the executable's thread-local pointer does. The calibration runs in one thread, before the program's. */
 static struct __cprof_counter *calibration_count_block;
 #define CALIBRATION_COUNTED(steps)                                                                             \
     static CALIBRATION_CODE unsigned calibration_counted_##steps(unsigned x)                                   \
@@ -73,25 +73,6 @@ static struct __cprof_counter *calibration_count_block;
         return x;                                                                                              \
     }
 CALIBRATION_COUNTED(20)
-
-static CALIBRATION_CODE int calibration_recursion(int n)
-{
-    return n < 2 ? n : calibration_recursion(n - 1) + calibration_recursion(n - 2);
-}
-
-static CALIBRATION_CODE int calibration_recursion_striped(int n)
-{
-    int counted __attribute__((unused)) =
-        __cprof_count_striped(&calibration_count_block, &calibration_count_table, 0);
-    return n < 2 ? n : calibration_recursion_striped(n - 1) + calibration_recursion_striped(n - 2);
-}
-
-static cprof_u64 recursion_ticks(int (*recursion)(int), int depth, unsigned *sink)
-{
-    cprof_u64 start = now_ticks();
-    *sink += recursion(depth);
-    return now_ticks() - start;
-}
 
 typedef unsigned (*calibration_function)(unsigned);
 
@@ -144,10 +125,7 @@ void cprof_calibrate_guard(void)
         struct cprof_trace_record table;
         struct cprof_trace_event events[256];
     } scratch_trace = {.table = {.capacity = 256}};
-    /* calls of calibration_recursion(RECURSION_DEPTH): 2 fib(RECURSION_DEPTH + 1) - 1 */
-    enum { RECURSION_DEPTH = 20, RECURSION_CALLS = 21891 };
-    double inner[CALIBRATION_SIZES][ROUNDS], outer[CALIBRATION_SIZES][ROUNDS], hidden[ROUNDS],
-        striped[ROUNDS];
+    double inner[CALIBRATION_SIZES][ROUNDS], outer[CALIBRATION_SIZES][ROUNDS], hidden[ROUNDS];
     double inner_by_size[CALIBRATION_SIZES], outer_by_size[CALIBRATION_SIZES];
     double inner_mean = 0, outer_mean = 0, inner_noise = 0, outer_noise = 0, inner_low, inner_high, outer_low,
            outer_high;
@@ -178,15 +156,10 @@ void cprof_calibrate_guard(void)
     calibration_count_block = calibration_count_values;
     for (round = 0; round < ROUNDS; round++) {
         double work = (double)loop_ticks(calibration_plain_20, CALLS, &sink);
-        double recursion = (double)recursion_ticks(calibration_recursion, RECURSION_DEPTH, &sink);
-        double counted_recursion = (double)recursion_ticks(calibration_recursion_striped, RECURSION_DEPTH, &sink);
         hidden[round] = ((double)loop_ticks(calibration_counted_20, CALLS, &sink) - work) / CALLS;
-        striped[round] = (counted_recursion - recursion) / RECURSION_CALLS;
     }
     cprof_rt.header->count_guard_ticks = non_negative(median_of(hidden, ROUNDS));
-    cprof_rt.header->count_guard_spread = spread_of(hidden, ROUNDS, cprof_rt.header->count_guard_ticks) +
-                                          spread_of(striped, ROUNDS, median_of(striped, ROUNDS));
-    cprof_rt.header->count_striped_ticks = non_negative(median_of(striped, ROUNDS));
+    cprof_rt.header->count_guard_spread = spread_of(hidden, ROUNDS, cprof_rt.header->count_guard_ticks);
     __cprof_tls = saved;
     for (size = 0; size < CALIBRATION_SIZES; size++) {
         inner_by_size[size] = median_of(inner[size], ROUNDS);

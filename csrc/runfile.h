@@ -132,7 +132,7 @@ struct cprof_run_header {
     /* What a count increment costs where nothing hides it (calibrate_guard; count_guard_ticks above is its cost
      * among work). After the command line, where older run files hold zeros. */
     double count_exposed_ticks; /* 0: no longer measured (calibration.c); kept so that the layout stays */
-    double count_striped_ticks; /* a striped count, in a recursion of no other work (fib) */
+    double count_striped_ticks; /* 0: no longer measured (calibration.c); kept so that the layout stays */
 };
 
 struct cprof_function_record {

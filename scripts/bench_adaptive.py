@@ -32,9 +32,10 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
 from scripts import cprof_api  # noqa: E402
-from scripts.bench_accuracy import (FLAGS, PROGRAMS, Workspace, _main_thread_figures, _wall,  # noqa: E402
+from scripts.bench_accuracy import (BENCH, FLAGS, PROGRAMS, Workspace, _main_thread_figures, _wall,  # noqa: E402
                                     fixed_cost, project_workload)
-from scripts.bench_projects import PROJECTS, Project  # noqa: E402
+from scripts.bench_projects import PROJECTS, Project, fetch  # noqa: E402
+from scripts.layouts import relaid_builds, spread_percent, time_ratios  # noqa: E402
 
 ZSTD = next(p for p in PROJECTS if p.name == "zstd")
 # GNU bc as its user builds it without texinfo, computing pi (scripts/bench/pi.bc): tried first as a program
@@ -181,10 +182,11 @@ def csmith_program(root: str, seeds=range(1, 1000)) -> tuple[int, int, str] | No
     return None
 
 
-def measure(name: str, plain: str, build_full, build_adaptive, program, args: list[str], cwd: str, home: str,
-            repeat: int, fixed_ns: float, full_repeat: int | None = None, main_thread_works: bool = True) -> dict:
+def measure(name: str, plain: str, relaid: list[str], build_full, build_adaptive, program, args: list[str], cwd: str,
+            home: str, repeat: int, fixed_ns: float, full_repeat: int | None = None,
+            main_thread_works: bool = True) -> dict:
     """`build_full()` / `build_adaptive()` build in place, in the store `home`; `program()` is the instrumented
-    binary's path.
+    binary's path. `relaid`: the plain program laid out otherwise (scripts/layouts.py).
     `fixed_ns`: what any instrumented process costs however few its calls (bench_accuracy.fixed_cost).
     `full_repeat` (default `repeat`): runs of the full mode, which on csmith's code takes minutes a run.
     `main_thread_works`: False for a program whose main thread waits while workers compute (zstd): the main
@@ -202,6 +204,7 @@ def measure(name: str, plain: str, build_full, build_adaptive, program, args: li
     adaptive = _side_by_side(plain, program(), args, cwd, repeat)
     off_slowdown = _switched_off(plain, program(), args, cwd, repeat)
     report = _functions(home, program(), args)
+    relaid_ratios = time_ratios(plain, relaid, args, cwd, repeat, _wall)
     counted = sum(1 for f in report.values() if not f["timed"])
     counted_calls = sum(f["calls"] for f in report.values() if not f["timed"])
     adaptive_counts = {n: f["calls"] for n, f in report.items()}
@@ -225,6 +228,9 @@ def measure(name: str, plain: str, build_full, build_adaptive, program, args: li
         "self_sum_uncertainty_percent": round(100.0 * adaptive["err_ns"] / plain_region, 1)
         if main_thread_works else None,
         "reference_noise_percent": round(100.0 * adaptive["noise_ns"] / plain_region, 1),
+        # the plain program's time, laid out otherwise, over its own: how exactly "the plain program's time" is known
+        "relaid_ratios": relaid_ratios,
+        "layout_spread_percent": spread_percent(relaid_ratios),
         "counted_calls": counted_calls,
         # What a counted call cost this program: the main thread's self times, its timed guards' cost taken out
         # (as calibrated) but nothing given back for its counts, over plain, per counted call. What the report
@@ -255,8 +261,9 @@ def main() -> int:
             if key not in wanted:
                 continue
             binary = os.path.join(space.home, "build", "direct", key)
+            relaid = relaid_builds(["cc", *FLAGS, source, "-o", key], BENCH, key, os.path.join(root, "relaid-" + key))
             results.append(measure(
-                name, space.plain(source, key + "-plain"),
+                name, space.plain(source, key + "-plain"), relaid,
                 lambda: space.instrumented(source, key),
                 lambda: space.instrumented(source, key, adaptive=True),
                 lambda: binary, program_args, root, space.home, args.repeat, fixed))
@@ -270,8 +277,10 @@ def main() -> int:
             binary = os.path.join(space.home, "build", "direct", "csmith")
             plain = os.path.join(root, "csmith-plain")
             subprocess.run(["cc", *flags, source, "-o", plain], check=True)
+            relaid = relaid_builds(["cc", *flags, os.path.basename(source), "-o", "csmith"], source, "csmith",
+                                   os.path.join(root, "relaid-csmith"))
             results.append(measure(
-                f"csmith (seed {seed}, main x{repeat})", plain,
+                f"csmith (seed {seed}, main x{repeat})", plain, relaid,
                 lambda: space.instrumented(source, "csmith", flags),
                 lambda: space.instrumented(source, "csmith", flags, adaptive=True),
                 lambda: binary, [str(repeat)], root, space.home, args.repeat, fixed, full_repeat=1))
@@ -289,7 +298,9 @@ def main() -> int:
                 _cprof(["build", *(["--adaptive"] if adaptive else []), "--", *project.build], pair.cprof_dir,
                        pair.env)
 
-            results.append(measure(project.name, pair.plain, lambda: rebuild(False), lambda: rebuild(True),
+            relaid = relaid_builds(project.build, os.path.normpath(os.path.join(fetch(project.package), subfolder)),
+                                   project.program, os.path.join(root, "relaid-" + key), project.subfolder)
+            results.append(measure(project.name, pair.plain, relaid, lambda: rebuild(False), lambda: rebuild(True),
                                    lambda pair=pair: pair.instrumented, argv, pair.cprof_dir, pair.env["CPROF_HOME"],
                                    args.repeat, fixed, main_thread_works=project is not ZSTD))
             print(json.dumps(results[-1]), flush=True)

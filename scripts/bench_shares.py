@@ -5,7 +5,9 @@ a tail call takes its caller's frame off the stack, and perf then finds the call
 the caller's caller, while an instrumented function keeps its frame): plain, profiled by `perf record -e cpu-clock`,
 and adaptively instrumented by cprof (a fully timed learning run, then `cprof build --adaptive`, then a run). The
 top 10 functions of perf's user-space self time are compared with cprof's shares of the sum of all self times
-(timed functions measured, count-only functions sampled). Each side is the sum of `--repeat` runs.
+(timed functions measured, count-only functions sampled). Each side is the sum of `--repeat` runs. perf also
+profiles the plain program laid out otherwise (scripts/layouts.py): how far its own shares move with the code's
+alignment alone is the floor under the comparison, as the instrumented build's code lies elsewhere.
 
     python scripts/bench_shares.py [--repeat 8] [--only fib,qsort,lua,sqlite3]
 
@@ -29,7 +31,8 @@ sys.path.insert(0, REPO)
 from scripts import cprof_api  # noqa: E402
 from scripts.bench_accuracy import BENCH, SQL, SQLITE_BUILD, project_workload  # noqa: E402
 from scripts.bench_adaptive import _cprof  # noqa: E402
-from scripts.bench_projects import Project  # noqa: E402
+from scripts.bench_projects import Project, fetch  # noqa: E402
+from scripts.layouts import LAYOUTS, relaid_builds  # noqa: E402
 from scripts.results import write_results  # noqa: E402
 
 FLAGS = ["-O2", "-g", "-fno-inline", "-fno-optimize-sibling-calls"]
@@ -88,13 +91,19 @@ def cprof_shares(binary: str, args: list[str], home: str, repeat: int) -> tuple[
     return {name: 100.0 * value / total for name, value in selves.items()}, sources
 
 
-def compare(name: str, perf: dict, ours: dict, sources: dict) -> dict:
+def compare(name: str, perf: dict, ours: dict, sources: dict, relaid: list[dict]) -> dict:
+    """perf's top 10 against cprof's shares; and against perf's own of the plain program laid out otherwise
+    (`relaid`, one per layout): the largest difference of each, and where."""
     top = sorted(perf, key=lambda n: -perf[n])[:TOP]
     rows = [{"function": n, "perf": round(perf[n], 2), "cprof": round(ours.get(n, 0.0), 2),
+             "perf_relaid": [round(other.get(n, 0.0), 2) for other in relaid],
              "time_source": sources.get(n, "not instrumented")} for n in top]
     worst = max(rows, key=lambda r: abs(r["perf"] - r["cprof"]))
+    moved = max(((abs(r["perf"] - value), r["function"]) for r in rows for value in r["perf_relaid"]),
+                default=(0.0, ""))
     return {"name": name, "top": rows, "max_difference_points": round(abs(worst["perf"] - worst["cprof"]), 2),
-            "worst": worst["function"], "counted": sum(1 for s in sources.values() if s != "measured")}
+            "worst": worst["function"], "layout_difference_points": round(moved[0], 2), "layout_worst": moved[1],
+            "counted": sum(1 for s in sources.values() if s != "measured")}
 
 
 def adaptive_build(build: list[str], cwd: str, env: dict, binary: str, args: list[str]) -> None:
@@ -124,7 +133,9 @@ def main() -> int:
             adaptive_build(build, root, env, binary, program_args)
             ours, sources = cprof_shares(binary, program_args, env["CPROF_HOME"], args.repeat)
             perf = perf_shares([plain, *program_args], root, args.repeat, set(sources))
-            results.append(compare(name, perf, ours, sources))
+            relaid = [perf_shares([program, *program_args], root, args.repeat, set(sources)) for program in
+                      relaid_builds(["cc", *FLAGS, source, "-o", key], BENCH, key, os.path.join(root, "relaid-" + key))]
+            results.append(compare(name, perf, ours, sources, relaid))
             print(json.dumps(results[-1]), flush=True)
         for project, subfolder, program_args in PROJECTS:
             key = project.name.split()[0]
@@ -136,9 +147,13 @@ def main() -> int:
             adaptive_build(project.build, pair.cprof_dir, pair.env, pair.instrumented, argv)
             ours, sources = cprof_shares(pair.instrumented, argv, pair.env["CPROF_HOME"], args.repeat)
             perf = perf_shares([pair.plain, *argv], work, args.repeat, set(sources))
-            results.append(compare(project.name, perf, ours, sources))
+            relaid = [perf_shares([program, *argv], work, args.repeat, set(sources)) for program in
+                      relaid_builds(project.build, os.path.normpath(os.path.join(fetch(project.package), subfolder)),
+                                    project.program, os.path.join(work, "relaid"), project.subfolder)]
+            results.append(compare(project.name, perf, ours, sources, relaid))
             print(json.dumps(results[-1]), flush=True)
-    write_results(args.output, {"repeat": args.repeat, "top": TOP, "flags": " ".join(FLAGS), "programs": results},
+    write_results(args.output, {"repeat": args.repeat, "top": TOP, "flags": " ".join(FLAGS),
+                                "layouts": [" ".join(flags) for flags in LAYOUTS], "programs": results},
                   " ".join(sys.argv[1:]))
     return 0
 

@@ -169,7 +169,7 @@ def csmith(document: dict) -> str:
 def adaptive(document: dict) -> str:
     lines = _header("program", "plain", "full mode", "adaptive (`--adaptive`)", "adaptive, profiling off",
                     "functions counted only", "counts identical to the full mode's",
-                    "adaptive self times summed, against plain", "what a counted call cost")
+                    "adaptive self times summed, against plain", "plain, laid out otherwise", "what a counted call cost")
     for program in document["programs"]:
         off = f"{program['off_slowdown']:.2f}x" if program.get("off_slowdown") is not None else "-"
         per_count = f"{program['count_cost_ns']:.2f} ns" if program.get("count_cost_ns") is not None else "-"
@@ -179,10 +179,11 @@ def adaptive(document: dict) -> str:
             stated, noise = program.get("self_sum_uncertainty_percent"), program.get("reference_noise_percent")
             summed = f"{program['self_sum_error_percent']:+.1f}%" + (
                 f" (stated ± {stated:.1f}%, plain's noise {noise:.1f}%)" if stated is not None else "")
+        relaid = " / ".join(f"{r:.2f}x" for r in program.get("relaid_ratios", ())) or "-"
         lines.append(f"| {program['name']} | {program['plain_ms']:.1f} ms | {program['full_slowdown']:.2f}x | "
                      f"{program['adaptive_slowdown']:.2f}x | {off} | {program['counted']} of {program['functions']} | "
                      f"{'yes' if program['counts_identical'] else '**NO**'} ({program['stable_functions']} functions "
-                     f"whose count two full runs agree on) | {summed} | {per_count} |")
+                     f"whose count two full runs agree on) | {summed} | {relaid} | {per_count} |")
     for program in document["programs"]:
         if program.get("differing"):
             lines += ["", f"{program['name']}: counts that differ from the full mode's: "
@@ -190,23 +191,29 @@ def adaptive(document: dict) -> str:
     lines += ["", f"Medians of {document['repeat']} interleaved runs; slowdowns against the plain program; what a "
               "counted call cost is the main thread's self times with the timed guards' cost taken out but none "
               "given back for the counts, over plain, per counted call (the report gives back their median, "
-              "`COUNT_COST_NS`). From "
+              "`COUNT_COST_NS`); plain, laid out otherwise: the plain program built again with its functions "
+              "aligned to 64 bytes, and with its loops aligned to 32 (scripts/layouts.py), its time over "
+              "plain's. From "
               f"{_source(document)} (a run with --only keeps the other programs' earlier results)."]
     return "\n".join(lines) + "\n"
 
 
 def shares(document: dict) -> str:
     lines = _header("program", "functions only counted", "largest difference in the top 10 (points)",
-                    "where", "the top 10: perf / cprof")
+                    "where", "perf against itself, laid out otherwise (points)", "the top 10: perf / cprof")
     for program in document["programs"]:
         top = "; ".join(f"{row['function']} {row['perf']:.1f}/{row['cprof']:.1f}"
                         + (" (sampled)" if row["time_source"] == "sampled" else "") for row in program["top"])
+        moved = (f"{program['layout_difference_points']:.1f} ({program['layout_worst']})"
+                 if "layout_difference_points" in program else "-")
         lines.append(f"| {program['name']} | {program['counted']} | {program['max_difference_points']:.1f} | "
-                     f"{program['worst']} | {top} |")
+                     f"{program['worst']} | {moved} | {top} |")
     lines += ["", f"Self-time shares in percent, each side summed over {document['repeat']} runs of the program built "
               f"with `{document['flags']}`: perf's samples (each given to the innermost function of its call chain that "
               f"cprof instruments) against cprof's adaptive mode (timed functions measured, count-only ones "
-              f"sampled). From {_source(document)}."]
+              f"sampled); perf against itself: perf's shares of the plain program built again with its functions "
+              f"aligned to 64 bytes, and with its loops aligned to 32 (scripts/layouts.py), against the "
+              f"default build's, the largest difference in its top 10. From {_source(document)}."]
     return "\n".join(lines) + "\n"
 
 

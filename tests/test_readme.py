@@ -52,7 +52,8 @@ def test_every_adaptive_sum_of_self_times_lies_within_its_stated_uncertainty():
     """What a count costs varies by program (cprof/model/correction.py's COUNT_ERROR_NS bounds it): whatever the
     adaptive mode gives back, the sum of self times each benchmark program's run stated must lie within the
     uncertainty the run stated of it, against the plain program's time (scripts/bench_adaptive.py), give or take
-    how far that time itself moved between runs."""
+    how far that time itself moved between runs and with its code laid out otherwise (scripts/layouts.py: an
+    instrumented build's code lies elsewhere, and GNU bc's plain program alone moves by a tenth with it)."""
     import json
 
     with open(os.path.join(REPO, "benchmarks", "results", "adaptive.json")) as handle:
@@ -60,5 +61,5 @@ def test_every_adaptive_sum_of_self_times_lies_within_its_stated_uncertainty():
     compared = [p for p in stored["programs"] if p.get("self_sum_error_percent") is not None]
     assert len(compared) >= 5
     outside = [p["name"] for p in compared if abs(p["self_sum_error_percent"])
-               > p["self_sum_uncertainty_percent"] + p["reference_noise_percent"]]
+               > p["self_sum_uncertainty_percent"] + p["reference_noise_percent"] + p["layout_spread_percent"]]
     assert not outside, outside

@@ -269,16 +269,12 @@ def test_samples_of_a_program_rebuilt_since_the_run_are_not_misread(project):
 
 
 def test_a_counted_call_is_given_back_at_what_real_programs_pay_for_one():
-    """A counted call gives back what the benchmarks' real programs paid per counted call (COUNT_COST_NS); a
-    striped count, what the calibration's recursion measured; never less than the increment among work this
-    machine measured (a run file from before the recursion was measured gives back that)."""
+    """A counted call gives back what the benchmarks' real programs paid per counted call (COUNT_COST_NS), striped
+    or not; never less than the increment among work this machine measured."""
     from cprof.model.correction import COUNT_COST_NS
 
-    calibration = Calibration(count_ns=0.1, count_striped_ns=0.4, measured=True)
-    assert calibration.count_cost_ns(False) == pytest.approx(COUNT_COST_NS)
-    assert calibration.count_cost_ns(True) == pytest.approx(0.4)
-    assert Calibration(count_ns=0.1, measured=True).count_cost_ns(True) == pytest.approx(0.1)
-    assert Calibration(count_ns=2.0, measured=True).count_cost_ns(False) == pytest.approx(2.0)
+    assert Calibration(count_ns=0.1, measured=True).count_cost_ns == pytest.approx(COUNT_COST_NS)
+    assert Calibration(count_ns=2.0, measured=True).count_cost_ns == pytest.approx(2.0)
 
 
 def test_count_increments_no_sample_found_come_out_of_every_self_time():
@@ -298,22 +294,22 @@ def test_count_increments_no_sample_found_come_out_of_every_self_time():
     second.sampled[seen] = (500.0, 400.0, 0.0)
     second.sampled[rare] = (30.0, 20.0, 0.0)
     thread = ThreadData(0, 1, "t", root, 0.0, 1.0, 0, counted={leaf: 100, seen: 200, rare: 1000})
-    calibration = Calibration(count_ns=0.1, count_striped_ns=0.3, measured=True)
-    cost = COUNT_COST_NS  # what a counted call that is not striped gives back
-    take_out_count_cost(thread, calibration, striped={seen})
+    calibration = Calibration(count_ns=0.1, measured=True)
+    cost = COUNT_COST_NS  # what a counted call gives back
+    take_out_count_cost(thread, calibration)
     elsewhere = 100 * cost + (1000 * cost - 20)  # leaf, unseen; rare, beyond the 20 ns its samples found
-    total = 3000 + 1000 + (400 - 200 * 0.3) + 0
+    total = 3000 + 1000 + (400 - 200 * cost) + 0
     keep = (total - elsewhere) / total
     assert first.corrected_self_ns == pytest.approx(3000 * keep)
     assert second.corrected_self_ns == pytest.approx(1000 * keep)
-    assert second.sampled[seen][1] == pytest.approx((400 - 200 * 0.3) * keep)  # striped: its own cost
+    assert second.sampled[seen][1] == pytest.approx((400 - 200 * cost) * keep)  # found: out of its own estimate
     assert second.sampled[rare][1] == 0
     elsewhere_err = max(cost, COUNT_ERROR_NS - cost) * (100 + 1000 * (1000 * cost - 20) / (1000 * cost))
     assert first.self_err_ns == pytest.approx(elsewhere_err * 3000 / total)
     # the sum of all self times lost exactly the increments' cost
     after = first.corrected_self_ns + second.corrected_self_ns + sum(v[1] for v in second.sampled.values())
-    assert after == pytest.approx(3000 + 1000 + 400 + 20 - (100 * cost + 200 * 0.3 + 1000 * cost))
-    assert thread.count_cost_ns == pytest.approx(100 * cost + 200 * 0.3 + 1000 * cost)  # what the benchmark reads
+    assert after == pytest.approx(3000 + 1000 + 400 + 20 - (100 * cost + 200 * cost + 1000 * cost))
+    assert thread.count_cost_ns == pytest.approx(100 * cost + 200 * cost + 1000 * cost)  # what the benchmark reads
     # and the totals hold what their self times and their callees' still hold
     assert second.corrected_total_ns == pytest.approx(after - first.corrected_self_ns)
     assert first.corrected_total_ns == pytest.approx(after)

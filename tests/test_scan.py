@@ -16,7 +16,7 @@ from cprof.building.config import WrapperConfig
 from cprof.building.unit_compiler import UnitCompiler
 from cprof.instrument.parse import parse
 from cprof.instrument.scan import scan
-from cprof.instrument.splice import COUNT_GUARD, GUARD, STRIPED_COUNT_GUARD
+from cprof.instrument.splice import COUNT_GUARD, GUARD
 from cprof.instrument.unit import PathMap, instrument_unit
 
 
@@ -217,9 +217,9 @@ def test_the_spliced_guard_is_the_declaration_the_runtime_calibrates():
         runtime = " ".join(handle.read().replace("\\\n", "").split())
     # the calibration macro writes it with `index` as the macro parameter
     assert GUARD.format(index="index") in runtime
-    # and each count-only guard, with the calibration's own block and table
-    for count_guard in (COUNT_GUARD, STRIPED_COUNT_GUARD):
-        call = count_guard.split("= ", 1)[1].format(index=0)
-        call = call.replace("&__cprof_count_block", "&calibration_count_block").replace(
-            "&__cprof_count_table", "&calibration_count_table")
-        assert call in runtime, call
+    # and the count-only guard, with the calibration's own block and table (a striped count is not measured: what
+    # it gives back is COUNT_COST_NS, cprof/model/correction.py)
+    call = COUNT_GUARD.split("= ", 1)[1].format(index=0)
+    call = call.replace("&__cprof_count_block", "&calibration_count_block").replace(
+        "&__cprof_count_table", "&calibration_count_table")
+    assert call in runtime, call

@@ -37,11 +37,12 @@ SAMPLE_Z = 2.0
 # the timed guards' calibrated cost taken out and nothing given back for the counts, over the plain program's
 # time, per counted call. This is the median over its programs (a test checks). The whole extra time per counted
 # call, used before, held the timed guards' cost a second time, and Lua's self times then summed 11% under plain.
-COUNT_COST_NS = 0.22
+COUNT_COST_NS = 0.19
 # The most a count-only call may cost, per call: about the largest of those figures (sqlite3's, 0.5-0.8 ns from run
-# to run; bc's 2 ns, over a few counted calls, hold an excess of a few percent its sums have shown in every run,
-# not yet explained). A count may cost from nothing to that; a test requires the sum of self times of every
-# benchmark run to lie within the uncertainty the run stated.
+# to run while it timed its tiny helpers, about 0.3 since; bc's, from -1.4 to over 2 ns over few counted calls, is its
+# time moving with where its code lies, as its plain program's does: scripts/layouts.py). A count may cost from
+# nothing to that; a test requires the sum of self times of every benchmark run to lie within the uncertainty the
+# run stated, the plain program's noise and layout aside.
 COUNT_ERROR_NS = 0.7
 
 
@@ -53,8 +54,6 @@ class Calibration:
     outer_spread_ns: float = 0.0
     count_ns: float = 0.0  # what a count-only guard adds to a call among work (its increment), and its spread
     count_spread_ns: float = 0.0
-    # what a striped count adds to a recursion of no other work (see __cprof_count_striped in csrc/cprof_guard.h)
-    count_striped_ns: float = 0.0
     heap_op_ns: float = 0.0  # what heap tracking adds to one allocation or free (csrc/heap.c, calibrate), and its spread
     heap_op_spread_ns: float = 0.0
     # False when the runtime measured no guard cost: the clock timer (CPROF_TIMER=clock, or no invariant TSC) and
@@ -75,7 +74,6 @@ class Calibration:
             header["guard_outer_spread"] * scale,
             header.get("count_guard_ticks", 0.0) * scale,
             header.get("count_guard_spread", 0.0) * scale,
-            header.get("count_striped_ticks", 0.0) * scale,
             (heap or {}).get("op_cost_ps", 0) / 1000.0,
             (heap or {}).get("op_spread_ps", 0) / 1000.0,
             measured=True,
@@ -85,12 +83,12 @@ class Calibration:
     def per_call_ns(self) -> float:
         return self.inner_ns + self.outer_ns
 
-    def count_cost_ns(self, striped: bool) -> float:
-        """What one counted call is taken to cost: COUNT_COST_NS, what real programs pay per counted call; a
-        striped count, what the calibration's recursion pays (fib's shape: a recursion is where striping serves);
-        never less than the increment among work this machine measured. How far the truth lies from it is in the
-        uncertainty (take_out_count_cost)."""
-        return max(self.count_ns, self.count_striped_ns if striped else COUNT_COST_NS)
+    @property
+    def count_cost_ns(self) -> float:
+        """What one counted call is taken to cost: COUNT_COST_NS, what real programs pay per counted call (a
+        striped count too: fib, where striping serves, pays about the median); never less than the increment among
+        work this machine measured. How far the truth lies from it is in the uncertainty (take_out_count_cost)."""
+        return max(self.count_ns, COUNT_COST_NS)
 
 
 def _heap_operations(node) -> int:
@@ -128,9 +126,9 @@ def correct_tree(root, calibration: Calibration) -> None:
         node.total_err_ns = node.calls * inner_err + below * (inner_err + outer_err) + all_heap * heap_err
 
 
-def take_out_count_cost(thread, calibration: Calibration, striped: set) -> None:
-    """Gives back what the count-only functions' increments cost in one thread (`striped`: the functions whose
-    counts are striped), out of the self times they ran in and the totals above them. A function the samples
+def take_out_count_cost(thread, calibration: Calibration) -> None:
+    """Gives back what the count-only functions' increments cost in one thread, out of the self times they ran in
+    and the totals above them. A function the samples
     found (node.sampled, samples.py) gives it back out of its own estimate, spread over its call paths in
     proportion. What the samples did not find (all of a function: sampling off, a run too short, a rare function;
     or more cost than they found time: a few samples of a function called millions of times) is in some self time
@@ -146,7 +144,7 @@ def take_out_count_cost(thread, calibration: Calibration, striped: set) -> None:
     for key, calls in thread.counted.items():
         owners = holders.get(key, [])
         estimate = sum(node.sampled[key][1] for node in owners)
-        per_call = calibration.count_cost_ns(key in striped)
+        per_call = calibration.count_cost_ns
         cost = calls * per_call
         thread.count_cost_ns += cost
         err = calls * max(per_call, COUNT_ERROR_NS - per_call, calibration.count_spread_ns)

@@ -18,7 +18,7 @@ from cprof.model import samples as sampling
 from cprof.model.correction import Calibration, correct_tree, take_out_count_cost
 
 from cprof.runfile import (FEAT_ALLOCS, FEAT_CPU_TIME, FEAT_SAMPLES, FEAT_THREAD_CPU, FEAT_TRACE,  # noqa: F401 (re-exported)
-                           FEAT_WAIT_TIME, FN_COUNTED, FN_INLINE, FN_SECTION, FN_STATIC, FN_STRIPED)
+                           FEAT_WAIT_TIME, FN_COUNTED, FN_INLINE, FN_SECTION, FN_STATIC)
 from cprof.model.heap import HEAP_NODE_COUNTERS, ProcessHeap, load_heap
 from cprof.runfile import COUNT, NODE_COUNTERS
 
@@ -320,9 +320,8 @@ def load_process(path: str) -> ProcessData:
         correct_tree(thread.root, calibration)
     if header["features"] & FEAT_SAMPLES:
         sampling.apply_samples(raw, nodes, threads, flags, calibration)
-    striped = {key for key, value in flags.items() if value & FN_STRIPED}
     for thread in threads:  # sampled or not, the count increments' cost is in the thread's measured times
-        take_out_count_cost(thread, calibration, striped)
+        take_out_count_cost(thread, calibration)
     return ProcessData(header["pid"], header["parent_pid"], path, header, raw["complete"], threads, calibration, flags,
                        sum(sample[4] for sample in raw.get("samples", ())), heap)
 
