@@ -149,6 +149,22 @@ def test_profile_json_through_a_build_command_keeps_standard_output_for_the_json
     assert "cc" in result.stderr or "gcc" in result.stderr  # make echoed its commands, there
 
 
+def test_the_shadow_copy_keeps_empty_folders_a_build_may_check_for(project):
+    """jq's Makefile.am requires modules/oniguruma, a git submodule its release tree leaves empty: the shadow copy
+    holds every folder of the project, empty ones too, and drops one the project no longer has."""
+    project.write("prog.c", "int main(void) { return 0; }\n")
+    project.write("Makefile", "prog: prog.c\n\ttest -d modules/oniguruma\n\t$(CC) prog.c -o prog\n")
+    folder = os.path.join(project.root, "modules", "oniguruma")
+    os.makedirs(folder)
+    built = project.cprof("build", "--", "make")
+    assert built.returncode == 0, built.stderr
+    os.rmdir(folder)
+    prog = os.path.join(project.root, "prog.c")
+    os.utime(prog, ns=(os.stat(prog).st_atime_ns, os.stat(prog).st_mtime_ns + 5_000_000_000))
+    again = project.cprof("build", "--", "make")
+    assert again.returncode != 0 and "the build command failed" in again.stderr
+
+
 def test_rebuilds_are_incremental_and_the_users_tree_is_never_written(project):
     write_make_project(project)
     run(["make"], project.root)  # the user built in place before: their objects must not reach the shadow tree

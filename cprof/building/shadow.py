@@ -75,6 +75,9 @@ def _is_build_output(path: str, name: str) -> bool:
 
 
 def _walk(root: str, exclude: set[str]):
+    """(path relative to `root`, its entry, its kind: "file", "link" or "dir") of everything the shadow holds.
+    Folders are named too: an empty one may be what a build checks for (jq's Makefile.am requires
+    modules/oniguruma, a git submodule left empty in its release tree)."""
     stack = [""]
     while stack:
         relative = stack.pop()
@@ -95,11 +98,12 @@ def _walk(root: str, exclude: set[str]):
                 continue
             if entry.is_symlink():
                 if not _named_like_build_output(entry.name):  # libz.so -> libz.so.1 of an in-place build
-                    yield rel, entry, True
+                    yield rel, entry, "link"
             elif entry.is_dir():
                 stack.append(rel)
+                yield rel, entry, "dir"
             elif entry.is_file() and entry.name not in _SKIPPED_FILES and not _is_build_output(full, entry.name):
-                yield rel, entry, False
+                yield rel, entry, "file"
 
 
 def sync_tree(source: str, shadow: str, exclude: list[str]) -> SyncStats:
@@ -119,9 +123,16 @@ def sync_tree(source: str, shadow: str, exclude: list[str]) -> SyncStats:
     excluded = {os.path.realpath(p) for p in exclude}
     current: dict[str, list] = {}
     os.makedirs(shadow, exist_ok=True)
-    for rel, entry, is_link in _walk(source, excluded):
+    for rel, entry, kind in _walk(source, excluded):
         target = os.path.join(shadow, rel)
-        if is_link:
+        if kind == "dir":
+            current[rel] = ["dir"]
+            if not os.path.isdir(target) or os.path.islink(target):
+                if os.path.lexists(target):
+                    os.remove(target)
+                os.makedirs(target)
+            continue
+        if kind == "link":
             link = os.readlink(entry.path)
             current[rel] = ["link", link]
             if previous.get(rel) != current[rel] or not os.path.lexists(target):
@@ -141,9 +152,17 @@ def sync_tree(source: str, shadow: str, exclude: list[str]) -> SyncStats:
             shutil.rmtree(target) if os.path.isdir(target) and not os.path.islink(target) else os.remove(target)
         shutil.copy2(entry.path, target)
         stats.copied += 1
-    for rel in set(previous) - set(current):  # deleted from the project since the last sync
+    # deleted from the project since the last sync: files, then folders, deepest first (one the shadow build
+    # wrote into is not empty, and stays)
+    for rel in sorted(set(previous) - set(current), key=lambda rel: (previous[rel] == ["dir"], -rel.count(os.sep))):
         target = os.path.join(shadow, rel)
-        if os.path.lexists(target) and not os.path.isdir(target):
+        if previous[rel] == ["dir"]:
+            try:
+                os.rmdir(target)
+                stats.removed += 1
+            except OSError:
+                pass
+        elif os.path.lexists(target) and not os.path.isdir(target):
             os.remove(target)
             stats.removed += 1
     with open(state_path, "w", encoding="utf-8") as handle:
