@@ -71,6 +71,11 @@ def _side_by_side(plain: str, instrumented: str, args: list[str], cwd: str, repe
     # sampled, as `cprof run` samples: count-only functions get their self time from the samples
     env = dict(os.environ, CPROF_RUN_DIR=runs_dir, CPROF_SAMPLE_HZ=str(DEFAULT_SAMPLE_HZ))
     env.pop("CPROF_DISABLE", None)
+    # one untimed run of each first: a program's first run after its build pays for loading it cold (sqlite3: its
+    # instrumented start-up took 9 ms against 2.3 in the runs after, and plain's first run 10% more), which is no
+    # noise of the comparison
+    _wall([plain, *args], None, cwd)
+    _wall([instrumented, *args], env, cwd)
     plain_walls, walls, figures = [], [], []
     for index in range(repeat):
         subprocess.run(["rm", "-rf", runs_dir])
@@ -99,6 +104,7 @@ def _side_by_side(plain: str, instrumented: str, args: list[str], cwd: str, repe
 def _switched_off(plain: str, instrumented: str, args: list[str], cwd: str, repeat: int) -> float:
     """Median of interleaved runs: the instrumented program with profiling switched off, against plain."""
     env = dict(os.environ, CPROF_DISABLE="1")
+    _wall([instrumented, *args], env, cwd)  # untimed: a cold first run (see _side_by_side)
     plain_walls, off_walls = [], []
     for index in range(repeat):
         order = [(plain_walls, plain, None), (off_walls, instrumented, env)]

@@ -60,6 +60,8 @@ def time_ratios(plain: str, relaid: list[str], args: list[str], cwd: str, repeat
     run's wall time)."""
     programs = [plain, *relaid]
     walls: list[list[float]] = [[] for _ in programs]
+    for program in relaid:  # untimed: a freshly built program's first run loads it cold
+        wall([program, *args], None, cwd)
     for index in range(repeat):
         order = list(range(len(programs)))
         for which in (order if index % 2 == 0 else order[::-1]):

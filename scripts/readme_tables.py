@@ -188,7 +188,8 @@ def adaptive(document: dict) -> str:
         if program.get("differing"):
             lines += ["", f"{program['name']}: counts that differ from the full mode's: "
                       f"{'; '.join(program['differing'])}."]
-    lines += ["", f"Medians of {document['repeat']} interleaved runs; slowdowns against the plain program; what a "
+    lines += ["", f"Medians of {document['repeat']} interleaved runs, after an untimed one of each; slowdowns against "
+              "the plain program; what a "
               "counted call cost is the main thread's self times with the timed guards' cost taken out but none "
               "given back for the counts, over plain, per counted call (the report gives back their median, "
               "`COUNT_COST_NS`); plain, laid out otherwise: the plain program built again with its functions "

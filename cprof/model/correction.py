@@ -37,7 +37,7 @@ SAMPLE_Z = 2.0
 # the timed guards' calibrated cost taken out and nothing given back for the counts, over the plain program's
 # time, per counted call. This is the median over its programs (a test checks). The whole extra time per counted
 # call, used before, held the timed guards' cost a second time, and Lua's self times then summed 11% under plain.
-COUNT_COST_NS = 0.19
+COUNT_COST_NS = 0.16
 # The most a count-only call may cost, per call: about the largest of those figures (sqlite3's, 0.5-0.8 ns from run
 # to run while it timed its tiny helpers, about 0.3 since; bc's, from -1.4 to over 2 ns over few counted calls, is its
 # time moving with where its code lies, as its plain program's does: scripts/layouts.py). A count may cost from
