@@ -191,8 +191,9 @@ def adaptive(document: dict) -> str:
     lines += ["", f"Medians of {document['repeat']} interleaved runs, after an untimed one of each; slowdowns against "
               "the plain program; what a "
               "counted call cost is the main thread's self times with the timed guards' cost taken out but none "
-              "given back for the counts, over plain, per counted call (the report gives back their median, "
-              "`COUNT_COST_NS`); plain, laid out otherwise: the plain program built again with its functions "
+              "given back for the counts, over plain, per counted call (the report gives back their median over "
+              "the programs whose noise and layout spread come to 0.1 ns a counted call or less, `COUNT_COST_NS`); "
+              "plain, laid out otherwise: the plain program built again with its functions "
               "aligned to 64 bytes, and with its loops aligned to 32 (scripts/layouts.py), its time over "
               "plain's. From "
               f"{_source(document)} (a run with --only keeps the other programs' earlier results)."]

@@ -36,7 +36,9 @@ def test_the_model_error_is_the_one_measured():
 
 def test_the_count_cost_given_back_is_what_the_benchmarks_real_programs_paid():
     """COUNT_COST_NS is the median over scripts/bench_adaptive.py's programs of their extra time per counted call,
-    not a constant fitted by hand."""
+    not a constant fitted by hand: over the programs whose figure that run measured to 0.1 ns or better (plain's
+    noise and its layout spread, over its counted calls). qsort+hash's few counted calls in half a second, or bc's
+    layout, make theirs swing by more than any count costs, and the median of all moved 0.16-0.22 ns between runs."""
     import json
     import statistics
 
@@ -44,8 +46,10 @@ def test_the_count_cost_given_back_is_what_the_benchmarks_real_programs_paid():
 
     with open(os.path.join(REPO, "benchmarks", "results", "adaptive.json")) as handle:
         stored = json.load(handle)
-    measured = [p["count_cost_ns"] for p in stored["programs"] if p.get("count_cost_ns") is not None]
-    assert len(measured) >= 5 and COUNT_COST_NS == round(statistics.median(measured), 2)
+    measured = [p["count_cost_ns"] for p in stored["programs"] if p.get("count_cost_ns") is not None
+                and (p["reference_noise_percent"] + p["layout_spread_percent"]) / 100 * p["plain_ms"] * 1e6
+                / p["counted_calls"] <= 0.1]
+    assert len(measured) >= 3 and COUNT_COST_NS == round(statistics.median(measured), 2)
 
 
 def test_every_adaptive_sum_of_self_times_lies_within_its_stated_uncertainty():
