@@ -47,7 +47,8 @@ def relaid_builds(build: list[str], source: str, program: str, work: str, subfol
             shutil.copy(source, tree)
         else:
             shutil.copytree(source, tree, symlinks=True)
-        process = subprocess.run(build, cwd=os.path.join(tree, subfolder), env=compiler_env(work, flags), capture_output=True)
+        process = subprocess.run(build, cwd=os.path.join(tree, subfolder), env=compiler_env(work, flags),
+                                 capture_output=True)
         if process.returncode:
             raise SystemExit(f"the build with {' '.join(flags)} failed in {tree}:\n"
                              f"{process.stderr.decode(errors='replace')[-3000:]}")

@@ -169,7 +169,8 @@ def csmith(document: dict) -> str:
 def adaptive(document: dict) -> str:
     lines = _header("program", "plain", "full mode", "adaptive (`--adaptive`)", "adaptive, profiling off",
                     "functions counted only", "counts identical to the full mode's",
-                    "adaptive self times summed, against plain", "plain, laid out otherwise", "what a counted call cost")
+                    "adaptive self times summed, against plain", "plain, laid out otherwise",
+                    "what a counted call cost")
     for program in document["programs"]:
         off = f"{program['off_slowdown']:.2f}x" if program.get("off_slowdown") is not None else "-"
         per_count = f"{program['count_cost_ns']:.2f} ns" if program.get("count_cost_ns") is not None else "-"

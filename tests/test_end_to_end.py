@@ -214,7 +214,7 @@ def test_a_count_only_function_that_calls_itself_is_counted_exactly_in_its_strip
         header = read_header(handle.read(4096))
     # neither a striped count nor an exposed one is measured at start-up any more (each told the calibration code's
     # layout, not a count's cost): the fields stay, as zeros
-    assert header["count_striped_ticks"] == 0 and header["count_exposed_ticks"] == 0 and header["count_guard_ticks"] >= 0
+    assert header["count_striped_ticks"] == 0 and header["count_exposed_ticks"] == 0
 
 
 def test_a_program_whose_every_function_is_only_counted_still_makes_its_run(project):

@@ -36,8 +36,9 @@ SAMPLE_Z = 2.0
 # measures it per program (count_cost_ns in benchmarks/results/adaptive.json): the main thread's self times with
 # the timed guards' calibrated cost taken out and nothing given back for the counts, over the plain program's
 # time, per counted call. This is the median over its programs that measure it to 0.1 ns or better (a test
-# checks): qsort+hash's few counted calls, or bc's layout, swing theirs by more than a count costs. The whole extra time per counted
-# call, used before, held the timed guards' cost a second time, and Lua's self times then summed 11% under plain.
+# checks): qsort+hash's few counted calls, or bc's layout, swing theirs by more than a count costs. The whole
+# extra time per counted call, used before, held the timed guards' cost a second time, and Lua's self times then
+# summed 11% under plain.
 COUNT_COST_NS = 0.16
 # The most a count-only call may cost, per call: a little over the largest of those figures. Since rare tiny
 # functions are counted rather than timed (adaptive.py), they range from nothing (csmith: gcc moves the increments
