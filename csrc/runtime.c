@@ -43,6 +43,14 @@ __thread struct __cprof_thread_hot *__cprof_tls __attribute__((tls_model("initia
 int __cprof_mode; /* 0 until start-up decides otherwise: the first call finds no thread state and starts us */
 int __cprof_ordered_timer = 1; /* set from the timer chosen at start-up (see cprof_guard.h) */
 
+/* Switched off from the first instruction, not from the first timed call: a function entered before that call
+ * (main) would otherwise run its instrumented body to the end rather than its plain copy (offcopy.py). */
+__attribute__((constructor)) static void switched_off_from_the_start(void)
+{
+    if (cprof_env_flag("CPROF_DISABLE"))
+        __cprof_mode = 1;
+}
+
 struct cprof_runtime cprof_rt = {.once = PTHREAD_ONCE_INIT, .fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER,
                                  .arena_lock = PTHREAD_MUTEX_INITIALIZER};
 

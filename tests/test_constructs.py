@@ -6,7 +6,9 @@ on the text such a compiler would hand it."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import textwrap
 
 import pytest
@@ -194,6 +196,14 @@ def test_construct_is_instrumented_and_behaves_as_plain(project, flags, code, ex
     got = project.cprof("run", "--")
     assert (got.returncode, got.stdout) == (expected_run.returncode, expected_run.stdout), got.stderr
     assert {name: n for name, n in calls(report_functions(project)).items() if name in expected} == expected
+    # built with plain copies (offcopy.py), and run switched off: the copies run, and behave as the plain build
+    copies = project.cprof("build", "--off-copies", "construct.c", "--", *flags)
+    assert copies.returncode == 0 and "cprof: warning" not in copies.stderr, copies.stderr
+    binary = os.path.join(project.root, ".cprof", "build", "direct", "construct")
+    assert "__cprof_off" in project.run("nm", binary).stdout
+    switched_off = subprocess.run([binary], cwd=project.root, capture_output=True, text=True,
+                                  env=dict(os.environ, CPROF_DISABLE="1"))
+    assert (switched_off.returncode, switched_off.stdout) == (expected_run.returncode, expected_run.stdout)
 
 
 # What gcc 13-15 hand the instrumenter for C23 (gcc 12 here compiles none of it): the guard header's line that

@@ -18,15 +18,18 @@ ENV_PROJECT_ROOT = "CPROF_PROJECT_ROOT"
 ENV_CACHE_DIR = "CPROF_CACHE_DIR"
 ENV_SHIM_DIR = "CPROF_SHIM_DIR"
 ENV_INLINE_GUARD = "CPROF_INLINE_GUARD"  # set by --inline-guard: the fast paths inline in every function
+ENV_OFF_COPIES = "CPROF_OFF_COPIES"  # set by --off-copies: plain copies to run switched off (instrument/offcopy.py)
 ENV_CXX_DRIVER = "CPROF_CXX_DRIVER"  # set by the c++/g++ shims: link the runtime, never touch C++ compiles
 
 
 class WrapperConfig:
     def __init__(self, real_compiler: str, log_path: str | None = None, function_filter=None,
                  shadow_root: str = "", project_root: str = "", cache_dir: str | None = None,
-                 cxx_driver: bool = False, filter_spec: dict | None = None, inline_guard: bool = False):
+                 cxx_driver: bool = False, filter_spec: dict | None = None, inline_guard: bool = False,
+                 off_copies: bool = False):
         self.real_compiler = real_compiler
         self.inline_guard = inline_guard
+        self.off_copies = off_copies
         self.log_path = log_path
         self.shadow_root = shadow_root
         self.project_root = project_root
@@ -53,6 +56,7 @@ class WrapperConfig:
             cache_dir=None if cache_dir == "off" else (cache_dir or default_cache_dir()),
             cxx_driver=bool(env.get(ENV_CXX_DRIVER)),
             inline_guard=bool(env.get(ENV_INLINE_GUARD)),
+            off_copies=bool(env.get(ENV_OFF_COPIES)),
         )
 
     @property
@@ -71,8 +75,12 @@ class WrapperConfig:
         self.filter_spec = dict(vars(value))
 
     def filter_key(self) -> str:
-        """The filters as cache-key text: the same for a FunctionFilter and the environment's JSON of it."""
-        return json.dumps({k: v for k, v in self.filter_spec.items() if v}, sort_keys=True)
+        """The filters (and whether units get plain copies) as cache-key text: the same for a FunctionFilter and
+        the environment's JSON of it."""
+        spec = {k: v for k, v in self.filter_spec.items() if v}
+        if self.off_copies:
+            spec["(off copies)"] = True
+        return json.dumps(spec, sort_keys=True)
 
     def to_user_paths(self, data: bytes) -> bytes:
         """Compiler messages from a shadow tree, pointed back at the user's own files."""

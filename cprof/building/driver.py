@@ -40,6 +40,7 @@ class BuildOptions:
     list_skipped: bool = False
     cache: bool = True
     inline_guard: bool = False  # fastest calls, slower compiles (see csrc/cprof_guard.h)
+    off_copies: bool = False  # a plain copy of each function, for profiling switched off (instrument/offcopy.py)
     adaptive: bool = False  # count only what the latest run found too cheap to time (cprof/model/adaptive.py)
     learned_from: str = ""  # with adaptive: the run it learned from
 
@@ -89,7 +90,7 @@ def _instrumentation_identity(options: BuildOptions) -> str:
     with open(GUARD_HEADER, "rb") as handle:
         guard = hashlib.sha256(handle.read()).hexdigest()
     return json.dumps([__version__, PLAN_FORMAT, guard, _filter_spec(options.function_filter),
-                       options.inline_guard], sort_keys=True)
+                       options.inline_guard, options.off_copies], sort_keys=True)
 
 
 def _environment(log_path: str, options: BuildOptions, shadow: str, project: str, shim_dir: str,
@@ -105,6 +106,8 @@ def _environment(log_path: str, options: BuildOptions, shadow: str, project: str
     env["CPROF_DISABLE"] = "1"  # programs the build itself runs (configure probes, generators) stay quiet
     if options.inline_guard:
         env[wrapper_env.ENV_INLINE_GUARD] = "1"
+    if options.off_copies:
+        env[wrapper_env.ENV_OFF_COPIES] = "1"
     return env
 
 
@@ -185,6 +188,7 @@ def build_sources(sources: list[str], output: str | None, extra: list[str], opti
         function_filter=options.function_filter,
         cache_dir=_cache_dir(options),
         inline_guard=options.inline_guard,
+        off_copies=options.off_copies,
     )
     target = os.path.join(out_dir, os.path.basename(name))
     argv = DEFAULT_FLAGS + [os.path.abspath(s) for s in sources] + ["-o", target] + extra

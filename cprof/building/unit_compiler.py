@@ -54,10 +54,21 @@ def _plan_of(unit) -> dict:
     return {
         "functions": [[f.name, f.file, f.line, f.static, f.skipped] for f in unit.functions],
         "matched": sorted(unit.matched_filters),
-        "sites": [[s.name, s.file, s.line, s.flags, s.body_offset, s.nested, s.counted, s.recursive]
+        "sites": [[s.name, s.file, s.line, s.flags, s.body_offset, s.nested, s.counted, s.recursive, s.dispatch]
                   for s in unit.sites],
         "table_offset": unit.table_offset,
+        "copies": unit.copies.to_plan(),
     }
+
+
+def _first_error(messages: bytes) -> str:
+    lines = messages.decode(errors="replace").splitlines()
+    return next((line for line in lines if "error:" in line), "the compiler rejected it").strip()
+
+
+def _without_copies(plan: dict) -> dict:
+    """The plan with no plain copies (offcopy.py), for a unit whose copies the compiler would not take."""
+    return dict(plan, copies=None, sites=[site[:8] for site in plan["sites"]])
 
 
 class UnitCompiler:
@@ -125,25 +136,36 @@ class UnitCompiler:
                 forward(messages + compile_messages)
                 self.log_unit(source, product, "instrumented", plan, cached, None, started, object_cached=True)
                 return 0
-        instrumented = self.temporary(source, ".instrumented.i")
-        with open(instrumented, "w", encoding="utf-8", errors="surrogateescape") as handle:
-            handle.write(self.apply(plan, text))
-        compile_status, compile_messages = run_compiler(
-            self.config, [self.config.real_compiler] + options + [instrumented, "-o", object_path]
-        )
-        if compile_messages and plan["sites"]:
-            compile_messages = self.restore_columns(compile_messages, plan, text)
+        compile_status, compile_messages = self.compile_plan(plan, text, source, options, object_path)
+        dropped = None
+        if compile_status != 0 and plan.get("copies"):
+            # the plain copies are an extra: a unit whose copies the compiler will not take is still profiled
+            dropped = f"plain copies left out ({_first_error(compile_messages)})"
+            plan = _without_copies(plan)
+            compile_status, compile_messages = self.compile_plan(plan, text, source, options, object_path)
+            if compile_status == 0:
+                warn(f"{source}: {dropped}; a run switched off runs its guards")
         if compile_status != 0:
-            first_error = next(
-                (line for line in compile_messages.decode(errors="replace").splitlines() if "error" in line),
-                "the compiler rejected it",
-            )
-            return self.fallback(source, object_path, product, f"{first_error.strip()} (instrumented text)", started)
+            reason = f"{_first_error(compile_messages)} (instrumented text)"
+            return self.fallback(source, object_path, product, reason, started)
         if object_key:
             self.cache.store_object(object_key, object_path, compile_messages)
         forward(messages + compile_messages)
-        self.log_unit(source, product, "instrumented", plan, cached, None, started)
+        self.log_unit(source, product, "instrumented", plan, cached, dropped, started)
         return 0
+
+    def compile_plan(self, plan: dict, text: str, source: str, options: list[str],
+                     object_path: str) -> tuple[int, bytes]:
+        """Compiles the text with the plan applied: (status, the compiler's messages, in the user's columns)."""
+        instrumented = self.temporary(source, ".instrumented.i")
+        with open(instrumented, "w", encoding="utf-8", errors="surrogateescape") as handle:
+            handle.write(self.apply(plan, text))
+        status, messages = run_compiler(
+            self.config, [self.config.real_compiler] + options + [instrumented, "-o", object_path]
+        )
+        if messages and plan["sites"]:
+            messages = self.restore_columns(messages, plan, text)
+        return status, messages
 
     def restore_columns(self, messages: bytes, plan: dict, text: str) -> bytes:
         """The compiler's messages with columns on guarded lines pointing where they do without cprof."""
@@ -155,11 +177,13 @@ class UnitCompiler:
 
     @staticmethod
     def apply(plan: dict, text: str) -> str:
+        from cprof.instrument.offcopy import OffCopies
         from cprof.instrument.splice import Site, splice
 
         if not plan["sites"]:
             return text
-        return splice(text, [Site(*site) for site in plan["sites"]], plan["table_offset"])
+        return splice(text, [Site(*site) for site in plan["sites"]], plan["table_offset"],
+                      OffCopies.from_plan(plan.get("copies")))
 
     def plan(self, text: str, source: str) -> tuple[dict | None, str, bool, str | None]:
         """(splice plan, its cache key, whether it came from the cache, why the unit cannot be instrumented)."""
@@ -203,7 +227,8 @@ class UnitCompiler:
         """Scans and parses the unit (no cache): (InstrumentedUnit, False). `cprof instrument` prints its result."""
         from cprof.instrument.unit import instrument_unit
 
-        return instrument_unit(text, GUARD_HEADER, self.paths, self.config.function_filter, self.cache), False
+        return instrument_unit(text, GUARD_HEADER, self.paths, self.config.function_filter, self.cache,
+                               self.config.off_copies), False
 
     def debug_prefix_map(self) -> list[str]:
         if not self.config.shadow_root:

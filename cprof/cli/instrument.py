@@ -31,7 +31,9 @@ def run(args) -> int:
         raise CprofError(f"no such source file: {args.source}", EXIT_NOT_FOUND)
     config = WrapperConfig.from_environment(None)
     # with --adaptive, what `cprof build --adaptive` would count only, from the latest run of the last build
-    config.function_filter = learn_counted(build_options(args))[0].function_filter
+    options = build_options(args)
+    config.function_filter = learn_counted(options)[0].function_filter
+    config.off_copies = options.off_copies
     config.cache_dir = None
     command = ca.parse_command(args.rest + ["-c", args.source])
     with tempfile.TemporaryDirectory(prefix="cprof-instrument-") as workdir:

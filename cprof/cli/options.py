@@ -81,6 +81,10 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--inline-guard", action="store_true",
                        help="inline the guard's fast paths into every function: a little cheaper per call, "
                        "slower to compile")
+    group.add_argument("--off-copies", action="store_true",
+                       help="also compile a plain copy of the functions that count, and of those that call them (with "
+                       "--adaptive; else of every function), which a run switched off (CPROF_DISABLE=1) runs "
+                       "instead: such a run then runs about as fast as plain, and the build takes longer")
 
 
 def build_options(args) -> BuildOptions:
@@ -90,6 +94,7 @@ def build_options(args) -> BuildOptions:
         list_skipped=args.list_skipped,
         cache=not args.no_cache,
         inline_guard=args.inline_guard,
+        off_copies=args.off_copies,
         adaptive=getattr(args, "adaptive", False),
     )
 

@@ -32,6 +32,11 @@ class FunctionFilter:
         return repr((self.functions, self.exact, self.files, self.exclude_functions, self.exclude_files,
                      self.always_inline, self.counted, self.counted_digest))
 
+    @property
+    def adaptive(self) -> bool:
+        """Whether some functions are to be counted only (an adaptive build)."""
+        return bool(self.counted or self.counted_file)
+
     def counts_only(self, name: str, file: str, line: int) -> bool:
         """Whether the function gets a count-only guard."""
         identity = f"{file}:{line}:{name}"

@@ -23,6 +23,9 @@ class ParsedFunction:
     funcspec: list[str]
     # from this definition, and from earlier declarations that carry one the skips read (see _without_plain_...)
     attributes: list[str] = field(default_factory=list)
+    # the parameters' names, to pass them on (None: a parameter without a name, or `...`); whether it returns void
+    parameters: list[str] | None = None
+    returns_void: bool = False
 
 
 class ParseError(Exception):
@@ -104,6 +107,8 @@ class _Item:
     body_offset: int = -1  # -1: a declaration
     storage: list[str] = field(default_factory=list)
     funcspec: list[str] = field(default_factory=list)
+    parameters: list[str] | None = None
+    returns_void: bool = False
 
 
 def _header_segments(unit: ScannedUnit) -> list[_Segment]:
@@ -196,8 +201,27 @@ def _items(ast, squeezed: _Squeezed, reused_lines: set[int]) -> list[_Item]:
             offset = squeezed.offset(decl.coord.line, decl.coord.column)
             items.append(_Item(offset, _original_name(squeezed.unit.text, offset, decl.name),
                                squeezed.offset(item.body.coord.line, item.body.coord.column),
-                               list(decl.storage), list(decl.funcspec)))
+                               list(decl.storage), list(decl.funcspec), *_signature(decl.type)))
     return items
+
+
+def _is_void(node) -> bool:
+    return (isinstance(node, c_ast.TypeDecl) and isinstance(node.type, c_ast.IdentifierType)
+            and node.type.names == ["void"])
+
+
+def _signature(function_type: c_ast.FuncDecl) -> tuple[list[str] | None, bool]:
+    """(its parameters' names, or None where they cannot all be passed on by name; whether it returns void)."""
+    returns_void = _is_void(function_type.type)
+    params = function_type.args.params if function_type.args else []
+    if len(params) == 1 and isinstance(params[0], c_ast.Typename) and _is_void(params[0].type):
+        return [], returns_void
+    names = []
+    for param in params:
+        if not isinstance(param, (c_ast.Decl, c_ast.ID)) or not param.name:  # `...`, or a type without a name
+            return None, returns_void
+        names.append(param.name)
+    return names, returns_void
 
 
 def _original_name(text: str, offset: int, parsed_name: str) -> str:
@@ -379,7 +403,8 @@ def parse(unit: ScannedUnit, store: SegmentStore | None = None) -> ParsedUnit:
                 items = _items(ast, squeezed, reused_lines)
                 for segment, entry in reused:
                     items += [_Item(segment.start + i["offset"], i["name"], segment.start + i["body_offset"]
-                                    if i["body_offset"] >= 0 else -1, i["storage"], i["funcspec"])
+                                    if i["body_offset"] >= 0 else -1, i["storage"], i["funcspec"],
+                                    i["parameters"], i["returns_void"])
                               for i in entry["items"]]
             else:
                 ast = None
@@ -411,7 +436,8 @@ def _store_segments(unit: ScannedUnit, store: SegmentStore, parsed: list[_Segmen
             "typedef_uses": sorted(lines.typedefs_above(names, segment.first_line)),
             "items": [{"offset": i.offset - segment.start, "name": i.name,
                        "body_offset": i.body_offset - segment.start if i.body_offset >= 0 else -1,
-                       "storage": i.storage, "funcspec": i.funcspec} for i in inside],
+                       "storage": i.storage, "funcspec": i.funcspec, "parameters": i.parameters,
+                       "returns_void": i.returns_void} for i in inside],
         })
 
 
@@ -428,5 +454,6 @@ def _functions(unit: ScannedUnit, items: list[_Item]) -> list[ParsedFunction]:
         own = _attribute_words(unit.attributes_of_item(item.body_offset))
         functions.append(ParsedFunction(name=item.name, name_offset=item.offset, body_offset=item.body_offset,
                                         storage=item.storage, funcspec=item.funcspec,
-                                        attributes=own + declared.get(item.name, [])))
+                                        attributes=own + declared.get(item.name, []), parameters=item.parameters,
+                                        returns_void=item.returns_void))
     return functions

@@ -27,3 +27,11 @@ def skip_reason(function, system_header: bool, function_filter) -> str | None:
     if "inline" in function.funcspec and "static" not in function.storage:
         return "inline with external linkage (may not use the unit's static site table)"
     return None
+
+
+def copyable(function, system_header: bool) -> bool:
+    """Whether a function may have a plain copy (offcopy.py) whatever its guard: one of the user's own, defined to be
+    emitted. A helper left unguarded (always_inline, filtered out) gets one too, so that the copies calling it reach
+    the copies it calls."""
+    return (not system_header and not any(word in function.attributes for word in FORBIDDING_ATTRIBUTES)
+            and not ("inline" in function.funcspec and "extern" in function.storage))

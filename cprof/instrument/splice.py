@@ -4,6 +4,7 @@ guard, or for a count-only function a counter: see __cprof_count in csrc/cprof_g
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 # The same declaration csrc/calibration.c calibrates with (tests/test_scan.py checks the two agree).
 GUARD = (
@@ -37,6 +38,14 @@ COUNT_TABLE = ("static struct __cprof_count_table __cprof_count_table = {{{count
 FN_COUNTED, FN_STRIPED = 8, 16  # as CPROF_FN_COUNTED, CPROF_FN_STRIPED in csrc/runfile.h
 
 
+class Appendix(Protocol):
+    """What follows the unit (offcopy.OffCopies), with a declaration that joins the site table."""
+
+    def table_declaration(self) -> str: ...
+
+    def text(self, unit_text: str) -> str: ...
+
+
 @dataclass
 class Site:
     name: str
@@ -47,6 +56,7 @@ class Site:
     nested: bool = False  # a GCC nested function (see NESTED_GUARD)
     counted: bool = False  # only counted (COUNT_GUARD): flags carry FN_COUNTED
     recursive: bool = False  # its body calls it by name: if counted, striped (STRIPED_COUNT_GUARD, FN_STRIPED)
+    dispatch: str = ""  # a timed function with a plain copy: the declaration that jumps there when off (offcopy.py)
 
     @property
     def striped(self) -> bool:
@@ -105,15 +115,16 @@ def guard_text(site: Site, index: int) -> str:
     """What is inserted after the site's body_offset (a space, then the declaration); `index` in its table."""
     template = (STRIPED_COUNT_GUARD if site.striped else COUNT_GUARD if site.counted
                 else NESTED_GUARD if site.nested else GUARD)
-    return " " + template.format(index=index)
+    return " " + (site.dispatch + " " if site.dispatch else "") + template.format(index=index)
 
 
-def splice(text: str, sites: list[Site], table_offset: int) -> str:
+def splice(text: str, sites: list[Site], table_offset: int, appendix: Appendix | None = None) -> str:
     """Inserts the table at `table_offset` and each guard right after its body's `{`, on the same line. At a
-    line's end (its newline) the table joins that line; at a line's start it is a line of its own."""
+    line's end (its newline) the table joins that line; at a line's start it is a line of its own. The appendix
+    (plain copies), if any, follows the unit."""
     pieces = []
     at = 0
-    table = site_table(sites)
+    table = " ".join(part for part in (site_table(sites), appendix and appendix.table_declaration()) if part)
     inserts = [(table_offset, " " + table if text[table_offset] == "\n" else table + "\n")]
     inserts += [(s.body_offset + 1, guard_text(s, i)) for s, i in zip(sites, site_indexes(sites))]
     for offset, insert in sorted(inserts, key=lambda pair: pair[0]):
@@ -121,4 +132,6 @@ def splice(text: str, sites: list[Site], table_offset: int) -> str:
         pieces.append(insert)
         at = offset
     pieces.append(text[at:])
+    if appendix:
+        pieces.append(appendix.text(text))
     return "".join(pieces)

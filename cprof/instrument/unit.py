@@ -7,9 +7,10 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from cprof.instrument import offcopy
 from cprof.instrument.filters import FunctionFilter
 from cprof.instrument.scan import ScanError, ScannedUnit, scan
-from cprof.instrument.skips import UNREADABLE, skip_reason
+from cprof.instrument.skips import UNREADABLE, copyable, skip_reason
 from cprof.instrument.splice import FN_COUNTED, FN_STRIPED, Site, splice
 
 COUNTS_MAX = 4000  # count-only slots per unit, as CPROF_COUNTS_MAX in csrc/runfile.h
@@ -49,13 +50,14 @@ class InstrumentedUnit:
     table_offset: int = 0
     # file-scope items pycparser could not read, left out of the parse: [file, line, what became of it]
     repairs: list[list] = field(default_factory=list)
+    copies: offcopy.OffCopies = field(default_factory=offcopy.OffCopies)  # for profiling switched off
 
     @property
     def instrumented(self) -> list[FunctionEntry]:
         return [f for f in self.functions if f.skipped is None]
 
     def apply(self, text: str) -> str:
-        return splice(text, self.sites, self.table_offset) if self.sites else text
+        return splice(text, self.sites, self.table_offset, self.copies) if self.sites else text
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def _guard_header_end(unit: ScannedUnit, guard_header: str) -> int:
 
 def instrument_unit(
     text: str, guard_header: str, paths: PathMap, function_filter: FunctionFilter = FunctionFilter(),
-    segments: SegmentStore | None = None,
+    segments: SegmentStore | None = None, off_copies: bool = False,
 ) -> InstrumentedUnit:
     """`segments`: where header segments scanned and parsed by earlier units are kept (scan.py, parse.py), or
     None to scan and parse it all."""
@@ -108,14 +110,17 @@ def instrument_unit(
         raise InstrumentError(f"cannot follow the unit's structure: {error}") from None
     except ParseError as error:
         raise _located(unit, error) from None
-    return decide(unit, parsed, guard_header, paths, function_filter)
+    return decide(unit, parsed, guard_header, paths, function_filter, off_copies)
 
 
 def decide(
-    unit: ScannedUnit, parsed: ParsedUnit, guard_header: str, paths: PathMap, function_filter: FunctionFilter
+    unit: ScannedUnit, parsed: ParsedUnit, guard_header: str, paths: PathMap, function_filter: FunctionFilter,
+    off_copies: bool = False,
 ) -> InstrumentedUnit:
-    """Which of the parsed functions get a guard, and where the site table goes."""
+    """Which of the parsed functions get a guard, and where the site table goes; with `off_copies`, which get a
+    plain copy for profiling switched off (offcopy.py)."""
     result = InstrumentedUnit()
+    copy_candidates = []  # (function, its site or None)
     _note_repairs(unit, parsed, paths, result)
     for function in parsed:
         file, line, system_header = unit.source_position(unit.line_of(function.name_offset))
@@ -129,6 +134,8 @@ def decide(
         if entry.skipped is None and not function_filter.selects(function.name, real_file, result.matched_filters):
             entry.skipped = "not selected by the filters"
         result.functions.append(entry)
+        if entry.skipped is not None and function.body_offset in unit.bodies and copyable(function, system_header):
+            copy_candidates.append((function, None))
         if entry.skipped is None:
             flags = (FN_STATIC if entry.static else 0) | (FN_INLINE if "inline" in function.funcspec else 0)
             counted = function_filter.counts_only(function.name, real_file, line)
@@ -137,6 +144,7 @@ def decide(
             result.sites.append(Site(function.name, real_file, line, flags,
                                      _guard_after(unit.text, function.body_offset), counted=counted,
                                      recursive=recursive))
+            copy_candidates.append((function, result.sites[-1]))
             _nested_sites(unit, unit.bodies[function.body_offset], paths, function_filter, result)
     slots = 0
     for site in (s for s in result.sites if s.counted):
@@ -145,7 +153,55 @@ def decide(
             site.counted, site.flags = False, site.flags & ~(FN_COUNTED | FN_STRIPED)
     if result.sites:
         result.table_offset = _guard_header_end(unit, guard_header)
+        if off_copies:
+            _plain_copies(unit, copy_candidates, guard_header, result, function_filter.adaptive)
     return result
+
+
+def _plain_copies(unit: ScannedUnit, candidates: list, guard_header: str, result: InstrumentedUnit,
+                  adaptive: bool) -> None:
+    """A plain copy of the candidates that need one (offcopy.needing_copies: in an adaptive build, those that count
+    and those that call them; else every guarded one) and can have one, and the jump to it from each timed one
+    whose parameters can be passed on by name."""
+    text = unit.text
+    seeds = {offcopy.written_name(text, f.name_offset) for f, site in candidates
+             if site and (site.counted or not adaptive)}
+    if not seeds:
+        return
+    names = {offcopy.written_name(text, f.name_offset) for f, _ in candidates}
+    calls = {offcopy.written_name(text, f.name_offset): offcopy.names_called(
+        text, f.body_offset, unit.bodies[f.body_offset].close_offset, names) for f, _ in candidates}
+    needed = offcopy.needing_copies(seeds, calls)
+    copyable = []
+    for function, site in candidates:
+        body = unit.bodies[function.body_offset]
+        if offcopy.written_name(text, function.name_offset) in needed and offcopy.no_copy_reason(
+                text, body.open_offset, body.close_offset, function.attributes) is None:
+            copyable.append((function, site, offcopy.definition_start(unit.item_ends, function.name_offset), body))
+    if not copyable:
+        return
+    copied = {offcopy.written_name(text, f.name_offset) for f, _, _, _ in copyable}
+    copies = result.copies
+    copies.header_marker = next(offcopy.line_marker(m.source_line, m.file) for m in unit.markers
+                                if m.file == guard_header)
+    for function, site, start, body in copyable:
+        written = offcopy.written_name(text, function.name_offset)
+        file, line, _ = unit.source_position(unit.line_of(start))
+        copies.copies.append(offcopy.OffCopy(
+            written, start, body.close_offset + 1, offcopy.line_marker(line, file),
+            offcopy.copy_edits(text, function.name_offset, body.open_offset, body.close_offset, written,
+                               function.name, copied)))
+        header = text[start:body.open_offset]
+        parameters = function.parameters
+        # A counted function never jumps: its calls are too cheap for the jump to pay (Lua's lua_geti, called from
+        # another unit, ran 1.23x plain switched off with one, 1.07x without). It is reached through its callers'
+        # copies, or else counts.
+        if site is None or site.counted or parameters is None or not all(
+                re.search(rf"\b{re.escape(p)}\b", header) for p in parameters):
+            continue
+        noreturn = "noreturn" in function.attributes or "_Noreturn" in function.funcspec
+        site.dispatch = offcopy.dispatch(written, len(copies.targets), parameters, function.returns_void, noreturn)
+        copies.targets.append(written)
 
 
 def _calls_itself(unit: ScannedUnit, name: str, body) -> bool:
