@@ -60,9 +60,11 @@ class Workspace:
         subprocess.run(["cc", *FLAGS, *flags, os.path.join(BENCH, source), "-o", out], check=True)
         return out
 
-    def instrumented(self, source: str, name: str, flags: list[str] = FLAGS, adaptive: bool = False) -> str:
+    def instrumented(self, source: str, name: str, flags: list[str] = FLAGS, adaptive: bool = False,
+                     off_copies: bool = False) -> str:
         """`cprof build` of a source (a name in scripts/bench/, or a path): the instrumented program's path."""
-        cprof_api.build(self.home, [os.path.join(BENCH, source)], name, flags, adaptive=adaptive)
+        cprof_api.build(self.home, [os.path.join(BENCH, source)], name, flags, adaptive=adaptive,
+                        off_copies=off_copies)
         return os.path.join(self.home, "build", "direct", name)
 
     def profiled_run(self, binary: str, *args: str, uncorrected: bool = False) -> dict:

@@ -2,7 +2,8 @@
 """What adaptive instrumentation buys (issue "Honest time on call-dense code"): each program is built plain,
 fully instrumented and adaptively instrumented (`cprof build --adaptive`, learning from a fully timed run), and
 run side by side, interleaved, medians. For each: the slowdown of both modes against the plain program, and of the
-adaptive build with profiling switched off (CPROF_DISABLE=1), whether every call count of the adaptive run equals
+adaptive build with profiling switched off (CPROF_DISABLE=1), and of that build with plain copies to run
+switched off (`--off-copies`), whether every call count of the adaptive run equals
 the full run's, and the sum of the adaptive run's self times against the plain program's time in the same region.
 Programs: fib(35) (long enough that its work, not the process start, is what is timed), qsort+hash, Lua 5.4
 running a CPU-bound script, sqlite3's shell, zstd compressing (all units instrumented), GNU bc computing pi to
@@ -191,8 +192,8 @@ def csmith_program(root: str, seeds=range(1, 1000)) -> tuple[int, int, str] | No
 def measure(name: str, plain: str, relaid: list[str], build_full, build_adaptive, program, args: list[str], cwd: str,
             home: str, repeat: int, fixed_ns: float, full_repeat: int | None = None,
             main_thread_works: bool = True) -> dict:
-    """`build_full()` / `build_adaptive()` build in place, in the store `home`; `program()` is the instrumented
-    binary's path. `relaid`: the plain program laid out otherwise (scripts/layouts.py).
+    """`build_full()` / `build_adaptive(off_copies)` build in place, in the store `home`; `program()` is the
+    instrumented binary's path. `relaid`: the plain program laid out otherwise (scripts/layouts.py).
     `fixed_ns`: what any instrumented process costs however few its calls (bench_accuracy.fixed_cost).
     `full_repeat` (default `repeat`): runs of the full mode, which on csmith's code takes minutes a run.
     `main_thread_works`: False for a program whose main thread waits while workers compute (zstd): the main
@@ -206,7 +207,14 @@ def measure(name: str, plain: str, relaid: list[str], build_full, build_adaptive
         first_counts = {n: f["calls"] for n, f in _functions(home, program(), args).items()}
     full_counts = {n: f["calls"] for n, f in _functions(home, program(), args).items()}
     stable = {n for n, calls in full_counts.items() if first_counts is None or first_counts.get(n) == calls}
-    build_adaptive()
+    # first with plain copies, switched off only (no run file: the next build learns from the same run)
+    started = time.monotonic()
+    build_adaptive(True)
+    off_copies_build_s = time.monotonic() - started
+    off_copies_slowdown = _switched_off(plain, program(), args, cwd, repeat)
+    started = time.monotonic()
+    build_adaptive(False)
+    adaptive_build_s = time.monotonic() - started
     adaptive = _side_by_side(plain, program(), args, cwd, repeat)
     off_slowdown = _switched_off(plain, program(), args, cwd, repeat)
     report = _functions(home, program(), args)
@@ -223,6 +231,11 @@ def measure(name: str, plain: str, relaid: list[str], build_full, build_adaptive
         "full_slowdown": round(full["wall_ns"] / full["plain_ns"], 2),
         "adaptive_slowdown": round(adaptive["wall_ns"] / adaptive["plain_ns"], 2),
         "off_slowdown": round(off_slowdown, 3),
+        "off_copies_slowdown": round(off_copies_slowdown, 3),
+        # the adaptive build from scratch (every unit compiled again: the instrumentation changed), without and
+        # with the copies: what --off-copies costs a build
+        "adaptive_build_s": round(adaptive_build_s, 1),
+        "off_copies_build_s": round(off_copies_build_s, 1),
         "stable_functions": len(stable),
         "differing": sorted(f"{n}: {full_counts[n]} -> {adaptive_counts.get(n)}" for n in stable
                             if adaptive_counts.get(n) != full_counts[n])[:10],
@@ -271,7 +284,7 @@ def main() -> int:
             results.append(measure(
                 name, space.plain(source, key + "-plain"), relaid,
                 lambda: space.instrumented(source, key),
-                lambda: space.instrumented(source, key, adaptive=True),
+                lambda off_copies: space.instrumented(source, key, adaptive=True, off_copies=off_copies),
                 lambda: binary, program_args, root, space.home, args.repeat, fixed))
             print(json.dumps(results[-1]), flush=True)
         found = csmith_program(root) if "csmith" in wanted else None
@@ -288,7 +301,8 @@ def main() -> int:
             results.append(measure(
                 f"csmith (seed {seed}, main x{repeat})", plain, relaid,
                 lambda: space.instrumented(source, "csmith", flags),
-                lambda: space.instrumented(source, "csmith", flags, adaptive=True),
+                lambda off_copies: space.instrumented(source, "csmith", flags, adaptive=True,
+                                                      off_copies=off_copies),
                 lambda: binary, [str(repeat)], root, space.home, args.repeat, fixed, full_repeat=1))
             outputs = [subprocess.run([program, "3"], capture_output=True, text=True).stdout for program in (plain, binary)]
             if outputs[0] != outputs[1]:
@@ -300,13 +314,14 @@ def main() -> int:
                 continue
             pair, argv = project_workload(project, subfolder, program_args, os.path.join(root, project.package))
 
-            def rebuild(adaptive: bool, pair=pair, project=project):
-                _cprof(["build", *(["--adaptive"] if adaptive else []), "--", *project.build], pair.cprof_dir,
-                       pair.env)
+            def rebuild(adaptive: bool, off_copies: bool = False, pair=pair, project=project):
+                _cprof(["build", *(["--adaptive"] if adaptive else []), *(["--off-copies"] if off_copies else []),
+                        "--", *project.build], pair.cprof_dir, pair.env)
 
             relaid = relaid_builds(project.build, os.path.normpath(os.path.join(fetch(project.package), subfolder)),
                                    project.program, os.path.join(root, "relaid-" + key), project.subfolder)
-            results.append(measure(project.name, pair.plain, relaid, lambda: rebuild(False), lambda: rebuild(True),
+            results.append(measure(project.name, pair.plain, relaid, lambda: rebuild(False),
+                                   lambda off_copies: rebuild(True, off_copies),
                                    lambda pair=pair: pair.instrumented, argv, pair.cprof_dir, pair.env["CPROF_HOME"],
                                    args.repeat, fixed, main_thread_works=project is not ZSTD))
             print(json.dumps(results[-1]), flush=True)

@@ -168,11 +168,12 @@ def csmith(document: dict) -> str:
 
 def adaptive(document: dict) -> str:
     lines = _header("program", "plain", "full mode", "adaptive (`--adaptive`)", "adaptive, profiling off",
-                    "functions counted only", "counts identical to the full mode's",
+                    "the same with `--off-copies`", "functions counted only", "counts identical to the full mode's",
                     "adaptive self times summed, against plain", "plain, laid out otherwise",
                     "what a counted call cost")
     for program in document["programs"]:
-        off = f"{program['off_slowdown']:.2f}x" if program.get("off_slowdown") is not None else "-"
+        off, off_copies = (f"{program[key]:.2f}x" if program.get(key) is not None else "-"
+                           for key in ("off_slowdown", "off_copies_slowdown"))
         per_count = f"{program['count_cost_ns']:.2f} ns" if program.get("count_cost_ns") is not None else "-"
         if program.get("self_sum_error_percent") is None:
             summed = "- (its main thread waits for its workers)"
@@ -182,7 +183,8 @@ def adaptive(document: dict) -> str:
                 f" (stated ± {stated:.1f}%, plain's noise {noise:.1f}%)" if stated is not None else "")
         relaid = " / ".join(f"{r:.2f}x" for r in program.get("relaid_ratios", ())) or "-"
         lines.append(f"| {program['name']} | {program['plain_ms']:.1f} ms | {program['full_slowdown']:.2f}x | "
-                     f"{program['adaptive_slowdown']:.2f}x | {off} | {program['counted']} of {program['functions']} | "
+                     f"{program['adaptive_slowdown']:.2f}x | {off} | {off_copies} | {program['counted']} of "
+                     f"{program['functions']} | "
                      f"{'yes' if program['counts_identical'] else '**NO**'} ({program['stable_functions']} functions "
                      f"whose count two full runs agree on) | {summed} | {relaid} | {per_count} |")
     for program in document["programs"]:

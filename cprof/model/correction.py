@@ -39,7 +39,7 @@ SAMPLE_Z = 2.0
 # checks): qsort+hash's few counted calls, or bc's layout, swing theirs by more than a count costs. The whole
 # extra time per counted call, used before, held the timed guards' cost a second time, and Lua's self times then
 # summed 11% under plain.
-COUNT_COST_NS = 0.16
+COUNT_COST_NS = 0.17
 # The most a count-only call may cost, per call: a little over the largest of those figures. Since rare tiny
 # functions are counted rather than timed (adaptive.py), they range from nothing (csmith: gcc moves the increments
 # of its loops' inlined helpers out of the loops) to sqlite3's 0.3 ns (0.5-0.8 before); jq, tried by hand, about
