@@ -115,13 +115,16 @@ def test_a_switched_off_run_runs_the_copies(project):
 
 ADAPTIVE_UNIT = """\
 static int helper(int x) { return x + 1; }
+__attribute__((visibility("default"))) int exported(int x);  /* a library's API: copied all the same */
 int exported(int x) { return x - 1; }
 static int by_pointer(int x) { return x * 5; }
 static int (*const pointer)(int) = by_pointer;
-static int user(int x) { return helper(x) * 2 + exported(x) + pointer(x); }
+static int leaf(int x) { return x >> 1; }
+static int user(int x) { return helper(x) * 2 + exported(x) + pointer(x) + leaf(x); }
 static int user_of_user(int x) { return user(x) + 1; }
 static int unrelated(int x) { return x * 3; }
-int main(void) { return user_of_user(1) + unrelated(2); }
+int elsewhere(int x) { return unrelated(x) + 2; }
+int main(void) { return user_of_user(1); }
 """
 
 
@@ -131,11 +134,14 @@ def _copies(counted: tuple[str, ...]) -> tuple[set[str], list[str]]:
     return {copy.name for copy in unit.copies.copies}, unit.copies.targets
 
 
-def test_an_adaptive_build_copies_what_counts_and_its_callers():
+def test_an_adaptive_build_copies_what_counts_its_callers_and_what_they_call():
     copies, targets = _copies(("helper", "exported", "by_pointer"))
-    assert copies == {"helper", "exported", "by_pointer", "user", "user_of_user", "main"}  # not `unrelated`
+    # `leaf`, timed, is copied as `user` calls it: else `user`'s copy would inline it with its guard; `elsewhere`
+    # and `unrelated` neither count nor reach what does
+    assert copies == {"helper", "exported", "by_pointer", "leaf", "user", "user_of_user", "main"}
     # the timed ones jump to their copies; the counted ones are reached through their callers' copies
-    assert targets == ["user", "user_of_user", "main"]
+    assert targets == ["leaf", "user", "user_of_user", "main"]
     copies, targets = _copies(())  # the full mode: every guarded function
-    assert copies == {"helper", "exported", "by_pointer", "user", "user_of_user", "unrelated", "main"}
-    assert len(targets) == 7  # nothing counts
+    assert copies == {"helper", "exported", "by_pointer", "leaf", "user", "user_of_user", "unrelated", "elsewhere",
+                      "main"}
+    assert len(targets) == 9  # nothing counts

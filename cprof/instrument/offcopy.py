@@ -29,9 +29,11 @@ from cprof.instrument.splice import c_string
 SUFFIX = "__cprof_off"
 TARGETS = "__cprof_off_targets"
 
+# Attributes under which a second, static copy would not do what the first does. Not those that only say how the
+# symbol is exported or kept (visibility, used, externally_visible...): a library's API carries them on every
+# prototype (lz4's and zstd's LZ4LIB_API / ZSTDLIB_API), and its copies must call the copies of those functions.
 _SINGULAR_ATTRIBUTES = frozenset(
-    "constructor destructor alias weak weakref section visibility used externally_visible ifunc target_clones "
-    "symver naked interrupt no_reorder retain noinit persistent copy".split()
+    "constructor destructor alias weak weakref section ifunc target_clones symver naked interrupt copy".split()
 )
 # Literals, comments and directives (skipped, but seen), numbers (so that `1e5` is no identifier), identifiers.
 _TOKENS = re.compile(
@@ -139,10 +141,13 @@ def names_called(text: str, body_open: int, body_close: int, names: set[str]) ->
 
 def needing_copies(seeds: set[str], calls: dict[str, set[str]]) -> set[str]:
     """The functions whose switched-off code differs from the plain one's: the seeds, and every one that calls one
-    of those, however indirectly (it inlines them, or could). In an adaptive build the seeds are the counted
-    functions (their increments cost even switched off), not the timed ones: a timed function that calls no counted
-    one does enough work a call that its entry's test costs nothing, and compiling it twice would (zstd's adaptive
-    build took 1.6x as long with the counted functions' callers copied; copying all would cost more)."""
+    of those, however indirectly (it inlines them, or could); then every function those call, however indirectly,
+    so that no copy calls a guarded function (lz4's `XXH32_update` copy inlined its rare timed `XXH_memcpy`, guard
+    and all, and compiled 1.6x as large as plain's; lz4 ran 1.11x switched off). In an adaptive build the seeds are
+    the counted functions (their increments cost even switched off), not the timed ones: a timed function that
+    neither calls nor is called by what is copied does enough work a call that its entry's test costs nothing, and
+    compiling it twice would (zstd's adaptive build took 1.6x as long with the counted functions' callers copied;
+    copying all would cost more)."""
     needed = set(seeds)
     grew = True
     while grew:
@@ -151,6 +156,12 @@ def needing_copies(seeds: set[str], calls: dict[str, set[str]]) -> set[str]:
             if name not in needed and called & needed:
                 needed.add(name)
                 grew = True
+    reached = list(needed)
+    while reached:
+        for name in calls.get(reached.pop(), ()):
+            if name not in needed:
+                needed.add(name)
+                reached.append(name)
     return needed
 
 

@@ -160,8 +160,8 @@ def decide(
 
 def _plain_copies(unit: ScannedUnit, candidates: list, guard_header: str, result: InstrumentedUnit,
                   adaptive: bool) -> None:
-    """A plain copy of the candidates that need one (offcopy.needing_copies: in an adaptive build, those that count
-    and those that call them; else every guarded one) and can have one, and the jump to it from each timed one
+    """A plain copy of the candidates that need one (offcopy.needing_copies: in an adaptive build, those that count,
+    those that call them and what those call; else every guarded one) and can have one, and the jump to it from each timed one
     whose parameters can be passed on by name."""
     text = unit.text
     seeds = {offcopy.written_name(text, f.name_offset) for f, site in candidates
