@@ -36,7 +36,7 @@ from scripts import cprof_api  # noqa: E402
 from scripts.bench_accuracy import (BENCH, FLAGS, PROGRAMS, Workspace, _main_thread_figures, _wall,  # noqa: E402
                                     fixed_cost, project_workload)
 from scripts.bench_projects import PROJECTS, Project, fetch  # noqa: E402
-from scripts.layouts import relaid_builds, spread_percent, time_ratios  # noqa: E402
+from scripts.layouts import LAYOUTS, relaid_builds, spread_percent, time_ratios  # noqa: E402
 
 ZSTD = next(p for p in PROJECTS if p.name == "zstd")
 # GNU bc as its user builds it without texinfo, computing pi (scripts/bench/pi.bc): tried first as a program
@@ -329,7 +329,8 @@ def main() -> int:
         with open(args.output) as handle:  # measured again: the other programs keep their results
             fresh = {r["name"]: r for r in results}
             results = [fresh.pop(r["name"], r) for r in json.load(handle)["programs"]] + list(fresh.values())
-    write_results(args.output, {"repeat": args.repeat, "fixed_ns": round(fixed), "programs": results},
+    write_results(args.output, {"repeat": args.repeat, "fixed_ns": round(fixed),
+                                "layouts": [" ".join(flags) for flags in LAYOUTS], "programs": results},
                   " ".join(sys.argv[1:]))
     return 0
 

@@ -18,6 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
+from scripts.layouts import LAYOUT_WORDS  # noqa: E402
 from scripts.results import read_results  # noqa: E402
 
 RESULTS = os.path.join(REPO, "benchmarks", "results")
@@ -166,6 +167,13 @@ def csmith(document: dict) -> str:
             f"**{'met' if not document['failed'] else 'not met'}**). From {_source(document)}.\n")
 
 
+def _layouts(document: dict) -> str:
+    """The layouts a benchmark built the plain program in (scripts/layouts.py), in words; results stored before
+    they were recorded used the first two."""
+    words = [LAYOUT_WORDS[flags] for flags in document.get("layouts", list(LAYOUT_WORDS)[:2])]
+    return f"{', with '.join(words[:-1])}, and with {words[-1]} (scripts/layouts.py)"
+
+
 def adaptive(document: dict) -> str:
     lines = _header("program", "plain", "full mode", "adaptive (`--adaptive`)", "adaptive, profiling off",
                     "the same with `--off-copies`", "functions counted only", "counts identical to the full mode's",
@@ -196,9 +204,8 @@ def adaptive(document: dict) -> str:
               "counted call cost is the main thread's self times with the timed guards' cost taken out but none "
               "given back for the counts, over plain, per counted call (the report gives back their median over "
               "the programs whose noise and layout spread come to 0.1 ns a counted call or less, `COUNT_COST_NS`); "
-              "plain, laid out otherwise: the plain program built again with its functions "
-              "aligned to 64 bytes, and with its loops aligned to 32 (scripts/layouts.py), its time over "
-              "plain's. From "
+              f"plain, laid out otherwise: the plain program built again with {_layouts(document)}, its time "
+              "over plain's. From "
               f"{_source(document)} (a run with --only keeps the other programs' earlier results)."]
     return "\n".join(lines) + "\n"
 
@@ -216,9 +223,9 @@ def shares(document: dict) -> str:
     lines += ["", f"Self-time shares in percent, each side summed over {document['repeat']} runs of the program built "
               f"with `{document['flags']}`: perf's samples (each given to the innermost function of its call chain that "
               f"cprof instruments) against cprof's adaptive mode (timed functions measured, count-only ones "
-              f"sampled); perf against itself: perf's shares of the plain program built again with its functions "
-              f"aligned to 64 bytes, and with its loops aligned to 32 (scripts/layouts.py), against the "
-              f"default build's, the largest difference in its top 10. From {_source(document)}."]
+              f"sampled); perf against itself: perf's shares of the plain program built again with "
+              f"{_layouts(document)}, against the default build's, the largest difference in its top 10. From "
+              f"{_source(document)}."]
     return "\n".join(lines) + "\n"
 
 

@@ -145,3 +145,40 @@ def test_an_adaptive_build_copies_what_counts_its_callers_and_what_they_call():
     assert copies == {"helper", "exported", "by_pointer", "leaf", "user", "user_of_user", "unrelated", "elsewhere",
                       "main"}
     assert len(targets) == 9  # nothing counts
+
+
+def test_a_copy_calls_another_units_copy_where_there_is_one(project):
+    """A function counted in another unit is reached through that unit's copy (Lua's sort in ltablib.c calls
+    lapi.c's counted lua_geti): told apart by the address of a label inside it. A unit without copies (left
+    uninstrumented here) is called as it is."""
+    project.write("api.h", "long helper(int x);\nint untouched(int x);\n")
+    project.write("helper.c", """\
+        #include "api.h"
+        __attribute__((noinline)) long helper(int x) { here: if (x < 0) goto here; return (long)&&here; }
+    """)
+    project.write("untouched.c", '#include "api.h"\nint untouched(int x) { return x * 7; }\n')
+    project.write("main.c", """\
+        #include <stdio.h>
+        #include "api.h"
+        __attribute__((noinline)) static long work(int n) { return helper(n); }
+        int main(int argc, char **argv) {
+            (void)argv;
+            /* helper's own address (a use other than a call: main calls no copy of it) */
+            printf("%ld %d\\n", work(argc) - (long)(void *)helper, untouched(argc));
+            return 0;
+        }
+    """)
+    build = project.cprof("build", "--off-copies", "--count-only", "helper", "--exclude-file", "untouched.c",
+                          "main.c", "helper.c", "untouched.c", "-o", "prog", "--", "-O2", "-Wall")
+    assert build.returncode == 0 and "cprof: warning" not in build.stderr, build.stderr
+    binary = os.path.join(project.root, ".cprof", "build", "direct", "prog")
+    symbols = _symbols(project, binary)
+
+    def function_holding(output: str) -> str:
+        offset, product = output.split()
+        assert product == "7"
+        address = symbols["helper"][0] + int(offset)
+        return next(name for name, (start, size) in symbols.items() if start <= address < start + size)
+
+    assert function_holding(_run(binary, CPROF_DISABLE="1")[1]) == "helper__cprof_off"
+    assert function_holding(_run(binary)[1]) == "helper"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import os
 from dataclasses import dataclass, field
 
@@ -42,6 +43,12 @@ class FunctionFilter:
         identity = f"{file}:{line}:{name}"
         return (name in self.counted or identity in self.counted
                 or identity in _identities(self.counted_file, self.counted_digest))
+
+    def counts_somewhere(self, name: str) -> bool:
+        """Whether a function of this name, defined in whichever unit, gets a count-only guard (another unit's
+        function a plain copy calls: offcopy.py)."""
+        return name in self.counted or any(identity.rpartition(":")[2] == name for identity in self.counted) or \
+            name in _names(self.counted_file, self.counted_digest)
 
     def _name_matches(self, pattern: str, name: str) -> bool:
         return name == pattern if self.exact else pattern in name
@@ -84,6 +91,12 @@ def _identities(path: str, digest: str) -> frozenset[str]:
         with open(path, encoding="utf-8", errors="surrogateescape") as handle:
             _identities_read[path, digest] = frozenset(line.rstrip("\n") for line in handle if line.strip())
     return _identities_read[path, digest]
+
+
+@functools.lru_cache(maxsize=8)
+def _names(path: str, digest: str) -> frozenset[str]:
+    """The function names among a counted_file's identities ("file:line:name")."""
+    return frozenset(identity.rpartition(":")[2] for identity in _identities(path, digest))
 
 
 def file_matches(pattern: str, file: str) -> bool:

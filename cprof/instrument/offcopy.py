@@ -57,6 +57,7 @@ _ASM_DEFINES = re.compile(r'(?:^|[\s;"])[A-Za-z_.$][\w.$]*:(?!:)|\.(?:section|pu
 # A static local that is constant (its object, not only what it points to): Lua's computed-goto table.
 _CONSTANT_STATIC = re.compile(r"static\s+(?:const\s+|volatile\s+)*const\b")
 _DECLARATOR = re.compile(r"[^=;]*")
+_HIDDEN = ' __attribute__((visibility("hidden")))'
 
 
 @dataclass
@@ -66,6 +67,7 @@ class OffCopy:
     end: int  # just after its body's `}`
     marker: str  # the line marker that places the copy's first line where the original's is
     edits: list[list] = field(default_factory=list)  # [offset, length, replacement], in order
+    shared: bool = False  # a copy other units' copies call: a hidden symbol of the program, not a static one
 
 
 @dataclass
@@ -73,6 +75,7 @@ class OffCopies:
     copies: list[OffCopy] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)  # the copies timed functions jump to, by dispatch index
     header_marker: str = ""  # the guard header's line marker: the prototypes' and table's line
+    elsewhere: list[str] = field(default_factory=list)  # other units' functions whose copies the copies call
 
     def table_declaration(self) -> str:
         """Declared with the site table, defined (with the copies' addresses) after the copies."""
@@ -82,8 +85,13 @@ class OffCopies:
         """What is appended to the unit: the copies' prototypes, the copies, the jump table."""
         if not self.copies:
             return ""
-        parts = [f"\n{self.header_marker}\n", " ".join(f"static __typeof__({c.name}) {c.name}{SUFFIX};"
-                                                      for c in self.copies), "\n"]
+        # Another unit's copy is called where it exists: a weak reference is null where it does not (that unit
+        # compiled without copies, or plain, or the function lives in another library).
+        parts = [f"\n{self.header_marker}\n", " ".join(
+            f"{'extern' if c.shared else 'static'} __typeof__({c.name}) {c.name}{SUFFIX}"
+            f"{_HIDDEN if c.shared else ''};" for c in self.copies),
+            "".join(f" extern __typeof__({name}) {name}{SUFFIX} __attribute__((weak, visibility(\"hidden\")));"
+                    for name in self.elsewhere), "\n"]
         for copy in self.copies:
             parts.append(f"{copy.marker}\n")
             at = copy.start
@@ -104,7 +112,8 @@ class OffCopies:
     def from_plan(cls, plan: dict | None) -> OffCopies:
         if not plan:
             return cls()
-        return cls([OffCopy(**c) for c in plan["copies"]], plan["targets"], plan["header_marker"])
+        return cls([OffCopy(**c) for c in plan["copies"]], plan["targets"], plan["header_marker"],
+                   plan["elsewhere"])
 
 
 def no_copy_reason(text: str, start: int, body_close: int, attributes: list[str]) -> str | None:
@@ -166,17 +175,19 @@ def needing_copies(seeds: set[str], calls: dict[str, set[str]]) -> set[str]:
 
 
 def copy_edits(text: str, name_offset: int, body_open: int, body_close: int, written_name: str, name: str,
-               copied: set[str]) -> list[list]:
-    """The copy's edits: its own name, the calls renamed to other copies, __func__ as the original's name, and
-    its line markers marked as a system header's."""
+               copied: set[str], elsewhere: set[str], parameters: list[str]) -> tuple[list[list], set[str]]:
+    """The copy's edits, and which of `elsewhere` it calls through their copies. The edits: its own name, the
+    calls renamed to other copies (this unit's, and those of `elsewhere`, other units' functions, where they
+    exist), __func__ as the original's name, and its line markers marked as a system header's. A parameter of the
+    name is not the function."""
     edits = [[name_offset, len(written_name), written_name + SUFFIX]]
     calls: dict[str, list[int]] = {}
-    other_uses: set[str] = set()
+    other_uses: set[str] = set(parameters)
     for token in _TOKENS.finditer(text, body_open, body_close + 1):
         word = token.group("ident")
         if word in _FUNCTION_NAME:
             edits.append([token.start(), len(word), c_string(name)])
-        elif word in copied:
+        elif word in copied or word in elsewhere:
             if _MEMBER_BEFORE.search(text, max(token.start() - 64, 0), token.start()):
                 continue
             if _CALL_AFTER.match(text, token.end()):
@@ -187,11 +198,18 @@ def copy_edits(text: str, name_offset: int, body_open: int, body_close: int, wri
             marker = _LINE_MARKER.match(token.group("directive"))
             if marker and "3" not in marker.group(1).split():
                 edits.append([token.end(), 0, " 3"])
+    called_elsewhere = set()
     for word, offsets in calls.items():
-        if word not in other_uses:
-            edits += [[offset, len(word), word + SUFFIX] for offset in offsets]
+        if word in other_uses:
+            continue
+        if word in copied:
+            renamed = word + SUFFIX
+        else:
+            renamed = f"({word}{SUFFIX} ? {word}{SUFFIX} : {word})"
+            called_elsewhere.add(word)
+        edits += [[offset, len(word), renamed] for offset in offsets]
     edits.sort()
-    return edits
+    return edits, called_elsewhere
 
 
 def line_marker(line: int, file: str) -> str:

@@ -373,11 +373,14 @@ def _parse_repairing(unit: ScannedUnit, text: str) -> tuple:
 
 
 class ParsedUnit(list):
-    """The unit's function definitions (ParsedFunction, in unit order), and the items left out of the parse."""
+    """The unit's function definitions (ParsedFunction, in unit order), the items left out of the parse, and the
+    functions of the program's own headers that other units define (other_units_functions)."""
 
-    def __init__(self, functions: list[ParsedFunction], repairs: list[Repair]):
+    def __init__(self, functions: list[ParsedFunction], repairs: list[Repair],
+                 other_units_functions: frozenset[str] = frozenset()):
         super().__init__(functions)
         self.repairs = repairs
+        self.other_units_functions = other_units_functions
 
 
 def parse(unit: ScannedUnit, store: SegmentStore | None = None) -> ParsedUnit:
@@ -420,7 +423,7 @@ def parse(unit: ScannedUnit, store: SegmentStore | None = None) -> ParsedUnit:
         fresh = [s for s in segments if s.key not in reused_keys
                  and not any(s.start <= r.offset < s.end for r in repairs)]
         _store_segments(unit, store, fresh, typedefs, items)
-    return ParsedUnit(_functions(unit, items), repairs)
+    return ParsedUnit(_functions(unit, items), repairs, _other_units_functions(unit, items))
 
 
 def _store_segments(unit: ScannedUnit, store: SegmentStore, parsed: list[_Segment], typedefs: list[tuple[int, str]],
@@ -439,6 +442,21 @@ def _store_segments(unit: ScannedUnit, store: SegmentStore, parsed: list[_Segmen
                        "storage": i.storage, "funcspec": i.funcspec, "parameters": i.parameters,
                        "returns_void": i.returns_void} for i in inside],
         })
+
+
+def _other_units_functions(unit: ScannedUnit, items: list[_Item]) -> frozenset[str]:
+    """Functions declared external in the program's own headers and not defined here: what another unit of the
+    program may define. Not a name a system header declares too (a project's own prototype of `memcpy` is still
+    libc's, and a builtin), nor an inline one (C99's inline definitions have no symbol of their own)."""
+    defined, system, declared = set(), set(), set()
+    for item in items:
+        if item.body_offset >= 0:
+            defined.add(item.name)
+        elif unit.source_position(unit.line_of(item.offset))[2]:
+            system.add(item.name)
+        elif "static" not in item.storage and "inline" not in item.funcspec:
+            declared.add(item.name)
+    return frozenset(declared - defined - system)
 
 
 def _functions(unit: ScannedUnit, items: list[_Item]) -> list[ParsedFunction]:

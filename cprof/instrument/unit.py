@@ -154,24 +154,28 @@ def decide(
     if result.sites:
         result.table_offset = _guard_header_end(unit, guard_header)
         if off_copies:
-            _plain_copies(unit, copy_candidates, guard_header, result, function_filter.adaptive)
+            _plain_copies(unit, copy_candidates, guard_header, result, function_filter,
+                          parsed.other_units_functions)
     return result
 
 
 def _plain_copies(unit: ScannedUnit, candidates: list, guard_header: str, result: InstrumentedUnit,
-                  adaptive: bool) -> None:
-    """A plain copy of the candidates that need one (offcopy.needing_copies: in an adaptive build, those that count,
-    those that call them and what those call; else every guarded one) and can have one, and the jump to it from each timed one
-    whose parameters can be passed on by name."""
+                  function_filter: FunctionFilter, other_units_functions: frozenset[str]) -> None:
+    """A plain copy of the candidates that need one (offcopy.needing_copies: in an adaptive build, those that count
+    or call a function that counts in another unit, those that call them and what those call; else every guarded
+    one) and can have one, and the jump to it from each timed one whose parameters can be passed on by name."""
     text = unit.text
-    seeds = {offcopy.written_name(text, f.name_offset) for f, site in candidates
-             if site and (site.counted or not adaptive)}
-    if not seeds:
-        return
     names = {offcopy.written_name(text, f.name_offset) for f, _ in candidates}
     calls = {offcopy.written_name(text, f.name_offset): offcopy.names_called(
-        text, f.body_offset, unit.bodies[f.body_offset].close_offset, names) for f, _ in candidates}
-    needed = offcopy.needing_copies(seeds, calls)
+        text, f.body_offset, unit.bodies[f.body_offset].close_offset, names | other_units_functions)
+        for f, _ in candidates}
+    counted_elsewhere = {n for n in other_units_functions if function_filter.counts_somewhere(n)}
+    seeds = {offcopy.written_name(text, f.name_offset) for f, site in candidates
+             if site and (site.counted or not function_filter.adaptive)}
+    seeds |= {name for name, called in calls.items() if called & counted_elsewhere}
+    if not seeds:
+        return
+    needed = offcopy.needing_copies(seeds, {name: called & names for name, called in calls.items()})
     copyable = []
     for function, site in candidates:
         body = unit.bodies[function.body_offset]
@@ -184,13 +188,17 @@ def _plain_copies(unit: ScannedUnit, candidates: list, guard_header: str, result
     copies = result.copies
     copies.header_marker = next(offcopy.line_marker(m.source_line, m.file) for m in unit.markers
                                 if m.file == guard_header)
+    elsewhere: set[str] = set()
     for function, site, start, body in copyable:
         written = offcopy.written_name(text, function.name_offset)
         file, line, _ = unit.source_position(unit.line_of(start))
+        edits, called_elsewhere = offcopy.copy_edits(
+            text, function.name_offset, body.open_offset, body.close_offset, written, function.name, copied,
+            other_units_functions, function.parameters or [])
+        elsewhere |= called_elsewhere
         copies.copies.append(offcopy.OffCopy(
-            written, start, body.close_offset + 1, offcopy.line_marker(line, file),
-            offcopy.copy_edits(text, function.name_offset, body.open_offset, body.close_offset, written,
-                               function.name, copied)))
+            written, start, body.close_offset + 1, offcopy.line_marker(line, file), edits,
+            shared="static" not in function.storage and "inline" not in function.funcspec))
         header = text[start:body.open_offset]
         parameters = function.parameters
         # A counted function never jumps: its calls are too cheap for the jump to pay (Lua's lua_geti, called from
@@ -202,6 +210,7 @@ def _plain_copies(unit: ScannedUnit, candidates: list, guard_header: str, result
         noreturn = "noreturn" in function.attributes or "_Noreturn" in function.funcspec
         site.dispatch = offcopy.dispatch(written, len(copies.targets), parameters, function.returns_void, noreturn)
         copies.targets.append(written)
+    copies.elsewhere = sorted(elsewhere)
 
 
 def _calls_itself(unit: ScannedUnit, name: str, body) -> bool:
