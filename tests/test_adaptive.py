@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cprof.model.adaptive import FALLBACK_GUARD_NS, choose_counted, identity
+from cprof.model.correction import Calibration
 from test_render import MS, _node, memory_run
 
 
@@ -17,3 +18,16 @@ def test_a_budget_times_the_most_work_per_call_and_a_call_smaller_than_its_guard
     assert run.processes[0].calibration.per_call_ns == 0 and FALLBACK_GUARD_NS > 20  # judged by the fallback
     names = {identity(f): f.key.name for f in run.functions()}
     assert sorted(names[i] for i in choose_counted(run)) == ["busy", "rare_tiny"]
+
+
+def test_a_calibration_read_high_does_not_count_the_callers_of_a_call_dense_leaf():
+    """fib's learning run on a busy machine: a guard read at 70 ns where the leaf's calls measured 60 ns each, guard
+    and all, takes `benchmark` and `main` to nothing once corrected. Their raw time (60 ms a call) is far more
+    than a few guards: they stay timed, and only the leaf is counted."""
+    leaf = _node("fib", 1_000_000, 60 * MS)
+    run = memory_run(trees=[[_node("main", 1, 61 * MS, [_node("benchmark", 1, 60.5 * MS, [leaf])])]],
+                     calibration=Calibration(inner_ns=35.0, outer_ns=35.0, measured=True))
+    functions = {f.key.name: f for f in run.functions()}
+    assert functions["main"].total_ns < 70 and functions["benchmark"].total_ns < 70  # corrected to nothing
+    names = {identity(f): f.key.name for f in run.functions()}
+    assert sorted(names[i] for i in choose_counted(run)) == ["fib"]

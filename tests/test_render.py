@@ -32,9 +32,11 @@ def _node(name: str, calls: int, total_ns: float, children=(), alloc_bytes: int 
     return node
 
 
-def memory_run(threads: int = 1, trees: list | None = None) -> Run:
+def memory_run(threads: int = 1, trees: list | None = None, calibration: Calibration | None = None) -> Run:
     """main (10 ms) calls parse (6 ms, of it lex 2 ms) and the section `emit; <b>` (1 ms, 4 KiB allocated);
-    a second thread, when asked for, runs worker (3 ms). `trees` (each thread's top-level nodes) replaces that."""
+    a second thread, when asked for, runs worker (3 ms). `trees` (each thread's top-level nodes) replaces that.
+    `calibration` (default: none measured) corrects the trees' times, which are then the raw ones."""
+    calibration = calibration or Calibration()
     header = {name: 0 for name in runfile._PUBLIC_HEADER_FIELDS}
     header.update(ticks_per_second=1e9, end_mono_ns=20 * MS, end_ticks=20 * MS, pid=100, timer_kind=1,
                   features=runfile.FEAT_ALLOCS, cmdline=["prog"], flags=1)
@@ -48,9 +50,9 @@ def memory_run(threads: int = 1, trees: list | None = None) -> Run:
             child.parent = root
             root.children[child.key] = child
         _derive(root)
-        correct_tree(root, Calibration())
+        correct_tree(root, calibration)
         thread_list.append(ThreadData(index, 200 + index, f"t{index}", root, 0.0, 20 * MS, 0, pid=100))
-    process = ProcessData(100, 1, "100.cprof", header, True, thread_list, Calibration(), {})
+    process = ProcessData(100, 1, "100.cprof", header, True, thread_list, calibration, {})
     return Run("memory-run", "/nonexistent", {"command": ["prog"]}, [process])
 
 
