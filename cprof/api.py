@@ -251,7 +251,11 @@ def _learning_run(store: Store):
         return None
     for entries in reversed(store.distinct(store.runs())):
         if entries[0].meta.get("program") in links:
-            return load_run(entries[-1])
+            # A program rebuilt since its run (the build that learns from it is often the second of two) cannot
+            # have its samples resolved, which only divide self times; what is learnt, time per call, needs none.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CprofWarning)
+                return load_run(entries[-1])
     return None
 
 

@@ -268,6 +268,10 @@ def test_samples_of_a_program_rebuilt_since_the_run_are_not_misread(project):
     result = project.cprof("report", "--json")
     assert by_name(result.json())["leaf"]["time_source"] == "none"
     assert "changed since the run: its samples cannot be resolved" in result.stderr
+    # an adaptive build learning from that run needs no samples (it learns time per call): nothing to warn of
+    learning = project.cprof("build", "--adaptive", "burner.c", "--", "-O1", "-g")
+    assert learning.returncode == 0 and "found them too cheap to time" in learning.stderr, learning.stderr
+    assert "changed since the run" not in learning.stderr
 
 
 def test_a_counted_call_is_given_back_at_what_real_programs_pay_for_one():
