@@ -82,9 +82,10 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
                        help="inline the guard's fast paths into every function: a little cheaper per call, "
                        "slower to compile")
     group.add_argument("--off-copies", action="store_true",
-                       help="also compile a plain copy of the functions that count, and of those that call them (with "
-                       "--adaptive; else of every function), which a run switched off (CPROF_DISABLE=1) runs "
-                       "instead: such a run then runs about as fast as plain, and the build takes longer")
+                       help="also compile a plain copy of the functions that count, of those that call them, in "
+                       "any unit, and of what those call (with --adaptive; else of every function), which a run "
+                       "switched off (CPROF_DISABLE=1) runs instead: such a run then runs about as fast as plain, "
+                       "and the build takes longer")
 
 
 def build_options(args) -> BuildOptions:
