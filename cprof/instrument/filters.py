@@ -47,7 +47,8 @@ class FunctionFilter:
     def counts_somewhere(self, name: str) -> bool:
         """Whether a function of this name, defined in whichever unit, gets a count-only guard (another unit's
         function a plain copy calls: offcopy.py)."""
-        return name in self.counted or any(identity.rpartition(":")[2] == name for identity in self.counted) or \
+        # a plain name ("name") and an identity ("file:line:name") both end in the name
+        return any(entry.rpartition(":")[2] == name for entry in self.counted) or \
             name in _names(self.counted_file, self.counted_digest)
 
     def _name_matches(self, pattern: str, name: str) -> bool:
