@@ -327,6 +327,21 @@ def test_assembler_and_cxx_pass_through_untouched(project):
     assert functions["twice"]["calls"] == 1 and "text_length" not in functions
 
 
+def test_run_takes_a_first_word_naming_the_program_for_the_program(project):
+    """`cprof run -- ./prog 300`, as perf and uftrace are called, runs prog with 300, not with "./prog" and 300;
+    under any other name the first word is the program's argument, as it always was."""
+    write_make_project(project)
+    assert project.cprof("build", "--", "make").returncode == 0
+    expected = project.cprof("run", "--bin", "prog", "--", "300").stdout
+    for first in ("./prog", "prog", os.path.join(project.root, "prog"), shadow(project, "prog")):
+        result = project.cprof("run", "--", first, "300")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == expected, first
+    assert report(project)["util_add"]["calls"] == 300
+    # main.c counts to argv[1]: a first word that is not the program stays its argument
+    assert project.cprof("run", "--", "4", "300").stdout != expected
+
+
 def test_cc_wrapper_by_hand(project):
     write_make_project(project)
     env = dict(os.environ, CPROF_CACHE_DIR=os.path.join(project.root, "cache"))

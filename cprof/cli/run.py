@@ -13,9 +13,11 @@ from cprof.running.programs import RunOptions, RunsResult
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("run", help="run the instrumented program",
-                                   usage="cprof run [--bin NAME] [options] [-- PROGRAM ARGS]",
+                                   usage="cprof run [--bin NAME] [options] [-- [PROGRAM] ARGS]",
                                    description="Run a program the last 'cprof build' linked and store what it "
-                                   "measured as a new run (with --repeat N, a group of N runs). Standard streams "
+                                   "measured as a new run (with --repeat N, a group of N runs). A first word after "
+                                   "-- that names that program (./prog, prog) is taken for it, as perf's is; the "
+                                   "rest are its arguments. Standard streams "
                                    "pass through, Ctrl-C reaches the program once, and its exit status becomes "
                                    "cprof's.",
                                    epilog="example: cprof run --bin lua --tag before -- script.lua")

@@ -58,36 +58,53 @@ def _names(links: list[dict]) -> str:
     return ", ".join(sorted(os.path.basename(link["output"]) for link in links))
 
 
+def _linked(store: Store, kind: str) -> list[dict]:
+    """What the last build linked of a kind ("executable", "shared"); nothing when nothing was built yet."""
+    try:
+        links = last_build(store)["links"]
+    except CprofError:
+        return []
+    return [link for link in links if link["kind"] == kind]
+
+
+def _named(links: list[dict], name: str) -> list[dict]:
+    """The links `name` names: by file name (`prog`, `./prog` for the program `cprof build -o prog` linked) or by
+    path, to the output the build wrote or to the instrumented one it linked."""
+    return [link for link in links if os.path.basename(link["output"]) == os.path.normpath(name)
+            or os.path.abspath(name) in (link["output"], link["built"])]
+
+
 def find_program(store: Store, name: str | None) -> str:
-    if name and os.sep in name and os.path.isfile(name):
-        return os.path.abspath(name)
-    links = [link for link in last_build(store)["links"] if link["kind"] == "executable"]
+    links = _linked(store, "executable")
+    found = _named(links, name) if name else links
+    if name and not found and os.sep in name and os.path.isfile(name):
+        return os.path.abspath(name)  # an instrumented program of some other build
     if not links:
+        last_build(store)  # says that nothing was built yet, if so
         raise CprofError("the last build linked no executable", EXIT_NOT_FOUND)
-    if name:
-        plain_name = os.path.normpath(name)  # "./prog" names the program `cprof build -o prog` linked
-        found = [link for link in links
-                 if os.path.basename(link["output"]) == plain_name or link["output"] == os.path.abspath(name)]
-        if not found:
-            raise CprofError(f"the last build linked no program named '{name}' (it linked: {_names(links)})",
-                             EXIT_NOT_FOUND)
-        links = found[-1:]
-    if len(links) > 1:
-        raise CprofError(f"the last build linked {len(links)} programs ({_names(links)}); pick one with --bin NAME",
+    if not found:
+        raise CprofError(f"the last build linked no program named '{name}' (it linked: {_names(links)})",
+                         EXIT_NOT_FOUND)
+    if len(found) > 1 and not name:
+        raise CprofError(f"the last build linked {len(found)} programs ({_names(found)}); pick one with --bin NAME",
                          EXIT_USAGE)
-    built = links[0]["built"]
+    built = found[-1]["built"]
     if not os.path.exists(built):
         raise CprofError(f"{built} no longer exists; build again", EXIT_NOT_FOUND)
     return built
 
 
+def program_named_first(store: Store, args: list[str]) -> str | None:
+    """The name of the program the last build linked that `args` begins with (./prog, prog), if one does.
+    `cprof run -- ./prog ARGS` is how perf and uftrace are called, and there the first word means the program:
+    passed to the program as its first argument instead, lz4 -f compressed its own binary over the user's input
+    file."""
+    return args[0] if args and _named(_linked(store, "executable"), args[0]) else None
+
+
 def built_library_dirs(store: Store) -> list[str]:
     """Directories of the shared libraries the last build linked, instrumented."""
-    try:
-        links = last_build(store)["links"]
-    except CprofError:
-        return []
-    return sorted({os.path.dirname(link["built"]) for link in links if link["kind"] == "shared"})
+    return sorted({os.path.dirname(link["built"]) for link in _linked(store, "shared")})
 
 
 def build_coverage(store: Store, program: str) -> dict | None:
@@ -131,7 +148,10 @@ def perform_runs(store: Store, program_args: list[str], options: RunOptions) -> 
     run or group that is (None when nothing was recorded, with a warning saying why)."""
     if options.tag is not None:
         validate_tag(options.tag)  # before running, not after a long run
-    program = find_program(store, options.program)
+    name = options.program or program_named_first(store, program_args)
+    if name and not options.program:
+        program_args = program_args[1:]
+    program = find_program(store, name)
     build = build_coverage(store, program)
     if options.cpu_time:  # said before a run that may take far longer than the user expects
         warnings.warn("--cpu-time reads the thread's CPU clock twice in every instrumented call (on a virtual machine "
