@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from cprof.building.driver import BuildOptions, adaptive_filter, build_sources, build_with_command, last_build
 from cprof.building.summary import BuildSummary
 from cprof.errors import EXIT_CORRUPT, EXIT_NOT_FOUND, EXIT_SETUP, EXIT_USAGE, CprofError, CprofWarning
-from cprof.model.adaptive import choose_counted
+from cprof.model.adaptive import choose_counted, timed_identities
 from cprof.model.diff import RunDiff, diff_runs
 from cprof.model.load import GroupRun, load_run, load_runs, load_view, run_files
 from cprof.running.launcher import TraceOptions
@@ -289,7 +289,7 @@ def learn_counted(options: BuildOptions, home: str | None = None,
         raise CprofError("--adaptive learns from a run of this build: build and run it once without "
                          "--adaptive first (cprof profile --adaptive does that by itself)", EXIT_NOT_FOUND)
     counted = choose_counted(model)
-    return adaptive_filter(store, options, counted, model.id), counted, model.id
+    return adaptive_filter(store, options, counted, timed_identities(model, counted), model.id), counted, model.id
 
 
 def fallbacks(home: str | None = None) -> list[tuple[str, str]]:

@@ -1,7 +1,11 @@
-"""Which functions --adaptive counts only (cprof/model/adaptive.py), chosen from runs built in memory."""
+"""Which functions --adaptive counts only: chosen from runs built in memory (cprof/model/adaptive.py), and from the
+text of those the run called rarely or never (cprof/instrument/small.py)."""
 
 from __future__ import annotations
 
+import re
+
+from cprof.instrument.small import small_leaves
 from cprof.model.adaptive import FALLBACK_GUARD_NS, choose_counted, identity
 from cprof.model.correction import Calibration
 from test_render import MS, _node, memory_run
@@ -31,3 +35,25 @@ def test_a_calibration_read_high_does_not_count_the_callers_of_a_call_dense_leaf
     assert functions["main"].total_ns < 70 and functions["benchmark"].total_ns < 70  # corrected to nothing
     names = {identity(f): f.key.name for f in run.functions()}
     assert sorted(names[i] for i in choose_counted(run)) == ["fib"]
+
+
+def test_small_leaves_are_loop_free_and_call_only_small_leaves_or_what_gcc_expands():
+    """instrument/small.py, on text as the preprocessor leaves it: which functions an adaptive build counts when its
+    learning run called them rarely or never."""
+    text = """
+    static int add(int a, int b) { return a + b; }
+    static unsigned read32(const void *p) { unsigned v; memcpy(&v, p, sizeof v); return __builtin_bswap32(v); }
+    static int uses_small(int a) { if (a) return add(a, 1); return (int)read32(&a); }
+    static int loops(int n) { int s = 0; for (int i = 0; i < n; i++) s += i; return s; }
+    static int calls_loop(int n) { return loops(n); }
+    static int calls_libc(const char *s) { return (int)strlen(s); }
+    static int recursive(int n) { return n ? recursive(n - 1) : 0; }
+    static int through_pointer(int (*f)(int)) { return (*f)(1); }
+    static int long_one(int a) { a++; a++; a++; a++; a++; a++; a++; a++; a++; return a; }
+    static int jumps(int a) { again: if (a--) goto again; return a; }
+    """
+    bodies = {}  # each definition is one line: its name is the first before a `(`, its body from ") {" to "}"
+    for match in re.finditer(r"static \w+ (\w+)\(.*\) \{.*\}$", text, re.MULTILINE):
+        bodies[match.group(1)] = (text.index(") {", match.start()) + 2, match.end() - 1)
+    assert len(bodies) == 10
+    assert small_leaves(text, bodies) == {"add", "read32", "uses_small"}

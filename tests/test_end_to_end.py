@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import subprocess
 
 import pytest
@@ -359,3 +360,47 @@ def test_adaptive_counts_only_what_the_full_run_found_too_cheap_to_time(project)
     tiny, heavy = (next(line for line in spliced.splitlines() if f" {name}(" in line and "{" in line)
                    for name in ("tiny", "heavy"))
     assert "__cprof_count(" in tiny and "__cprof_enter(" in heavy and "__cprof_count(" not in heavy
+
+
+def test_adaptive_counts_small_leaves_its_learning_run_called_rarely_or_never(project):
+    """The learning run (no argument) never calls what the second workload (`b`) runs, and calls `rare_small` three
+    times: the small leaves among them (no loop, a few statements, calling only other small leaves) are counted,
+    as they would cost a timed guard more than their work; a function with a loop, or one calling it, is timed."""
+    project.write("modes.c", """\
+        #include <stdio.h>
+        #include <string.h>
+        volatile unsigned long sink;
+        static int tiny(int x) { return x * 3 + 1; }
+        static int rare_small(int x) { return x ^ 5; }
+        static unsigned short read16(const void *p) { unsigned short v; memcpy(&v, p, sizeof v); return v; }
+        static int other_small(const unsigned char *p) { return read16(p) + 1; }
+        static void other_loop(int n) { for (int i = 0; i < n; i++) sink += i; }
+        static void calls_loop(void) { other_loop(10); }
+        int main(int argc, char **argv) {
+            unsigned char bytes[2] = {1, 2};
+            long t = 0;
+            if (argc > 1 && strcmp(argv[1], "b") == 0) {
+                for (int i = 0; i < 100000; i++) t += other_small(bytes);
+                for (int i = 0; i < 1000; i++) calls_loop();
+            } else {
+                for (int i = 0; i < 200000; i++) t = tiny((int)t) & 1023;
+                for (int i = 0; i < 3; i++) t += rare_small(i);
+            }
+            printf("%ld\\n", t);
+            return 0;
+        }
+    """)
+    result = project.cprof("profile", "--adaptive", "modes.c", "--json")
+    assert result.returncode == 0, result.stderr
+    # rare_small is counted either way: its three calls measured smaller than a guard, or as a small leaf
+    assert re.search(r"adaptive: [12] functions only counted, .* and [23] small ones it called rarely or never",
+                     result.stderr), result.stderr
+    learned = by_name(result.json())
+    assert not learned["tiny"]["timed"] and not learned["rare_small"]["timed"] and learned["rare_small"]["calls"] == 3
+    second = project.cprof("run", "--", "b")
+    assert second.returncode == 0 and second.stdout == "51400000\n", second.stderr
+    functions = by_name(project.cprof("report", "--all", "--json").json())
+    assert functions["other_small"]["calls"] == functions["read16"]["calls"] == 100000
+    assert not functions["other_small"]["timed"] and not functions["read16"]["timed"]
+    assert functions["other_loop"]["timed"] and functions["calls_loop"]["timed"]
+    assert functions["other_loop"]["calls"] == functions["calls_loop"]["calls"] == 1000

@@ -12,7 +12,7 @@ import os
 from cprof import __version__
 
 # Bumped whenever what a splice plan holds, or what the instrumenter decides for the same text, changes.
-PLAN_FORMAT = 7
+PLAN_FORMAT = 8
 
 # Objects take room (a few MB for Lua, tens for sqlite3): past this, the least recently used go.
 DEFAULT_OBJECT_LIMIT = 1 << 30

@@ -27,7 +27,7 @@ from cprof.building.summary import BuildSummary
 from cprof.building.toolchain import GUARD_HEADER, check_installed, find_real_compiler
 from cprof.building.wrapper import run_wrapper
 from cprof.errors import EXIT_BUILD_FAILED, EXIT_NOT_FOUND, EXIT_USAGE, CprofError
-from cprof.instrument.filters import FunctionFilter, patterns_no_source_mentions, unmatched_filters
+from cprof.instrument.filters import FunctionFilter, learned_lines, patterns_no_source_mentions, unmatched_filters
 from cprof.instrument.unit import PathMap
 from cprof.workspace import Store, read_json, write_json_atomic
 
@@ -216,30 +216,24 @@ def _finish(store: Store, summary: BuildSummary, options: BuildOptions, command:
         {"command": command, "links": summary.links, "time": time.time(),
          "functions_instrumented": summary.functions_instrumented,
          "units": summary.units_instrumented + summary.units_fallen_back,
-         "adaptive": {"learned_from": options.learned_from, "counted": len(_counted_identities(options))}
+         "adaptive": {"learned_from": options.learned_from, "counted": len(options.function_filter.learned_counted)}
          if options.adaptive else None,
          "fallbacks": [list(fallback) for fallback in summary.fallbacks]},
     )
 
 
-def _counted_identities(options: BuildOptions) -> list[str]:
-    path = options.function_filter.counted_file
-    if not path or not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-        return [line for line in handle.read().splitlines() if line]
-
-
-def adaptive_filter(store: Store, options: BuildOptions, identities: list[str], run_id: str) -> BuildOptions:
-    """The build options with `identities` counted only: kept in a file of the store, which every compiler call
-    reads (thousands of identities would not fit the environment that carries the filter)."""
-    path = os.path.join(store.build_dir, "counted.txt")
-    text = "".join(f"{identity}\n" for identity in identities)
+def adaptive_filter(store: Store, options: BuildOptions, counted: list[str], timed: list[str],
+                    run_id: str) -> BuildOptions:
+    """The build options with `counted` counted only and `timed` timed (the rest, which the learning run called
+    rarely or never, are counted if small: instrument/small.py): kept in a file of the store, which every compiler call reads
+    (thousands of identities would not fit the environment that carries the filter)."""
+    path = os.path.join(store.build_dir, "learned.txt")
+    text = learned_lines(counted, timed)
     os.makedirs(store.build_dir, exist_ok=True)
     with open(path, "w", encoding="utf-8", errors="surrogateescape") as handle:
         handle.write(text)
     digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
-    function_filter = dataclasses.replace(options.function_filter, counted_file=path, counted_digest=digest)
+    function_filter = dataclasses.replace(options.function_filter, learned_file=path, learned_digest=digest)
     return dataclasses.replace(options, function_filter=function_filter, learned_from=run_id)
 
 

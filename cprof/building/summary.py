@@ -23,6 +23,8 @@ class BuildSummary:
     links: list[dict] = field(default_factory=list)
     matched_filters: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
+    # an adaptive build's small functions its learning run called rarely or never, counted (instrument/small.py)
+    small_unseen: set[str] = field(default_factory=set)
     files: set[str] = field(default_factory=set)
     seconds: float = 0.0
 
@@ -42,6 +44,7 @@ class BuildSummary:
             if event.get("build") == state.build_id:
                 summary.units_cached += bool(event.get("cached") or event.get("object_cached"))
             summary.matched_filters.update(event.get("matched", []))
+            summary.small_unseen.update(event.get("small_unseen", []))
             for name, file, line, _static, reason in event["functions"]:
                 identity = (name, file, line)
                 summary.names.add(name)

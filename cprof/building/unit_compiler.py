@@ -58,6 +58,7 @@ def _plan_of(unit) -> dict:
                   for s in unit.sites],
         "table_offset": unit.table_offset,
         "copies": unit.copies.to_plan(),
+        "small_unseen": unit.small_unseen,
     }
 
 
@@ -267,6 +268,7 @@ class UnitCompiler:
                 "reason": reason,
                 "functions": plan["functions"] if plan else [],
                 "matched": plan["matched"] if plan else [],
+                "small_unseen": plan["small_unseen"] if plan else [],
                 "seconds": round(time.monotonic() - started, 4),
                 "served": served_by_build_server,
                 "pid": os.getpid(),  # a build worker serves many units (cprof/building/server.py)

@@ -46,10 +46,12 @@ def perform_build(args, learned_from=None):
         output = output or f"lib{stem}.so"
     result = build(args.sources, command=None if args.sources else args.rest, output=output,
                    compiler_args=compiler_args, options=options, learned_from=learned_from)
-    if result.learned_from:
-        sys.stderr.write(f"cprof: adaptive: {len(result.counted)} functions only counted, as run "
-                         f"{result.learned_from} found them too cheap to time\n")
     summary = result.summary
+    if result.learned_from:
+        unseen = (f", and {len(summary.small_unseen)} small ones it called rarely or never"
+                  if summary.small_unseen else "")
+        sys.stderr.write(f"cprof: adaptive: {len(result.counted)} functions only counted, as run "
+                         f"{result.learned_from} found them too cheap to time{unseen}\n")
     sys.stderr.write(summary.text() + "\n")
     if options.list_skipped:
         for name, file, line, reason in summary.skipped:

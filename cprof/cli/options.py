@@ -71,7 +71,8 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
                        help="count only, without timing, the functions the latest run of this build found too "
                        "cheap to time (functions are timed, most work a call first, until their guards would cost "
                        "a tenth of its time; the rest called 1,000 times or more are counted, and so is any "
-                       "function whose calls do less work than a guard costs): their calls stay "
+                       "function whose calls do less work than a guard costs, and any small leaf the run called "
+                       "rarely or never): their calls stay "
                        "exact, their self time comes from samples, and the program runs far faster")
     group.add_argument("--count-only", action="append", default=[], metavar="NAME",
                        help="only count the calls of function NAME (or FILE:LINE:NAME), do not time it: its self time "

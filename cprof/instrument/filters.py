@@ -20,10 +20,11 @@ class FunctionFilter:
     always_inline: bool = False
     # functions only counted, not timed: names, or identities "file:line:name"
     counted: tuple[str, ...] = ()
-    # adaptive mode's identities, one per line in a file (thousands of them would not fit the environment that
-    # carries the filter to every compiler call), and the hash of that file, which cache keys see
-    counted_file: str = ""
-    counted_digest: str = ""
+    # what an adaptive build learnt: each function its learning run judged, one per line of a file ("count\t" or
+    # "time\t", then its identity: thousands would not fit the environment that carries the filter to every
+    # compiler call), and the hash of that file, which cache keys see
+    learned_file: str = ""
+    learned_digest: str = ""
 
     def is_empty(self) -> bool:
         return not (self.functions or self.files or self.exclude_functions or self.exclude_files)
@@ -31,25 +32,39 @@ class FunctionFilter:
     def key(self) -> str:
         """A stable text for cache keys."""
         return repr((self.functions, self.exact, self.files, self.exclude_functions, self.exclude_files,
-                     self.always_inline, self.counted, self.counted_digest))
+                     self.always_inline, self.counted, self.learned_digest))
 
     @property
     def adaptive(self) -> bool:
         """Whether some functions are to be counted only (an adaptive build)."""
-        return bool(self.counted or self.counted_file)
+        return bool(self.counted or self.learned_file)
 
     def counts_only(self, name: str, file: str, line: int) -> bool:
         """Whether the function gets a count-only guard."""
         identity = f"{file}:{line}:{name}"
         return (name in self.counted or identity in self.counted
-                or identity in _identities(self.counted_file, self.counted_digest))
+                or identity in self.learned_counted)
+
+    @property
+    def learned_counted(self) -> frozenset[str]:
+        """The identities an adaptive build's learning run said to count."""
+        return _learned(self.learned_file, self.learned_digest)[0]
+
+    def rare_when_learning(self, name: str, file: str, line: int) -> bool:
+        """Whether an adaptive build's learning run called the function too rarely to judge it by, if at all
+        (model/adaptive.py, timed_identities); small.py counts such a function if it is small."""
+        if not self.learned_file:
+            return False
+        identity = f"{file}:{line}:{name}"
+        counted, timed = _learned(self.learned_file, self.learned_digest)
+        return identity not in counted and identity not in timed
 
     def counts_somewhere(self, name: str) -> bool:
         """Whether a function of this name, defined in whichever unit, gets a count-only guard (another unit's
         function a plain copy calls: offcopy.py)."""
         # a plain name ("name") and an identity ("file:line:name") both end in the name
         return any(entry.rpartition(":")[2] == name for entry in self.counted) or \
-            name in _names(self.counted_file, self.counted_digest)
+            name in _names(self.learned_file, self.learned_digest)
 
     def _name_matches(self, pattern: str, name: str) -> bool:
         return name == pattern if self.exact else pattern in name
@@ -80,24 +95,36 @@ class FunctionFilter:
         )
 
 
-_identities_read: dict[tuple[str, str], frozenset[str]] = {}
+LEARNED_COUNT, LEARNED_TIME = "count", "time"
+_learned_read: dict[tuple[str, str], tuple[frozenset[str], frozenset[str]]] = {}
 
 
-def _identities(path: str, digest: str) -> frozenset[str]:
-    """The identities listed in a counted_file, read once per process and content: the store rewrites the same file
-    for every adaptive build, and one process (the Python API, a notebook) may make several."""
+def learned_lines(counted: list[str], timed: list[str]) -> str:
+    """A learned_file's text: the identities to count, and those the learning run called and timed."""
+    return "".join(f"{verdict}\t{identity}\n" for verdict, identities in ((LEARNED_COUNT, counted),
+                   (LEARNED_TIME, timed)) for identity in identities)
+
+
+def _learned(path: str, digest: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The identities a learned_file counts and times, read once per process and content: the store rewrites the
+    same file for every adaptive build, and one process (the Python API, a notebook) may make several."""
     if not path:
-        return frozenset()
-    if (path, digest) not in _identities_read:
+        return frozenset(), frozenset()
+    if (path, digest) not in _learned_read:
+        verdicts: dict[str, set[str]] = {LEARNED_COUNT: set(), LEARNED_TIME: set()}
         with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-            _identities_read[path, digest] = frozenset(line.rstrip("\n") for line in handle if line.strip())
-    return _identities_read[path, digest]
+            for line in handle:
+                verdict, _, identity = line.rstrip("\n").partition("\t")
+                if identity and verdict in verdicts:
+                    verdicts[verdict].add(identity)
+        _learned_read[path, digest] = frozenset(verdicts[LEARNED_COUNT]), frozenset(verdicts[LEARNED_TIME])
+    return _learned_read[path, digest]
 
 
 @functools.lru_cache(maxsize=8)
 def _names(path: str, digest: str) -> frozenset[str]:
-    """The function names among a counted_file's identities ("file:line:name")."""
-    return frozenset(identity.rpartition(":")[2] for identity in _identities(path, digest))
+    """The names of the functions a learned_file counts (its identities are "file:line:name")."""
+    return frozenset(identity.rpartition(":")[2] for identity in _learned(path, digest)[0])
 
 
 def file_matches(pattern: str, file: str) -> bool:

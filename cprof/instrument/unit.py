@@ -11,6 +11,7 @@ from cprof.instrument import offcopy
 from cprof.instrument.filters import FunctionFilter
 from cprof.instrument.scan import ScanError, ScannedUnit, scan
 from cprof.instrument.skips import UNREADABLE, copyable, skip_reason
+from cprof.instrument.small import small_leaves
 from cprof.instrument.splice import FN_COUNTED, FN_STRIPED, Site, splice
 
 COUNTS_MAX = 4000  # count-only slots per unit, as CPROF_COUNTS_MAX in csrc/runfile.h
@@ -51,6 +52,8 @@ class InstrumentedUnit:
     # file-scope items pycparser could not read, left out of the parse: [file, line, what became of it]
     repairs: list[list] = field(default_factory=list)
     copies: offcopy.OffCopies = field(default_factory=offcopy.OffCopies)  # for profiling switched off
+    # counted as small leaves (small.py) the learning run called rarely or never: identities file:line:name
+    small_unseen: list[str] = field(default_factory=list)
 
     @property
     def instrumented(self) -> list[FunctionEntry]:
@@ -122,6 +125,9 @@ def decide(
     result = InstrumentedUnit()
     copy_candidates = []  # (function, its site or None)
     _note_repairs(unit, parsed, paths, result)
+    small = small_leaves(unit.text, {offcopy.written_name(unit.text, f.name_offset): (
+        unit.bodies[f.body_offset].open_offset, unit.bodies[f.body_offset].close_offset)
+        for f in parsed if f.body_offset in unit.bodies}) if function_filter.learned_file else set()
     for function in parsed:
         file, line, system_header = unit.source_position(unit.line_of(function.name_offset))
         if os.path.dirname(file) == os.path.dirname(guard_header):  # cprof's own headers
@@ -139,6 +145,10 @@ def decide(
         if entry.skipped is None:
             flags = (FN_STATIC if entry.static else 0) | (FN_INLINE if "inline" in function.funcspec else 0)
             counted = function_filter.counts_only(function.name, real_file, line)
+            if not counted and offcopy.written_name(unit.text, function.name_offset) in small and \
+                    function_filter.rare_when_learning(function.name, real_file, line):
+                counted = True
+                result.small_unseen.append(f"{real_file}:{line}:{function.name}")
             recursive = _calls_itself(unit, function.name, unit.bodies[function.body_offset])
             flags |= (FN_COUNTED | (FN_STRIPED if recursive else 0)) if counted else 0
             result.sites.append(Site(function.name, real_file, line, flags,
@@ -151,6 +161,9 @@ def decide(
         slots += site.slots
         if slots > COUNTS_MAX:  # a count record must fit one run-file chunk: the rest are timed
             site.counted, site.flags = False, site.flags & ~(FN_COUNTED | FN_STRIPED)
+            identity = f"{site.file}:{site.line}:{site.name}"
+            if identity in result.small_unseen:
+                result.small_unseen.remove(identity)
     if result.sites:
         result.table_offset = _guard_header_end(unit, guard_header)
         if off_copies:
