@@ -7,7 +7,10 @@ and adaptively instrumented by cprof (a fully timed learning run, then `cprof bu
 top 10 functions of perf's user-space self time are compared with cprof's shares of the sum of all self times
 (timed functions measured, count-only functions sampled). Each side is the sum of `--repeat` runs. perf also
 profiles the plain program laid out otherwise (scripts/layouts.py): how far its own shares move with the code's
-alignment alone is the floor under the comparison, as the instrumented build's code lies elsewhere.
+alignment alone is the floor under the comparison, as the instrumented build's code lies elsewhere. perf also
+profiles the instrumented program itself, run outside cprof: where its shares differ from plain's, the
+instrumentation changed where the program spends its time (a count's increment moves a stall from caller to
+callee), and where cprof's differ from them, cprof misread the program it ran.
 
     python scripts/bench_shares.py [--repeat 8] [--only fib,qsort,lua,sqlite3]
 
@@ -28,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
+from cprof.model.samples import RUNTIME_PREFIXES  # noqa: E402
 from scripts import cprof_api  # noqa: E402
 from scripts.bench_accuracy import BENCH, SQL, SQLITE_BUILD, project_workload  # noqa: E402
 from scripts.bench_adaptive import _cprof  # noqa: E402
@@ -48,17 +52,18 @@ PROJECTS = [
 ]
 
 
-def perf_shares(argv: list[str], cwd: str, repeat: int, names: set[str]) -> dict[str, float]:
+def perf_shares(argv: list[str], cwd: str, repeat: int, names: set[str], env: dict | None = None) -> dict[str, float]:
     """Self-time shares by function from `perf record -e cpu-clock --call-graph dwarf` over `repeat` runs, each
     sample given to the innermost function of its call chain (inlined frames included) that cprof reports, as
     cprof gives an uninstrumented callee's time (libc's qsort, printf) to its instrumented caller. Samples with no
-    such function (the loader, exit) are left out on both sides."""
+    such function (the loader, exit) are left out on both sides, and so are those in cprof's runtime (in an
+    instrumented program: the guards' cost, which cprof's figures take out)."""
     counts: dict[str, int] = {}
     for index in range(repeat):
         data = os.path.join(cwd, f"perf-{index}.data")
         subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-F", "4000", "--call-graph", "dwarf,16384",
                         "-o", data, "--", *argv], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       check=True)
+                       check=True, env=env)
         script = subprocess.run(["perf", "script", "-i", data, "-F", "period,ip,sym,dso"], cwd=cwd,
                                 capture_output=True, text=True, errors="replace", check=True).stdout
         for block in script.split("\n\n"):  # a sample: its period, then its frames, innermost first
@@ -68,6 +73,8 @@ def perf_shares(argv: list[str], cwd: str, repeat: int, names: set[str]) -> dict
             for frame in lines[1:]:
                 match = re.match(r"\s*[0-9a-f]+\s+(\S+)", frame)
                 name = match.group(1).split("+", 1)[0].split(".", 1)[0] if match else ""
+                if name.startswith(RUNTIME_PREFIXES) or "libcprofrt" in frame:
+                    break
                 if name in names:
                     counts[name] = counts.get(name, 0) + int(lines[0])
                     break
@@ -91,19 +98,35 @@ def cprof_shares(binary: str, args: list[str], home: str, repeat: int) -> tuple[
     return {name: 100.0 * value / total for name, value in selves.items()}, sources
 
 
-def compare(name: str, perf: dict, ours: dict, sources: dict, relaid: list[dict]) -> dict:
-    """perf's top 10 against cprof's shares; and against perf's own of the plain program laid out otherwise
-    (`relaid`, one per layout): the largest difference of each, and where."""
+def compare(name: str, perf: dict, ours: dict, sources: dict, relaid: list[dict], instrumented: dict) -> dict:
+    """perf's top 10 against cprof's shares; against perf's own of the plain program laid out otherwise
+    (`relaid`, one per layout); and against perf's of the instrumented program itself (`instrumented`), which
+    parts the difference into what the instrumentation does to the program and how cprof reads what it does: the
+    largest difference of each, and where."""
     top = sorted(perf, key=lambda n: -perf[n])[:TOP]
     rows = [{"function": n, "perf": round(perf[n], 2), "cprof": round(ours.get(n, 0.0), 2),
              "perf_relaid": [round(other.get(n, 0.0), 2) for other in relaid],
+             "perf_instrumented": round(instrumented.get(n, 0.0), 2),
              "time_source": sources.get(n, "not instrumented")} for n in top]
-    worst = max(rows, key=lambda r: abs(r["perf"] - r["cprof"]))
+
+    def largest(first: str, second: str) -> tuple[float, str]:
+        return max((abs(r[first] - r[second]), r["function"]) for r in rows)
+
+    worst = largest("perf", "cprof")
     moved = max(((abs(r["perf"] - value), r["function"]) for r in rows for value in r["perf_relaid"]),
                 default=(0.0, ""))
-    return {"name": name, "top": rows, "max_difference_points": round(abs(worst["perf"] - worst["cprof"]), 2),
-            "worst": worst["function"], "layout_difference_points": round(moved[0], 2), "layout_worst": moved[1],
+    changed, read = largest("perf", "perf_instrumented"), largest("perf_instrumented", "cprof")
+    return {"name": name, "top": rows, "max_difference_points": round(worst[0], 2), "worst": worst[1],
+            "layout_difference_points": round(moved[0], 2), "layout_worst": moved[1],
+            "instrumented_difference_points": round(changed[0], 2), "instrumented_worst": changed[1],
+            "reading_difference_points": round(read[0], 2), "reading_worst": read[1],
             "counted": sum(1 for s in sources.values() if s != "measured")}
+
+
+def scratch_env(env: dict, root: str) -> dict:
+    """The environment to run an instrumented program in outside `cprof run`: its run files go to a scratch folder,
+    not the store, and it is not sampled (`cprof run` turns sampling on), so that perf sees the program alone."""
+    return dict(env, CPROF_RUN_DIR=tempfile.mkdtemp(prefix="runs-", dir=root), CPROF_SAMPLE_HZ="0")
 
 
 def adaptive_build(build: list[str], cwd: str, env: dict, binary: str, args: list[str]) -> None:
@@ -135,7 +158,8 @@ def main() -> int:
             perf = perf_shares([plain, *program_args], root, args.repeat, set(sources))
             relaid = [perf_shares([program, *program_args], root, args.repeat, set(sources)) for program in
                       relaid_builds(["cc", *FLAGS, source, "-o", key], BENCH, key, os.path.join(root, "relaid-" + key))]
-            results.append(compare(name, perf, ours, sources, relaid))
+            instrumented = perf_shares([binary, *program_args], root, args.repeat, set(sources), scratch_env(env, root))
+            results.append(compare(name, perf, ours, sources, relaid, instrumented))
             print(json.dumps(results[-1]), flush=True)
         for project, subfolder, program_args in PROJECTS:
             key = project.name.split()[0]
@@ -150,7 +174,9 @@ def main() -> int:
             relaid = [perf_shares([program, *argv], work, args.repeat, set(sources)) for program in
                       relaid_builds(project.build, os.path.normpath(os.path.join(fetch(project.package), subfolder)),
                                     project.program, os.path.join(work, "relaid"), project.subfolder)]
-            results.append(compare(project.name, perf, ours, sources, relaid))
+            instrumented = perf_shares([pair.instrumented, *argv], work, args.repeat, set(sources),
+                                       scratch_env(pair.env, work))
+            results.append(compare(project.name, perf, ours, sources, relaid, instrumented))
             print(json.dumps(results[-1]), flush=True)
     write_results(args.output, {"repeat": args.repeat, "top": TOP, "flags": " ".join(FLAGS),
                                 "layouts": [" ".join(flags) for flags in LAYOUTS], "programs": results},

@@ -210,22 +210,31 @@ def adaptive(document: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _points(program: dict, key: str) -> str:
+    """A largest difference and where, as "1.2 (function)"; "-" in results from before it was measured."""
+    return f"{program[key + '_difference_points']:.1f} ({program[key + '_worst']})" if key + "_worst" in program \
+        else "-"
+
+
 def shares(document: dict) -> str:
     lines = _header("program", "functions only counted", "largest difference in the top 10 (points)",
-                    "where", "perf against itself, laid out otherwise (points)", "the top 10: perf / cprof")
+                    "where", "perf against itself, laid out otherwise (points)",
+                    "perf: the instrumented program against plain (points)",
+                    "cprof against perf on the instrumented program (points)", "the top 10: perf / cprof")
     for program in document["programs"]:
         top = "; ".join(f"{row['function']} {row['perf']:.1f}/{row['cprof']:.1f}"
                         + (" (sampled)" if row["time_source"] == "sampled" else "") for row in program["top"])
-        moved = (f"{program['layout_difference_points']:.1f} ({program['layout_worst']})"
-                 if "layout_difference_points" in program else "-")
         lines.append(f"| {program['name']} | {program['counted']} | {program['max_difference_points']:.1f} | "
-                     f"{program['worst']} | {moved} | {top} |")
+                     f"{program['worst']} | {_points(program, 'layout')} | {_points(program, 'instrumented')} | "
+                     f"{_points(program, 'reading')} | {top} |")
     lines += ["", f"Self-time shares in percent, each side summed over {document['repeat']} runs of the program built "
               f"with `{document['flags']}`: perf's samples (each given to the innermost function of its call chain that "
               f"cprof instruments) against cprof's adaptive mode (timed functions measured, count-only ones "
               f"sampled); perf against itself: perf's shares of the plain program built again with "
-              f"{_layouts(document)}, against the default build's, the largest difference in its top 10. From "
-              f"{_source(document)}."]
+              f"{_layouts(document)}, against the default build's, the largest difference in its top 10; perf on "
+              f"the instrumented program itself (run outside cprof, not sampled, cprof's runtime left out), "
+              f"against perf on plain (what instrumenting changed in the program) and against cprof (how cprof "
+              f"read the program it ran). From {_source(document)}."]
     return "\n".join(lines) + "\n"
 
 
