@@ -57,7 +57,7 @@ def perf_shares(argv: list[str], cwd: str, repeat: int, names: set[str], env: di
     sample given to the innermost function of its call chain (inlined frames included) that cprof reports, as
     cprof gives an uninstrumented callee's time (libc's qsort, printf) to its instrumented caller. Samples with no
     such function (the loader, exit) are left out on both sides, and so are those in cprof's runtime (in an
-    instrumented program: the guards' cost, which cprof's figures take out)."""
+    instrumented program: the guards' and heap tracking's cost, which cprof's figures take out)."""
     counts: dict[str, int] = {}
     for index in range(repeat):
         data = os.path.join(cwd, f"perf-{index}.data")
@@ -70,11 +70,13 @@ def perf_shares(argv: list[str], cwd: str, repeat: int, names: set[str], env: di
             lines = block.strip("\n").splitlines()
             if not lines or not lines[0].strip().isdigit():
                 continue
-            for frame in lines[1:]:
+            for depth, frame in enumerate(lines[1:]):
                 match = re.match(r"\s*[0-9a-f]+\s+(\S+)", frame)
                 name = match.group(1).split("+", 1)[0].split(".", 1)[0] if match else ""
                 if name.startswith(RUNTIME_PREFIXES) or "libcprofrt" in frame:
-                    break
+                    if depth == 0:  # the runtime's own work; libc's malloc under its heap wrapper is the program's
+                        break
+                    continue
                 if name in names:
                     counts[name] = counts.get(name, 0) + int(lines[0])
                     break
@@ -125,8 +127,10 @@ def compare(name: str, perf: dict, ours: dict, sources: dict, relaid: list[dict]
 
 def scratch_env(env: dict, root: str) -> dict:
     """The environment to run an instrumented program in outside `cprof run`: its run files go to a scratch folder,
-    not the store, and it is not sampled (`cprof run` turns sampling on), so that perf sees the program alone."""
-    return dict(env, CPROF_RUN_DIR=tempfile.mkdtemp(prefix="runs-", dir=root), CPROF_SAMPLE_HZ="0")
+    not the store, and neither sampled (`cprof run` turns sampling on) nor tracking the heap (whose cost cprof's
+    figures give back, and which perf would find in libc's allocator, under the program's calls), so that perf
+    sees the instrumented program alone."""
+    return dict(env, CPROF_RUN_DIR=tempfile.mkdtemp(prefix="runs-", dir=root), CPROF_SAMPLE_HZ="0", CPROF_HEAP="0")
 
 
 def adaptive_build(build: list[str], cwd: str, env: dict, binary: str, args: list[str]) -> None:

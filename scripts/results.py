@@ -8,6 +8,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 
 
@@ -24,6 +25,9 @@ def machine_description() -> dict:
 
 
 def write_results(path: str, data: dict, command: str) -> None:
+    # the command that reproduces the results, wherever this run wrote them (a run to check the machine's noise
+    # first writes elsewhere, and is copied into benchmarks/results/ when it is worth keeping)
+    command = re.sub(r"\s*--output(?:=|\s+)\S+", "", command)
     document = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 "command": f"python scripts/{os.path.basename(__import__('sys').argv[0])} {command}".strip(),
                 "machine": machine_description(), **data}
