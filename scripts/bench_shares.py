@@ -73,9 +73,11 @@ def perf_shares(argv: list[str], cwd: str, repeat: int, names: set[str], env: di
             for depth, frame in enumerate(lines[1:]):
                 match = re.match(r"\s*[0-9a-f]+\s+(\S+)", frame)
                 name = match.group(1).split("+", 1)[0].split(".", 1)[0] if match else ""
-                if name.startswith(RUNTIME_PREFIXES) or "libcprofrt" in frame:
-                    if depth == 0:  # the runtime's own work; libc's malloc under its heap wrapper is the program's
-                        break
+                # the runtime's own work (libc's clock under its timer set-up too), but not libc's allocator under
+                # the runtime's heap wrappers (named as libc's): that is the program's
+                if name.startswith(RUNTIME_PREFIXES) or ("libcprofrt" in frame and depth == 0):
+                    break
+                if "libcprofrt" in frame:
                     continue
                 if name in names:
                     counts[name] = counts.get(name, 0) + int(lines[0])
@@ -127,10 +129,11 @@ def compare(name: str, perf: dict, ours: dict, sources: dict, relaid: list[dict]
 
 def scratch_env(env: dict, root: str) -> dict:
     """The environment to run an instrumented program in outside `cprof run`: its run files go to a scratch folder,
-    not the store, and neither sampled (`cprof run` turns sampling on) nor tracking the heap (whose cost cprof's
-    figures give back, and which perf would find in libc's allocator, under the program's calls), so that perf
-    sees the instrumented program alone."""
-    return dict(env, CPROF_RUN_DIR=tempfile.mkdtemp(prefix="runs-", dir=root), CPROF_SAMPLE_HZ="0", CPROF_HEAP="0")
+    not the store; it is neither sampled (`cprof run` turns sampling on) nor tracking the heap (whose cost cprof's
+    figures give back, and which perf would find in libc's allocator, under the program's calls), and does not
+    calibrate its guards at start-up (whose loops perf finds in `main`): perf sees the instrumented program alone."""
+    return dict(env, CPROF_RUN_DIR=tempfile.mkdtemp(prefix="runs-", dir=root), CPROF_SAMPLE_HZ="0", CPROF_HEAP="0",
+                CPROF_CALIBRATE="0")
 
 
 def adaptive_build(build: list[str], cwd: str, env: dict, binary: str, args: list[str]) -> None:
