@@ -49,9 +49,8 @@ def test_small_leaves_are_loop_free_and_call_only_small_leaves_or_what_gcc_expan
     static int calls_libc(const char *s) { return (int)strlen(s); }
     static int recursive(int n) { return n ? recursive(n - 1) : 0; }
     static int through_pointer(int (*f)(int)) { return (*f)(1); }
-    static int long_one(int a) { a++; a++; a++; a++; a++; a++; a++; a++; a++; return a; }
     static int jumps(int a) { again: if (a--) goto again; return a; }
-    """
+    """ + "    static int long_one(int a) { " + "a++; " * 16 + "return a; }\n"  # 17 statements
     bodies = {}  # each definition is one line: its name is the first before a `(`, its body from ") {" to "}"
     for match in re.finditer(r"static \w+ (\w+)\(.*\) \{.*\}$", text, re.MULTILINE):
         bodies[match.group(1)] = (text.index(") {", match.start()) + 2, match.end() - 1)
