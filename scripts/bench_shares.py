@@ -131,7 +131,7 @@ def scratch_env(env: dict, root: str) -> dict:
     """The environment to run an instrumented program in outside `cprof run`: its run files go to a scratch folder,
     not the store; it is neither sampled (`cprof run` turns sampling on) nor tracking the heap (whose cost cprof's
     figures give back, and which perf would find in libc's allocator, under the program's calls), and does not
-    calibrate its guards at start-up (whose loops perf finds in `main`): perf sees the instrumented program alone."""
+    calibrate its guards at start-up (cprof's time, not the program's): perf sees the instrumented program alone."""
     return dict(env, CPROF_RUN_DIR=tempfile.mkdtemp(prefix="runs-", dir=root), CPROF_SAMPLE_HZ="0", CPROF_HEAP="0",
                 CPROF_CALIBRATE="0")
 

@@ -225,8 +225,8 @@ def _finish(store: Store, summary: BuildSummary, options: BuildOptions, command:
 def adaptive_filter(store: Store, options: BuildOptions, counted: list[str], timed: list[str],
                     run_id: str) -> BuildOptions:
     """The build options with `counted` counted only and `timed` timed (the rest, which the learning run called
-    rarely or never, are counted if small: instrument/small.py): kept in a file of the store, which every compiler call reads
-    (thousands of identities would not fit the environment that carries the filter)."""
+    rarely or never, are counted if small: instrument/small.py): kept in a file of the store, which every compiler
+    call reads (thousands of identities would not fit the environment that carries the filter)."""
     path = os.path.join(store.build_dir, "learned.txt")
     text = learned_lines(counted, timed)
     os.makedirs(store.build_dir, exist_ok=True)
