@@ -128,9 +128,11 @@ int main(void) { return user_of_user(1); }
 """
 
 
-def _copies(counted: tuple[str, ...]) -> tuple[set[str], list[str]]:
-    text = f'# 1 "u.c"\n# 1 "{GUARD_HEADER}" 1\ntypedef int __cprof_stdc_201710L;\n# 1 "u.c" 2\n{ADAPTIVE_UNIT}'
-    unit = instrument_unit(text, GUARD_HEADER, PathMap("/"), FunctionFilter(counted=counted), off_copies=True)
+def _copies(counted: tuple[str, ...], source: str = ADAPTIVE_UNIT,
+            function_filter: FunctionFilter | None = None) -> tuple[set[str], list[str]]:
+    text = f'# 1 "u.c"\n# 1 "{GUARD_HEADER}" 1\ntypedef int __cprof_stdc_201710L;\n# 1 "u.c" 2\n{source}'
+    unit = instrument_unit(text, GUARD_HEADER, PathMap("/"), function_filter or FunctionFilter(counted=counted),
+                           off_copies=True)
     return {copy.name for copy in unit.copies.copies}, unit.copies.targets
 
 
@@ -145,6 +147,23 @@ def test_an_adaptive_build_copies_what_counts_its_callers_and_what_they_call():
     assert copies == {"helper", "exported", "by_pointer", "leaf", "user", "user_of_user", "unrelated", "elsewhere",
                       "main"}
     assert len(targets) == 9  # nothing counts
+
+
+def test_callers_of_another_units_function_the_learning_run_did_not_judge_get_copies(tmp_path):
+    """Its own unit counts such a function if it is a small leaf (instrument/small.py), which this unit cannot
+    see: its callers are copied as if it counted, so that switched off they call its copy, not its increment. One
+    the learning run timed gives its callers nothing to copy for."""
+    source = ('# 1 "api.h" 1\nint judged(int x);\nint unjudged(int x);\n# 2 "u.c" 2\n'
+              "int calls_judged(int x) { for (int i = 0; i < x; i++) x += judged(i); return x; }\n"
+              "int calls_unjudged(int x) { for (int i = 0; i < x; i++) x += unjudged(i); return x; }\n")
+    learned = tmp_path / "learned.txt"
+    learned.write_text("time\tother.c:1:judged\ntime\tu.c:3:calls_judged\ntime\tu.c:4:calls_unjudged\n")
+    copies, targets = _copies((), source, FunctionFilter(learned_file=str(learned), learned_digest="one"))
+    assert copies == {"calls_unjudged"} and targets == ["calls_unjudged"]
+    learned.write_text("time\tother.c:1:judged\ntime\tother.c:2:unjudged\n"
+                       "time\tu.c:3:calls_judged\ntime\tu.c:4:calls_unjudged\n")
+    copies, _ = _copies((), source, FunctionFilter(learned_file=str(learned), learned_digest="two"))
+    assert copies == set()
 
 
 def test_a_copy_calls_another_units_copy_where_there_is_one(project):

@@ -60,11 +60,18 @@ class FunctionFilter:
         return identity not in counted and identity not in timed
 
     def counts_somewhere(self, name: str) -> bool:
-        """Whether a function of this name, defined in whichever unit, gets a count-only guard (another unit's
-        function a plain copy calls: offcopy.py)."""
+        """Whether a function of this name, defined in whichever unit, may get a count-only guard (another unit's
+        function a plain copy calls: offcopy.py). One the learning run did not judge may: its own unit counts it
+        if it is a small leaf (small.py), which only that unit's text can tell. Taking it for counted costs its
+        callers a copy they may not need; taking it for timed would leave their increments running when
+        profiling is switched off."""
         # a plain name ("name") and an identity ("file:line:name") both end in the name
-        return any(entry.rpartition(":")[2] == name for entry in self.counted) or \
-            name in _names(self.learned_file, self.learned_digest)
+        if any(entry.rpartition(":")[2] == name for entry in self.counted):
+            return True
+        if not self.learned_file:
+            return False
+        counted, timed = _names(self.learned_file, self.learned_digest)
+        return name in counted or name not in timed
 
     def _name_matches(self, pattern: str, name: str) -> bool:
         return name == pattern if self.exact else pattern in name
@@ -122,9 +129,11 @@ def _learned(path: str, digest: str) -> tuple[frozenset[str], frozenset[str]]:
 
 
 @functools.lru_cache(maxsize=8)
-def _names(path: str, digest: str) -> frozenset[str]:
-    """The names of the functions a learned_file counts (its identities are "file:line:name")."""
-    return frozenset(identity.rpartition(":")[2] for identity in _learned(path, digest)[0])
+def _names(path: str, digest: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The names of the functions a learned_file counts and times (its identities are "file:line:name")."""
+    counted, timed = _learned(path, digest)
+    return (frozenset(identity.rpartition(":")[2] for identity in counted),
+            frozenset(identity.rpartition(":")[2] for identity in timed))
 
 
 def file_matches(pattern: str, file: str) -> bool:
